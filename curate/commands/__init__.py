@@ -1,0 +1,1 @@
+"""The curate CLI's command groups, one module each; ``cli.py`` registers them."""

@@ -1,0 +1,122 @@
+"""Options shared by every curate command, and the error boundary of the CLI."""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from curate.core.errors import ErrorPolicy, OnError, SodkitError
+from curate.core.imageio import DEFAULT_MAX_PIXELS
+from curate.core.progress import RichProgress
+from curate.formats.base import ReadOptions
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+DataArg = Annotated[
+    str,
+    typer.Argument(
+        help="Dataset: PATH (layout detected) or LAYOUT:PATH, LAYOUT one of coco, yolo, voc, bowfire, video, kaggle. For YOLO, PATH may be the data.yaml itself."
+    ),
+]
+OutOpt = Annotated[
+    Path, typer.Option("--out", "-o", help="Output folder (must be empty unless --overwrite).")
+]
+OverwriteOpt = Annotated[
+    bool, typer.Option("--overwrite", help="Replace a non-empty output folder.")
+]
+DryRunOpt = Annotated[
+    bool, typer.Option("--dry-run", help="Report what would be done; write nothing.")
+]
+OnErrorOpt = Annotated[
+    OnError,
+    typer.Option(
+        "--on-error",
+        help="Bad items: 'fail' stops with a clear error, 'skip' leaves them out and lists them in the manifest.",
+    ),
+]
+WorkersOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--workers", "-j", help="Local worker processes (default: all cores; 1 = no pool)."
+    ),
+]
+SchedulerOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--scheduler",
+        help="Dask scheduler address (tcp://host:port) to run the heavy map steps on a cluster.",
+    ),
+]
+MaxPixelsOpt = Annotated[
+    int,
+    typer.Option(
+        "--max-pixels", help="Largest image (width x height) decoded; bigger ones are errors."
+    ),
+]
+SeedOpt = Annotated[
+    int, typer.Option("--seed", help="Random seed (results are deterministic for a seed).")
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
+
+
+def read_options(
+    on_error: OnError = OnError.fail,
+    *,
+    check_images: bool = True,
+    max_pixels: int = DEFAULT_MAX_PIXELS,
+    quiet: bool = False,
+) -> ReadOptions:
+    """ReadOptions for a CLI command: the user's policy and Rich progress bars."""
+    return ReadOptions(
+        policy=ErrorPolicy(on_error),
+        progress=RichProgress(disable=quiet),
+        check_images=check_images,
+        max_pixels=max_pixels,
+    )
+
+
+def cli_errors(fn: F) -> F:
+    """Print known errors as one line and exit 1; tracebacks only with SODKIT_DEBUG=1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except SodkitError as exc:
+            if os.environ.get("SODKIT_DEBUG"):
+                raise
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+        except KeyboardInterrupt:
+            err_console.print("[yellow]interrupted: nothing was written[/]")
+            raise typer.Exit(130) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def print_skipped(policy: ErrorPolicy, limit: int = 10) -> None:
+    """Tell the user what was skipped (the manifest lists all of it)."""
+    if not policy.skipped:
+        return
+    err_console.print(f"[yellow]skipped {len(policy.skipped)} bad item(s); see manifest.json[/]")
+    for s in policy.skipped[:limit]:
+        loc = s.get("file", "?")
+        if "line" in s:
+            loc += f" line {s['line']}"
+        err_console.print(f"  [yellow]-[/] {loc}: {s.get('error')}", highlight=False)
+    if len(policy.skipped) > limit:
+        err_console.print(f"  ... and {len(policy.skipped) - limit} more")
+
+
+def stderr_is_tty() -> bool:
+    return sys.stderr.isatty()

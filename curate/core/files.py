@@ -1,0 +1,74 @@
+"""Placing image files into an output: hard link, symbolic link or copy."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+
+from curate.core.dataset import ImageItem
+
+
+def place_file(src: Path, dst: Path, mode: str) -> str:
+    """Put ``src`` at ``dst`` by ``mode``; a hard link falls back to a copy across devices.
+
+    Returns the mode actually used.
+    """
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "hardlink":
+        try:
+            os.link(src, dst)
+            return "hardlink"
+        except OSError:
+            shutil.copy2(src, dst)
+            return "copy"
+    if mode == "symlink":
+        os.symlink(Path(src).resolve(), dst)
+        return "symlink"
+    shutil.copy2(src, dst)
+    return "copy"
+
+
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def safe_token(text: str) -> str:
+    """A file-name-safe token from ``text`` (source names used as prefixes)."""
+    return _SAFE.sub("_", text).strip("_") or "src"
+
+
+def make_unique_names(images: Iterable[ImageItem], prefix_of: dict[int, str] | None = None) -> int:
+    """Rename images whose names (or label stems) collide, deterministically; return how many.
+
+    The first image keeps its name; later ones get a prefix (``prefix_of[id(img)]``, else
+    a counter). Stems are compared case-insensitively, because YOLO label files are named
+    by stem and some file systems ignore case.
+    """
+    seen: set[str] = set()
+    renamed = 0
+    for img in images:
+        key = _stem_key(img.file_name)
+        if key not in seen:
+            seen.add(key)
+            continue
+        p = PurePosixPath(img.file_name)
+        base = (prefix_of or {}).get(id(img), "dup")
+        n = 0
+        while True:
+            tag = base if n == 0 else f"{base}{n}"
+            cand = str(p.with_name(f"{tag}__{p.name}"))
+            if _stem_key(cand) not in seen:
+                break
+            n += 1
+        img.attributes.setdefault("renamed_from", img.file_name)
+        img.file_name = cand
+        seen.add(_stem_key(cand))
+        renamed += 1
+    return renamed
+
+
+def _stem_key(name: str) -> str:
+    p = PurePosixPath(name)
+    return str(p.with_suffix("")).lower()

@@ -1,0 +1,248 @@
+"""Image files: header probes (no decode), checked decodes, reduced-size reads.
+
+Sizes are always reported as displayed, i.e. after the EXIF orientation is applied:
+a phone photo stored 4000x3000 with orientation 6 is 3000x4000, and its labels are
+read in that frame (as labelling tools show it).
+
+Decoding normalises every input to 8-bit RGB: grayscale is replicated, alpha is
+dropped, 16-bit samples are scaled down (not clipped), palettes are expanded.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from curate.core.errors import CorruptImageError, ImageTooLargeError, MissingFileError
+
+#: Default decode limit: Pillow's own error threshold (2 x its warning limit), ~179 Mpx.
+DEFAULT_MAX_PIXELS = 178_956_970
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
+_EXIF_ORIENTATION = 0x0112
+_TRANSPOSED_ORIENTATIONS = {5, 6, 7, 8}
+
+
+@dataclass(frozen=True, slots=True)
+class ImageInfo:
+    """What a header says: displayed size, format, mode and EXIF orientation (1 = none)."""
+
+    width: int
+    height: int
+    format: str
+    mode: str
+    orientation: int = 1
+
+    @property
+    def pixels(self) -> int:
+        return self.width * self.height
+
+
+def is_image_file(path: str | Path) -> bool:
+    return Path(path).suffix.lower() in IMAGE_EXTENSIONS
+
+
+@contextmanager
+def _pillow_limit_off() -> Any:
+    """Let Pillow open any size; sodkit checks ``max_pixels`` itself with a clear message."""
+    old = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = old
+
+
+def _check_exists(path: Path) -> None:
+    if not path.is_file():
+        raise MissingFileError(
+            path, "image file does not exist", hint="check the path or the label's file name"
+        )
+    if path.stat().st_size == 0:
+        raise CorruptImageError(
+            path, "image file is empty (0 bytes)", hint="re-export or remove it"
+        )
+
+
+def _check_tail(path: Path, fmt: str) -> None:
+    """Cheap truncation test: JPEG must end with EOI, PNG with an IEND chunk."""
+    size = path.stat().st_size
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 64))
+        tail = fh.read()
+    if fmt == "JPEG":
+        # Some encoders pad after EOI; accept EOI anywhere in the last bytes.
+        if b"\xff\xd9" not in tail:
+            raise CorruptImageError(
+                path,
+                "JPEG is truncated (no end-of-image marker)",
+                hint="re-download or re-encode it",
+            )
+    elif fmt == "PNG" and b"IEND" not in tail:
+        raise CorruptImageError(
+            path, "PNG is truncated (no IEND chunk)", hint="re-download or re-encode it"
+        )
+
+
+def probe(path: str | Path, *, check_tail: bool = True, max_pixels: int | None = None) -> ImageInfo:
+    """Read the size from the file header without decoding pixels.
+
+    Raises :class:`MissingFileError`, :class:`CorruptImageError` (empty, unreadable or,
+    with ``check_tail``, truncated) or :class:`ImageTooLargeError` when ``max_pixels``
+    is given and exceeded.
+    """
+    p = Path(path)
+    _check_exists(p)
+    try:
+        with _pillow_limit_off(), Image.open(p) as img:
+            w, h = img.size
+            fmt = img.format or ""
+            mode = img.mode
+            orientation = 1
+            if fmt in ("JPEG", "TIFF", "PNG", "WEBP"):
+                orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(
+            p, f"not a readable image ({exc})", hint="re-export or remove it"
+        ) from exc
+    if check_tail:
+        _check_tail(p, fmt)
+    if orientation in _TRANSPOSED_ORIENTATIONS:
+        w, h = h, w
+    info = ImageInfo(w, h, fmt, mode, orientation)
+    if max_pixels is not None and info.pixels > max_pixels:
+        raise _too_large(p, info, max_pixels)
+    return info
+
+
+def _too_large(path: Path, info: ImageInfo, max_pixels: int) -> ImageTooLargeError:
+    return ImageTooLargeError(
+        path,
+        f"image is {info.width}x{info.height} = {info.pixels / 1e6:.0f} Mpx, over the limit of "
+        f"{max_pixels / 1e6:.0f} Mpx",
+        hint="raise it with --max-pixels if the file is trusted, or tile it",
+    )
+
+
+def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
+    """Convert any Pillow image (L, LA, P, RGBA, I;16, I, F, CMYK, ...) to ``(H, W, 3)`` uint8."""
+    mode = img.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        arr = np.asarray(img)
+        if mode == "F":
+            lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+            scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
+            gray = np.clip(scaled, 0, 255).astype(np.uint8)
+        else:
+            # 16-bit data (Pillow reports 16-bit PNGs as I;16 or I): scale 0..65535 to 0..255.
+            gray = (np.clip(arr.astype(np.int64), 0, 65535) >> 8).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in img.info):
+        img = img.convert("RGBA")
+        return np.asarray(img, dtype=np.uint8)[:, :, :3].copy()
+    return np.asarray(img.convert("RGB"), dtype=np.uint8)
+
+
+def read_image(
+    path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif: bool = True
+) -> NDArray[np.uint8]:
+    """Decode ``path`` to ``(H, W, 3)`` uint8 RGB, EXIF orientation applied.
+
+    Raises :class:`CorruptImageError` for empty, truncated or unreadable files and
+    :class:`ImageTooLargeError` above ``max_pixels`` (checked before decoding).
+    """
+    p = Path(path)
+    _check_exists(p)
+    try:
+        with _pillow_limit_off(), Image.open(p) as img:
+            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
+            if max_pixels is not None and info.pixels > max_pixels:
+                raise _too_large(p, info, max_pixels)
+            img.load()
+            out = ImageOps.exif_transpose(img) if exif else img
+            return to_rgb8(out)
+    except ImageTooLargeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(
+            p, f"cannot decode image ({exc})", hint="re-export or remove it"
+        ) from exc
+
+
+def read_reduced(
+    path: str | Path,
+    max_side: int,
+    *,
+    gray: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> NDArray[np.uint8]:
+    """Decode at reduced size: the longer side becomes about ``max_side`` (never upscaled).
+
+    JPEGs are decoded with DCT scaling (``Image.draft``), which skips most of the work
+    of a full decode; the result is then area-resized to the exact size. Returns
+    ``(h, w, 3)`` uint8 RGB or ``(h, w)`` uint8 gray.
+    """
+    p = Path(path)
+    _check_exists(p)
+    try:
+        with _pillow_limit_off(), Image.open(p) as img:
+            w, h = img.size
+            if max_pixels is not None and w * h > max_pixels:
+                raise _too_large(p, ImageInfo(w, h, img.format or "", img.mode), max_pixels)
+            if img.format == "JPEG":
+                img.draft(
+                    "L" if gray else "RGB",
+                    (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h))),
+                )
+            img.load()
+            img = ImageOps.exif_transpose(img)
+            scale = max_side / max(img.size)
+            if scale < 1:
+                size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
+                if img.mode not in ("RGB", "L", "RGBA", "LA"):
+                    img = Image.fromarray(to_rgb8(img))
+                img = img.resize(size, Image.Resampling.BOX)
+            rgb = to_rgb8(img)
+    except ImageTooLargeError:
+        raise
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(
+            p, f"cannot decode image ({exc})", hint="re-export or remove it"
+        ) from exc
+    if gray:
+        # ITU-R 601 luma, the same weights as skimage/OpenCV use.
+        return np.round(rgb @ np.array([0.299, 0.587, 0.114])).clip(0, 255).astype(np.uint8)
+    return rgb
+
+
+def write_image(path: str | Path, image: NDArray[np.uint8], *, quality: int = 95) -> None:
+    """Encode ``(H, W, 3)`` RGB (or ``(H, W)`` gray) uint8 to ``path`` by its extension."""
+    p = Path(path)
+    img = Image.fromarray(image)
+    ext = p.suffix.lower()
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    fmt = {
+        ".jpg": "JPEG",
+        ".jpeg": "JPEG",
+        ".png": "PNG",
+        ".bmp": "BMP",
+        ".webp": "WEBP",
+        ".tif": "TIFF",
+        ".tiff": "TIFF",
+    }.get(ext)
+    if fmt is None:
+        raise ValueError(f"unsupported image extension {ext!r} for {p}")
+    params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
+    img.save(tmp, format=fmt, **params)
+    os.replace(tmp, p)

@@ -1,0 +1,401 @@
+"""COCO instances JSON: boxes, polygons, RLE, iscrowd.
+
+Read: a ``.json`` file, or a folder with ``annotations.json`` or
+``annotations/instances_<split>.json`` (one split per file; the split name comes from
+the file name). Images are looked up beside the JSON, in ``images/``, ``images/<split>/``
+or ``<split>/``. ``area`` is recomputed (exports often carry wrong ones); fields sodkit
+does not model are kept as attributes and written back.
+
+Write: unsplit datasets as ``annotations.json`` + ``images/``; split ones as
+``annotations/instances_<split>.json`` + ``images/<split>/``. Category ids are kept
+(shifted to start at 1 when the dataset uses 0, as YOLO does).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from curate.core import boxes as B
+from curate.core.dataset import SPLITS, Annotation, Category, Dataset, ImageItem, Mask
+from curate.core.errors import (
+    AnnotationError,
+    ItemError,
+    MalformedFileError,
+    MissingFileError,
+    UsageError,
+)
+from curate.core.files import place_file
+from curate.core.imageio import probe
+from curate.core.validate import validated
+from curate.formats.base import ReadOptions, WriteOptions, WriteResult
+
+_IMAGE_KEYS = {"id", "file_name", "width", "height", "source", "group", "split"}
+_ANN_KEYS = {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation", "score"}
+
+
+def _load_json(path: Path) -> Any:
+    try:
+        with open(path, encoding="utf-8") as fh:
+            return json.load(fh)
+    except json.JSONDecodeError as exc:
+        raise MalformedFileError(
+            path, f"invalid JSON: {exc.msg}", line=exc.lineno, hint="fix the file or re-export it"
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise MalformedFileError(
+            path, "not UTF-8 text", hint="is this really a JSON file?"
+        ) from exc
+
+
+def _is_coco_dict(data: Any) -> bool:
+    return isinstance(data, dict) and "images" in data and "annotations" in data
+
+
+def _coco_files(path: Path) -> list[tuple[Path, str | None]]:
+    """The COCO JSON files of ``path`` with their split names (None when unsplit)."""
+    if path.is_file():
+        return [(path, _split_from_name(path))]
+    found: list[tuple[Path, str | None]] = []
+    if (path / "annotations.json").is_file():
+        found.append((path / "annotations.json", None))
+    ann_dir = path / "annotations"
+    if ann_dir.is_dir():
+        for f in sorted(ann_dir.glob("*.json")):
+            found.append((f, _split_from_name(f)))
+    if not found:
+        for f in sorted(path.glob("*.json")):
+            if f.name != "manifest.json" and _peek_is_coco(f):
+                found.append((f, _split_from_name(f)))
+    return found
+
+
+def _split_from_name(f: Path) -> str | None:
+    stem = f.stem.lower()
+    for prefix in ("instances_", "annotations_", ""):
+        if stem.startswith(prefix):
+            rest = stem[len(prefix) :]
+            if rest in SPLITS or rest in ("valid", "validation"):
+                return "val" if rest in ("valid", "validation") else rest
+            for s in SPLITS:
+                if rest.startswith(s) and rest[len(s) :].isdigit():  # e.g. val2017
+                    return s
+    return None
+
+
+def _peek_is_coco(f: Path) -> bool:
+    try:
+        with open(f, encoding="utf-8") as fh:
+            head = fh.read(4096)
+    except (OSError, UnicodeDecodeError):
+        return False
+    return '"images"' in head or '"annotations"' in head or '"categories"' in head
+
+
+class CocoFormat:
+    """COCO instances JSON."""
+
+    name = "coco"
+    description = "COCO instances JSON (boxes, polygons, RLE, iscrowd)"
+
+    def detect(self, path: Path) -> int:
+        if path.is_file():
+            return 80 if path.suffix.lower() == ".json" and _peek_is_coco(path) else 0
+        if (path / "annotations.json").is_file():
+            return 80
+        ann = path / "annotations"
+        if ann.is_dir() and any(_peek_is_coco(f) for f in ann.glob("*.json")):
+            return 80
+        return (
+            40
+            if any(_peek_is_coco(f) for f in path.glob("*.json") if f.name != "manifest.json")
+            else 0
+        )
+
+    # -- reading ----------------------------------------------------------------
+    def read(self, path: Path, options: ReadOptions) -> Dataset:
+        files = _coco_files(path)
+        if not files:
+            raise UsageError(f"no COCO JSON found in '{path}'")
+        ds = Dataset(info={"changed": [], "dropped": []})
+        cat_ids: dict[int, int] = {}  # file category id -> dataset id
+        for f, split in files:
+            data = _load_json(f)
+            if not _is_coco_dict(data):
+                raise MalformedFileError(
+                    f, "not a COCO instances file: needs 'images' and 'annotations' lists"
+                )
+            self._read_one(f, split, data, ds, cat_ids, options)
+        return ds
+
+    def _read_one(
+        self,
+        f: Path,
+        split: str | None,
+        data: dict[str, Any],
+        ds: Dataset,
+        cat_map: dict[int, int],
+        options: ReadOptions,
+    ) -> None:
+        policy = options.policy
+        names_by_file_id: dict[int, str] = {}
+        for c in data.get("categories", []):
+            try:
+                cid, cname = int(c["id"]), str(c["name"])
+            except (KeyError, TypeError, ValueError) as exc:
+                raise MalformedFileError(
+                    f, f"category entry {c!r} needs 'id' and 'name'", field="categories"
+                ) from exc
+            names_by_file_id[cid] = cname
+            existing = ds.category_ids().get(cname)
+            if existing is None:
+                if cid in ds.category_names():
+                    new_id = ds.add_category(cname, str(c.get("supercategory", "")))
+                else:
+                    ds.categories.append(Category(cid, cname, str(c.get("supercategory", ""))))
+                    new_id = cid
+                cat_map[cid] = new_id
+            else:
+                cat_map[cid] = existing
+        anns_by_image: dict[Any, list[tuple[int, dict[str, Any]]]] = {}
+        for k, a in enumerate(data["annotations"]):
+            anns_by_image.setdefault(a.get("image_id"), []).append((k, a))
+        root = f.parent.parent if f.parent.name == "annotations" else f.parent
+        image_dirs = _image_dirs(root, split)
+        class_hint = "categories: " + ", ".join(
+            f"{i}={n}" for i, n in sorted(names_by_file_id.items())
+        )
+        for entry in options.progress.track(
+            data["images"], total=len(data["images"]), description=f"reading {f.name}"
+        ):
+            try:
+                img = self._read_image(f, entry, split, image_dirs, options)
+                raw: list[tuple[Annotation, int | None]] = []
+                for k, a in anns_by_image.get(entry.get("id"), []):
+                    raw.append((self._read_ann(f, k, a, img, names_by_file_id), None))
+                known = set(names_by_file_id)
+                where = f"{f}:image {entry.get('file_name')}"
+                anns = validated(
+                    img, raw, known, where=where, changed=ds.info["changed"], class_hint=class_hint
+                )
+                for ann in anns:
+                    ann.category_id = cat_map[ann.category_id]
+                img.annotations = anns
+            except ItemError as err:
+                policy.handle(err)
+                continue
+            ds.images.append(img)
+
+    def _read_image(
+        self,
+        f: Path,
+        entry: dict[str, Any],
+        split: str | None,
+        image_dirs: list[Path],
+        options: ReadOptions,
+    ) -> ImageItem:
+        try:
+            file_name = str(entry["file_name"])
+        except (KeyError, TypeError) as exc:
+            raise MalformedFileError(
+                f, f"image entry {str(entry)[:80]} has no 'file_name'", field="images"
+            ) from exc
+        width = _int_or_none(entry.get("width"))
+        height = _int_or_none(entry.get("height"))
+        path = _find_image(file_name, image_dirs)
+        if options.check_images or not (width and height):
+            if path is None:
+                raise MissingFileError(
+                    image_dirs[0] / file_name,
+                    f"image '{file_name}' named in {f.name} does not exist",
+                    hint=f"looked in {', '.join(str(d) for d in image_dirs)}",
+                )
+            info = probe(path, check_tail=options.check_images, max_pixels=options.max_pixels)
+            if width and height and (width, height) != (info.width, info.height):
+                raise AnnotationError(
+                    f,
+                    f"image '{file_name}' is {info.width}x{info.height} but the JSON says {width}x{height}",
+                    field="images",
+                    hint="fix the JSON; if the photo has an EXIF rotation, labels must be in the rotated frame",
+                )
+            width, height = info.width, info.height
+        attrs = {k: v for k, v in entry.items() if k not in _IMAGE_KEYS}
+        return ImageItem(
+            file_name=file_name,
+            path=path if path is not None else image_dirs[0] / file_name,
+            width=int(width or 0),
+            height=int(height or 0),
+            source=str(entry.get("source", "")),
+            group=entry.get("group"),
+            split=entry.get("split", split),
+            attributes=attrs,
+            id=entry.get("id"),
+        )
+
+    def _read_ann(
+        self, f: Path, k: int, a: dict[str, Any], img: ImageItem, names: dict[int, str]
+    ) -> Annotation:
+        where = f"{f}"
+        try:
+            x, y, w, h = (float(v) for v in a["bbox"])
+            cid = int(a["category_id"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise MalformedFileError(
+                where,
+                f"annotation #{k} (id {a.get('id')}) needs 'bbox' [x,y,w,h] and 'category_id'",
+                field="annotations",
+            ) from exc
+        mask = None
+        seg = a.get("segmentation")
+        if seg:
+            if isinstance(seg, list):
+                if all(isinstance(p, list) for p in seg):
+                    mask = Mask.from_polygons(p for p in seg if len(p) >= 6)
+                    if not mask.data:
+                        mask = None
+            elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
+                mask = Mask.from_rle(seg)
+            else:
+                raise MalformedFileError(
+                    where, f"annotation #{k}: unknown segmentation form", field="segmentation"
+                )
+        attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS}
+        score = a.get("score")
+        return Annotation(
+            bbox=(x, y, x + w, y + h),
+            category_id=cid,
+            mask=mask,
+            iscrowd=bool(a.get("iscrowd", 0)),
+            score=float(score) if score is not None else None,
+            attributes=attrs,
+        )
+
+    # -- writing ----------------------------------------------------------------
+    def write(self, dataset: Dataset, out: Path, options: WriteOptions) -> WriteResult:
+        result = WriteResult()
+        splits = dataset.splits()
+        if "all" in splits and len(splits) > 1:
+            raise UsageError(
+                "some images have a split and some do not; split the whole dataset first"
+            )
+        shift = 1 if min((c.id for c in dataset.categories), default=1) < 1 else 0
+        shift = max(shift, 1 - min((c.id for c in dataset.categories), default=1))
+        categories = [
+            {"id": c.id + shift, "name": c.name, "supercategory": c.supercategory}
+            for c in sorted(dataset.categories, key=lambda c: c.id)
+        ]
+        ann_id = 1
+        image_id = 1
+        for split, images in splits.items():
+            img_dir = out / "images" if split == "all" else out / "images" / split
+            json_path = (
+                out / "annotations.json"
+                if split == "all"
+                else out / "annotations" / f"instances_{split}.json"
+            )
+            coco_images: list[dict[str, Any]] = []
+            coco_anns: list[dict[str, Any]] = []
+            for img in options.progress.track(
+                images, total=len(images), description=f"writing COCO {split}"
+            ):
+                entry: dict[str, Any] = {
+                    "id": image_id,
+                    "file_name": img.file_name,
+                    "width": img.width,
+                    "height": img.height,
+                }
+                if img.source:
+                    entry["source"] = img.source
+                if img.group is not None:
+                    entry["group"] = img.group
+                for k, v in img.attributes.items():
+                    if k not in _IMAGE_KEYS:
+                        entry[k] = v
+                coco_images.append(entry)
+                for ann in img.annotations:
+                    coco_anns.append(_ann_to_coco(ann, ann_id, image_id, shift, img))
+                    ann_id += 1
+                if options.copy_images:
+                    place_file(img.path, img_dir / img.file_name, options.link)
+                image_id += 1
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            with open(json_path, "w", encoding="utf-8") as fh:
+                json.dump(
+                    {
+                        "info": {
+                            "description": "written by sodkit",
+                            **_jsonable_info(dataset.info),
+                        },
+                        "images": coco_images,
+                        "annotations": coco_anns,
+                        "categories": categories,
+                    },
+                    fh,
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                )
+            result.files.append(str(json_path.relative_to(out)))
+            result.images += len(coco_images)
+            result.annotations += len(coco_anns)
+        return result
+
+
+def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and k != "path"}
+
+
+def _ann_to_coco(
+    ann: Annotation, ann_id: int, image_id: int, shift: int, img: ImageItem
+) -> dict[str, Any]:
+    x1, y1, x2, y2 = ann.bbox
+    out: dict[str, Any] = {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": ann.category_id + shift,
+        "bbox": [round(x1, 3), round(y1, 3), round(x2 - x1, 3), round(y2 - y1, 3)],
+        "iscrowd": int(ann.iscrowd),
+    }
+    if ann.mask is not None:
+        if ann.mask.kind == "polygons" and not ann.iscrowd:
+            out["segmentation"] = [
+                [round(float(v), 2) for v in p.reshape(-1)] for p in ann.mask.data
+            ]
+        else:
+            out["segmentation"] = ann.mask.to_rle(img.height, img.width)
+        out["area"] = round(ann.mask.area(img.height, img.width), 2)
+    else:
+        out["segmentation"] = []
+        out["area"] = round(float(B.area([ann.bbox])[0]), 3)
+    if ann.score is not None:
+        out["score"] = ann.score
+    for k, v in ann.attributes.items():
+        if k not in _ANN_KEYS:
+            out[k] = v
+    return out
+
+
+def _int_or_none(v: Any) -> int | None:
+    try:
+        return int(v) if v is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _image_dirs(root: Path, split: str | None) -> list[Path]:
+    dirs = [root / "images"]
+    if split:
+        dirs = [root / "images" / split, root / split, root / "images", root / f"{split}2017"]
+    dirs.append(root)
+    return dirs
+
+
+def _find_image(file_name: str, dirs: list[Path]) -> Path | None:
+    p = Path(file_name)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    for d in dirs:
+        cand = d / file_name
+        if cand.is_file():
+            return cand
+    return None

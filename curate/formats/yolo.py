@@ -1,0 +1,529 @@
+"""Ultralytics YOLO: ``data.yaml`` plus one label file per image.
+
+Read: PATH is a dataset YAML (``data.yaml``, ``fire.yaml``, ...) or the folder that holds
+one (or, without YAML, a folder with ``images/`` and ``labels/``). Both layouts work:
+``images/train/x.jpg`` → ``labels/train/x.txt`` and ``train/images/x.jpg`` →
+``train/labels/x.txt`` (the last ``images`` path part becomes ``labels``). Split
+entries may be folders, lists of folders, or ``.txt`` files listing images; paths
+that do not exist as written (Roboflow writes ``fire-8/train/images`` and
+``../test/images``) are resolved by dropping leading parts until they exist.
+
+Label lines: ``class cx cy w h`` (normalised; a sixth value is a score) or
+``class x1 y1 x2 y2 x3 y3 ...`` (a normalised polygon; the box is its bounds). An
+image without a label file is a negative, as Ultralytics treats it.
+
+Write: ``data.yaml``, ``images/<split>/``, ``labels/<split>/`` (unsplit: ``images/``,
+``labels/``). What YOLO cannot hold (sources, groups, attributes, iscrowd) goes into
+the sidecar ``sodkit.json``, which the reader applies, so YOLO round-trips losslessly
+for sodkit. Crowd regions and images tagged ``unlabeled`` are left out (YOLO would
+read them as background) and reported.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+import yaml
+
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem, Mask
+from curate.core.errors import (
+    AnnotationError,
+    ItemError,
+    MalformedFileError,
+    MissingFileError,
+    UsageError,
+)
+from curate.core.files import place_file
+from curate.core.imageio import IMAGE_EXTENSIONS, probe
+from curate.core.validate import validated
+from curate.formats.base import ReadOptions, WriteOptions, WriteResult
+
+SIDECAR = "sodkit.json"
+_SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
+
+
+def find_yaml(path: Path) -> Path | None:
+    """The dataset YAML of ``path`` (the file itself, ``data.yaml``, or the one YAML with ``names``)."""
+    if path.is_file():
+        return path if path.suffix.lower() in (".yaml", ".yml") else None
+    for name in ("data.yaml", "data.yml", "dataset.yaml"):
+        if (path / name).is_file():
+            return path / name
+    cands = [f for f in sorted(path.glob("*.y*ml")) if _yaml_has_names(f)]
+    return cands[0] if len(cands) == 1 else None
+
+
+def _yaml_has_names(f: Path) -> bool:
+    try:
+        text = f.read_text(encoding="utf-8", errors="replace")[:65536]
+    except OSError:
+        return False
+    return "names" in text
+
+
+def load_yaml(f: Path) -> dict[str, Any]:
+    """Parse a dataset YAML with a clear error for bad syntax or a missing ``names``."""
+    try:
+        data = yaml.safe_load(f.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise MalformedFileError(
+            f,
+            f"invalid YAML: {getattr(exc, 'problem', exc)}",
+            line=(mark.line + 1) if mark else None,
+        ) from exc
+    if not isinstance(data, dict) or "names" not in data:
+        raise MalformedFileError(f, "dataset YAML has no 'names' (the class list)", field="names")
+    return data
+
+
+def class_names(data: dict[str, Any], where: Path) -> list[str]:
+    """Class names by index from ``names`` (list or ``{index: name}``)."""
+    names = data["names"]
+    if isinstance(names, dict):
+        try:
+            idx = sorted(int(k) for k in names)
+        except (TypeError, ValueError) as exc:
+            raise MalformedFileError(
+                where, "'names' keys must be class indices", field="names"
+            ) from exc
+        if idx != list(range(len(idx))):
+            raise MalformedFileError(
+                where, f"'names' indices must be 0..{len(idx) - 1}, got {idx}", field="names"
+            )
+        return [str(names[k] if k in names else names[str(k)]) for k in idx]
+    if isinstance(names, list):
+        return [str(n) for n in names]
+    raise MalformedFileError(where, "'names' must be a list or a mapping", field="names")
+
+
+def resolve_entry(entry: str, base: Path, yaml_dir: Path) -> Path | None:
+    """Resolve a split entry; drop leading parts until it exists (Roboflow's odd paths)."""
+    p = Path(entry)
+    if p.is_absolute():
+        return p if p.exists() else None
+    for root in (base, yaml_dir):
+        if (root / p).exists():
+            return (root / p).resolve()
+    parts = [q for q in p.parts if q not in ("..", ".")]
+    for i in range(len(parts)):
+        cand = yaml_dir.joinpath(*parts[i:])
+        if cand.exists():
+            return cand.resolve()
+    return None
+
+
+def label_path_for(image: Path) -> Path:
+    """Ultralytics' rule: the last ``images`` part of the path becomes ``labels``; ``.txt``."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            return Path(*parts).with_suffix(".txt")
+    return image.with_suffix(".txt")
+
+
+def _list_images(folder: Path) -> list[Path]:
+    return sorted(
+        p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file()
+    )
+
+
+def _split_sources(
+    path: Path, yaml_file: Path | None, data: dict[str, Any]
+) -> list[tuple[str | None, list[Path], Path]]:
+    """``(split, image files, image root)`` for each split the YAML names."""
+    out: list[tuple[str | None, list[Path], Path]] = []
+    if yaml_file is None:
+        root = path
+        if (root / "images").is_dir():
+            return [(None, _list_images(root / "images"), root / "images")]
+        return [(None, _list_images(root), root)]
+    yaml_dir = yaml_file.parent
+    base = Path(data["path"]) if data.get("path") else yaml_dir
+    if not base.is_absolute():
+        base = yaml_dir / base
+    seen: set[Path] = set()
+    for key, value in data.items():
+        split = _SPLIT_KEYS.get(str(key).lower())
+        if split is None or value in (None, ""):
+            continue
+        entries = value if isinstance(value, list) else [value]
+        for entry in entries:
+            resolved = resolve_entry(str(entry), base, yaml_dir)
+            if resolved is None:
+                raise MissingFileError(
+                    yaml_file,
+                    f"split '{key}' points to '{entry}', which does not exist",
+                    field=str(key),
+                    hint="fix the path in the YAML (relative to the YAML's folder or 'path')",
+                )
+            if resolved in seen:
+                continue
+            seen.add(resolved)
+            if resolved.is_file() and resolved.suffix.lower() == ".txt":
+                files = [
+                    (resolved.parent / line.strip()).resolve()
+                    if not Path(line.strip()).is_absolute()
+                    else Path(line.strip())
+                    for line in resolved.read_text(encoding="utf-8").splitlines()
+                    if line.strip()
+                ]
+                out.append((split, files, resolved.parent))
+            else:
+                out.append((split, _list_images(resolved), resolved))
+    return out
+
+
+def parse_label_file(
+    label: Path, width: int, height: int, nc: int, names: list[str]
+) -> list[tuple[Annotation, int | None]]:
+    """Parse one YOLO label file into ``(annotation, line number)`` pairs (pixel XYXY)."""
+    try:
+        text = label.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise MalformedFileError(label, "label file is not UTF-8 text") from exc
+    out: list[tuple[Annotation, int | None]] = []
+    for lineno, line in enumerate(text.splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        try:
+            values = [float(v) for v in fields]
+        except ValueError as exc:
+            raise MalformedFileError(
+                label, f"non-numeric value in '{line.strip()[:60]}'", line=lineno
+            ) from exc
+        n = len(values)
+        cls_f = values[0]
+        if cls_f != int(cls_f) or cls_f < 0:
+            raise MalformedFileError(
+                label, f"class id {fields[0]} is not a non-negative integer", line=lineno
+            )
+        cls = int(cls_f)
+        if cls >= nc:
+            raise AnnotationError(
+                label,
+                f"class id {cls} but the YAML names {nc} classes (0..{nc - 1})",
+                line=lineno,
+                hint=f"classes: {', '.join(f'{i}={n}' for i, n in enumerate(names))}",
+            )
+        mask = None
+        score = None
+        if n in (5, 6):
+            cx, cy, w, h = values[1:5]
+            box = (
+                (cx - w / 2) * width,
+                (cy - h / 2) * height,
+                (cx + w / 2) * width,
+                (cy + h / 2) * height,
+            )
+            if n == 6:
+                score = values[5]
+        elif n >= 7 and n % 2 == 1:
+            pts = np.asarray(values[1:], dtype=np.float64).reshape(-1, 2) * (width, height)
+            box = (
+                float(pts[:, 0].min()),
+                float(pts[:, 1].min()),
+                float(pts[:, 0].max()),
+                float(pts[:, 1].max()),
+            )
+            mask = Mask("polygons", [pts])
+        else:
+            raise MalformedFileError(
+                label,
+                f"expected 5 values (class cx cy w h) or a polygon (class x1 y1 x2 y2 x3 y3 ...), got {n}",
+                line=lineno,
+            )
+        out.append((Annotation(bbox=box, category_id=cls, mask=mask, score=score), lineno))
+    return out
+
+
+class YoloFormat:
+    """Ultralytics YOLO detection and segmentation labels."""
+
+    name = "yolo"
+    description = "Ultralytics YOLO (data.yaml; images/train or train/images layouts)"
+
+    def detect(self, path: Path) -> int:
+        if path.is_file():
+            return 85 if path.suffix.lower() in (".yaml", ".yml") and _yaml_has_names(path) else 0
+        if find_yaml(path) is not None:
+            return 85
+        if (path / "images").is_dir() and (path / "labels").is_dir():
+            return 60
+        return 0
+
+    def read(self, path: Path, options: ReadOptions) -> Dataset:
+        yaml_file = find_yaml(path)
+        if yaml_file is None and path.is_file():
+            raise UsageError(f"'{path}' is not a dataset YAML")
+        if yaml_file is not None:
+            data = load_yaml(yaml_file)
+            names = class_names(data, yaml_file)
+        else:
+            data = {}
+            names = _names_without_yaml(path)
+        root = yaml_file.parent if yaml_file is not None else path
+        sidecar = _load_sidecar(root)
+        ds = Dataset(
+            categories=[Category(i, n) for i, n in enumerate(names)],
+            info={"changed": [], "dropped": []},
+        )
+        if sidecar and "categories" in sidecar:
+            ds.categories = [
+                Category(int(c["id"]), str(c["name"]), str(c.get("supercategory", "")))
+                for c in sidecar["categories"]
+            ]
+        ids_by_index = [c.id for c in sorted(ds.categories, key=lambda c: c.id)]
+        known = set(range(len(names)))
+        meta = (sidecar or {}).get("images", {})
+        no_label = 0
+        seen: set[Path] = set()
+        for split, files, img_root in _split_sources(
+            path if path.is_dir() else path.parent, yaml_file, data
+        ):
+            for img_path in options.progress.track(
+                files, total=len(files), description=f"reading YOLO {split or ''}".strip()
+            ):
+                if img_path in seen:
+                    continue
+                seen.add(img_path)
+                try:
+                    item, had_label = self._read_item(
+                        img_path, img_root, root, split, names, known, options, ds
+                    )
+                except ItemError as err:
+                    options.policy.handle(err)
+                    continue
+                no_label += not had_label
+                for ann in item.annotations:
+                    ann.category_id = ids_by_index[ann.category_id]
+                _apply_meta(item, meta.get(_meta_key(item.path, root)))
+                ds.images.append(item)
+            self._orphan_labels(files, img_root, options)
+        if no_label:
+            ds.info.setdefault("notes", []).append(
+                f"{no_label} image(s) have no label file: read as negatives (Ultralytics' rule)"
+            )
+        return ds
+
+    def _read_item(
+        self,
+        img_path: Path,
+        img_root: Path,
+        root: Path,
+        split: str | None,
+        names: list[str],
+        known: set[int],
+        options: ReadOptions,
+        ds: Dataset,
+    ) -> tuple[ImageItem, bool]:
+        info = probe(img_path, check_tail=options.check_images, max_pixels=options.max_pixels)
+        try:
+            rel = img_path.relative_to(img_root).as_posix()
+        except ValueError:
+            rel = img_path.name
+        item = ImageItem(
+            file_name=rel,
+            path=img_path,
+            width=info.width,
+            height=info.height,
+            split=split,
+            attributes={"original_path": str(img_path)},
+        )
+        label = label_path_for(img_path)
+        if not label.is_file():
+            return item, False
+        raw = parse_label_file(label, info.width, info.height, len(names), names)
+        item.annotations = validated(item, raw, known, where=str(label), changed=ds.info["changed"])
+        return item, True
+
+    def _orphan_labels(self, files: list[Path], img_root: Path, options: ReadOptions) -> None:
+        """Label files with no image are reported (their objects would be lost silently)."""
+        if not files:
+            return
+        label_dir = label_path_for(files[0]).parent
+        if not label_dir.is_dir() or label_dir == files[0].parent:
+            return
+        stems = {label_path_for(f) for f in files}
+        for lab in sorted(label_dir.rglob("*.txt")):
+            if lab not in stems and lab.name != "classes.txt":
+                options.policy.handle(
+                    MissingFileError(
+                        lab,
+                        "label file has no matching image",
+                        hint="add the image or remove the label file",
+                    )
+                )
+
+    # -- writing ----------------------------------------------------------------
+    def write(self, dataset: Dataset, out: Path, options: WriteOptions) -> WriteResult:
+        result = WriteResult()
+        splits = dataset.splits()
+        if "all" in splits and len(splits) > 1:
+            raise UsageError(
+                "some images have a split and some do not; split the whole dataset first"
+            )
+        cats = sorted(dataset.categories, key=lambda c: c.id)
+        index_of = {c.id: i for i, c in enumerate(cats)}
+        task = options.yolo_task
+        if task == "auto":
+            anns = [a for _, a in dataset.annotations() if not a.iscrowd]
+            task = "segment" if anns and all(a.mask is not None for a in anns) else "detect"
+        meta: dict[str, Any] = {}
+        for split, images in splits.items():
+            img_dir = out / "images" if split == "all" else out / "images" / split
+            lab_dir = out / "labels" if split == "all" else out / "labels" / split
+            lab_dir.mkdir(parents=True, exist_ok=True)
+            for img in options.progress.track(
+                images, total=len(images), description=f"writing YOLO {split}"
+            ):
+                if img.attributes.get("unlabeled"):
+                    result.dropped.append(
+                        {
+                            "item": img.file_name,
+                            "reason": "unlabeled image: YOLO would read it as a negative",
+                        }
+                    )
+                    continue
+                lines: list[str] = []
+                ann_meta: list[dict[str, Any]] = []
+                for ann in img.annotations:
+                    if ann.iscrowd:
+                        result.dropped.append(
+                            {
+                                "item": img.file_name,
+                                "reason": "crowd region: YOLO has no ignore regions",
+                            }
+                        )
+                        continue
+                    lines.append(_label_line(ann, index_of[ann.category_id], img, task, result))
+                    extra = {
+                        k: v for k, v in (("attributes", ann.attributes), ("score", ann.score)) if v
+                    }
+                    ann_meta.append(extra)
+                rel = PurePosixPath(img.file_name)
+                (lab_dir / rel.with_suffix(".txt")).parent.mkdir(parents=True, exist_ok=True)
+                (lab_dir / rel.with_suffix(".txt")).write_text(
+                    "\n".join(lines) + ("\n" if lines else ""), encoding="utf-8"
+                )
+                if options.copy_images:
+                    place_file(img.path, img_dir / img.file_name, options.link)
+                m: dict[str, Any] = {}
+                if img.source:
+                    m["source"] = img.source
+                if img.group is not None:
+                    m["group"] = img.group
+                if img.attributes:
+                    m["attributes"] = img.attributes
+                if any(ann_meta):
+                    m["annotations"] = ann_meta
+                m["split"] = img.split
+                meta[str((img_dir / img.file_name).relative_to(out).as_posix())] = m
+                result.images += 1
+                result.annotations += len(lines)
+        data: dict[str, Any] = {}
+        if "all" in splits:
+            data["train"] = "images"
+        else:
+            for s in ("train", "val", "test"):
+                if s in splits:
+                    data[s] = f"images/{s}"
+        data["nc"] = len(cats)
+        data["names"] = [c.name for c in cats]
+        (out / "data.yaml").write_text(
+            "# written by sodkit; paths are relative to this file's folder\n"
+            + yaml.safe_dump(data, sort_keys=False, allow_unicode=True),
+            encoding="utf-8",
+        )
+        with open(out / SIDECAR, "w", encoding="utf-8") as fh:
+            json.dump(
+                {
+                    "format": "sodkit-yolo-sidecar",
+                    "version": 1,
+                    "task": task,
+                    "categories": [
+                        {"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in cats
+                    ],
+                    "images": meta,
+                },
+                fh,
+                separators=(",", ":"),
+                ensure_ascii=False,
+            )
+        result.files += ["data.yaml", SIDECAR]
+        return result
+
+
+def _label_line(ann: Annotation, cls: int, img: ImageItem, task: str, result: WriteResult) -> str:
+    w, h = float(img.width), float(img.height)
+    if task == "segment" and ann.mask is not None:
+        polys = ann.mask.to_polygons(img.height, img.width)
+        if polys:
+            poly = max(polys, key=lambda p: _poly_area(p))
+            if len(polys) > 1:
+                result.changed.append(
+                    {
+                        "item": img.file_name,
+                        "change": f"mask with {len(polys)} parts written as its largest polygon",
+                    }
+                )
+            coords = " ".join(f"{x / w:.6f} {y / h:.6f}" for x, y in poly)
+            return f"{cls} {coords}"
+    x1, y1, x2, y2 = ann.bbox
+    return f"{cls} {(x1 + x2) / 2 / w:.6f} {(y1 + y2) / 2 / h:.6f} {(x2 - x1) / w:.6f} {(y2 - y1) / h:.6f}"
+
+
+def _poly_area(p: np.ndarray) -> float:
+    x, y = p[:, 0], p[:, 1]
+    return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
+
+
+def _names_without_yaml(path: Path) -> list[str]:
+    for cand in (path / "classes.txt", path / "labels" / "classes.txt", path / "obj.names"):
+        if cand.is_file():
+            return [
+                ln.strip() for ln in cand.read_text(encoding="utf-8").splitlines() if ln.strip()
+            ]
+    raise MissingFileError(
+        path,
+        "no data.yaml and no classes.txt: class names are unknown",
+        hint="add a data.yaml with 'names'",
+    )
+
+
+def _load_sidecar(root: Path) -> dict[str, Any] | None:
+    f = root / SIDECAR
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise MalformedFileError(f, f"invalid JSON: {exc.msg}", line=exc.lineno) from exc
+
+
+def _meta_key(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _apply_meta(item: ImageItem, m: dict[str, Any] | None) -> None:
+    if not m:
+        return
+    item.source = m.get("source", item.source)
+    item.group = m.get("group", item.group)
+    if "split" in m:
+        item.split = m["split"]
+    attrs = dict(m.get("attributes", {}))
+    item.attributes = {**attrs} if attrs else item.attributes
+    for ann, am in zip(item.annotations, m.get("annotations", []), strict=False):
+        if am.get("attributes"):
+            ann.attributes = dict(am["attributes"])
+        if am.get("score") is not None:
+            ann.score = float(am["score"])

@@ -1,0 +1,76 @@
+"""Read any supported dataset from a ``PATH`` or ``LAYOUT:PATH`` spec; write one by format name.
+
+Layouts are the on-disk formats (``coco``, ``yolo``, ``voc``) and the raw source
+layouts (``bowfire``, ``video``, ``kaggle``). Without a ``LAYOUT:`` prefix the layout
+is detected; when two layouts claim a path equally, the error lists them and asks for
+a prefix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from curate.core.dataset import Dataset
+from curate.core.errors import UsageError
+from curate.formats import FORMATS
+from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, WriteResult
+from curate.sources import SOURCES
+
+
+def readers() -> dict[str, Reader]:
+    """Every layout that can be read, by name (sources first: they are more specific)."""
+    return {**SOURCES, **FORMATS}
+
+
+def parse_spec(spec: str) -> tuple[str | None, Path]:
+    """Split ``LAYOUT:PATH`` (a known layout name before the first colon) from ``PATH``."""
+    head, sep, tail = spec.partition(":")
+    if sep and head.lower() in readers():
+        return head.lower(), Path(tail).expanduser()
+    return None, Path(spec).expanduser()
+
+
+def detect_layout(path: Path) -> str:
+    """Name of the layout of ``path``; a clear error when none or several fit equally."""
+    if not path.exists():
+        raise UsageError(f"dataset path '{path}' does not exist")
+    scores = {name: r.detect(path) for name, r in readers().items()}
+    best = max(scores.values())
+    if best <= 0:
+        raise UsageError(
+            f"cannot tell the layout of '{path}': none of {', '.join(readers())} matches; "
+            "prefix the path with one, e.g. yolo:PATH"
+        )
+    top = sorted(name for name, s in scores.items() if s == best)
+    if len(top) > 1:
+        raise UsageError(
+            f"'{path}' could be {' or '.join(top)}; say which with a prefix, e.g. {top[0]}:{path}"
+        )
+    return top[0]
+
+
+def load_dataset(spec: str, options: ReadOptions | None = None) -> Dataset:
+    """Read the dataset named by ``spec`` (``PATH`` or ``LAYOUT:PATH``)."""
+    layout, path = parse_spec(spec)
+    if not path.exists():
+        raise UsageError(f"dataset path '{path}' does not exist")
+    name = layout or detect_layout(path)
+    ds = readers()[name].read(path, options or ReadOptions())
+    ds.info.setdefault("layout", name)
+    ds.info.setdefault("path", str(path))
+    return ds
+
+
+def get_format(name: str) -> Format:
+    """The writable format called ``name``."""
+    try:
+        return FORMATS[name]
+    except KeyError as exc:
+        raise UsageError(f"unknown format '{name}'; choose one of {', '.join(FORMATS)}") from exc
+
+
+def write_dataset(
+    dataset: Dataset, out: Path, fmt: str, options: WriteOptions | None = None
+) -> WriteResult:
+    """Write ``dataset`` in format ``fmt`` into the (empty, temporary) folder ``out``."""
+    return get_format(fmt).write(dataset, out, options or WriteOptions())

@@ -1,0 +1,97 @@
+"""Kaggle / Roboflow exports: YOLO (``data.yaml`` + ``train/valid/test``) or VOC.
+
+The export's own split is kept as the attribute ``original_split`` (``valid`` is read
+as ``val``); the dataset itself comes out unsplit, so ``curate split`` can make a
+leakage-free split. Roboflow names frames of videos ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``:
+such frames get the group ``kaggle/<clip>`` so one clip never lands in two splits
+(exports often leak exactly this way), and the attributes ``clip`` and ``frame``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from curate.core.dataset import Dataset
+from curate.core.errors import UsageError
+from curate.formats.base import ReadOptions
+from curate.formats.voc import VocFormat
+from curate.formats.yolo import YoloFormat, find_yaml
+
+_SPLIT_DIRS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
+_FRAME = re.compile(
+    r"^(?P<clip>.+?)_(?P<ext>mp4|avi|mov|mkv|webm|mpg|mpeg)-(?P<frame>\d+)", re.IGNORECASE
+)
+_ROBOFLOW_SUFFIX = re.compile(r"_(?P<ext>jpg|jpeg|png)\.rf\.[0-9a-f]{16,}$", re.IGNORECASE)
+
+
+def _split_dirs(path: Path) -> dict[str, Path]:
+    return {name: path / name for name in _SPLIT_DIRS if (path / name).is_dir()}
+
+
+def clip_of(file_name: str) -> tuple[str, int] | None:
+    """``(clip, frame)`` for Roboflow video-frame names, else None."""
+    m = _FRAME.match(Path(file_name).name)
+    if not m:
+        return None
+    return f"{m['clip']}.{m['ext'].lower()}", int(m["frame"])
+
+
+class KaggleSource:
+    """A Kaggle/Roboflow export in YOLO or VOC form."""
+
+    name = "kaggle"
+    description = "Kaggle/Roboflow export: YOLO data.yaml with train/valid/test, or VOC"
+
+    def detect(self, path: Path) -> int:
+        if path.is_file():
+            return 0
+        dirs = _split_dirs(path)
+        if not dirs:
+            return 0
+        yolo_like = find_yaml(path) is not None and any(
+            (d / "images").is_dir() for d in dirs.values()
+        )
+        voc_like = any(any(d.glob("*.xml")) for d in dirs.values())
+        roboflow = any((path / n).is_file() for n in ("README.roboflow.txt", "README.dataset.txt"))
+        if yolo_like or voc_like:
+            return 95 if roboflow or "valid" in dirs else 90
+        return 0
+
+    def read(self, path: Path, options: ReadOptions) -> Dataset:
+        if path.is_file():
+            path = path.parent
+        dirs = _split_dirs(path)
+        if find_yaml(path) is not None and any((d / "images").is_dir() for d in dirs.values()):
+            ds = YoloFormat().read(path, options)
+        elif any(any(d.glob("*.xml")) for d in dirs.values()):
+            ds = self._read_voc(dirs, options)
+        else:
+            raise UsageError(
+                f"'{path}' is not a Kaggle/Roboflow export (no data.yaml with train/valid/test, no VOC folders)"
+            )
+        for img in ds.images:
+            img.attributes["original_split"] = img.split
+            img.split = None
+            img.source = img.source or "kaggle"
+            img.attributes.setdefault("original_path", str(img.path))
+            img.file_name = Path(img.file_name).name
+            clip = clip_of(img.file_name)
+            if clip is not None:
+                img.group = f"kaggle/{path.name}/{clip[0]}"
+                img.attributes["clip"], img.attributes["frame"] = clip
+        return ds
+
+    def _read_voc(self, dirs: dict[str, Path], options: ReadOptions) -> Dataset:
+        out = Dataset(info={"changed": [], "dropped": []})
+        voc = VocFormat()
+        for dirname, d in dirs.items():
+            part = voc.read(d, options)
+            remap = {c.id: out.add_category(c.name) for c in part.categories}
+            for img in part.images:
+                img.split = _SPLIT_DIRS[dirname]
+                for ann in img.annotations:
+                    ann.category_id = remap[ann.category_id]
+                out.images.append(img)
+            out.info["changed"] += part.info.get("changed", [])
+        return out
