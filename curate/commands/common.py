@@ -6,6 +6,7 @@ import functools
 import os
 import sys
 from collections.abc import Callable
+from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -100,6 +101,20 @@ def cli_errors(fn: F) -> F:
         except KeyboardInterrupt:
             err_console.print("[yellow]interrupted: nothing was written[/]")
             raise typer.Exit(130) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except (
+            Exception
+        ) as exc:  # the CLI boundary: a bug, reported as one line, never a wall of traceback
+            if os.environ.get("SODKIT_DEBUG"):
+                raise
+            err_console.print(
+                f"[bold red]internal error:[/] {type(exc).__name__}: {exc} "
+                "(nothing was written; rerun with SODKIT_DEBUG=1 for the traceback and please report it)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(2) from None
 
     return wrapper  # type: ignore[return-value]
 
@@ -120,3 +135,44 @@ def print_skipped(policy: ErrorPolicy, limit: int = 10) -> None:
 
 def stderr_is_tty() -> bool:
     return sys.stderr.isatty()
+
+
+class OutFormat(str, Enum):
+    """Training formats a command can write."""
+
+    coco = "coco"
+    yolo = "yolo"
+
+
+class AnyFormat(str, Enum):
+    """Every writable format."""
+
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class Link(str, Enum):
+    """How images get into an output."""
+
+    hardlink = "hardlink"
+    symlink = "symlink"
+    copy = "copy"
+
+
+class Unlabeled(str, Enum):
+    """What to do with video clips that have no annotations."""
+
+    tag = "tag"
+    negative = "negative"
+    skip = "skip"
+
+
+FormatOpt = Annotated[OutFormat, typer.Option("--format", "-f", help="Output format.")]
+LinkOpt = Annotated[
+    Link,
+    typer.Option(
+        "--link",
+        help="How images get into the output (a hard link falls back to a copy across devices).",
+    ),
+]

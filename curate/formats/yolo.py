@@ -281,6 +281,7 @@ class YoloFormat:
         ids_by_index = [c.id for c in sorted(ds.categories, key=lambda c: c.id)]
         known = set(range(len(names)))
         meta = (sidecar or {}).get("images", {})
+        root_resolved = root.resolve()
         no_label = 0
         seen: set[Path] = set()
         for split, files, img_root in _split_sources(
@@ -302,7 +303,8 @@ class YoloFormat:
                 no_label += not had_label
                 for ann in item.annotations:
                     ann.category_id = ids_by_index[ann.category_id]
-                _apply_meta(item, meta.get(_meta_key(item.path, root)))
+                if meta:
+                    _apply_meta(item, meta.get(_meta_key(item.path, root_resolved)))
                 ds.images.append(item)
             self._orphan_labels(files, img_root, options)
         if no_label:
@@ -441,19 +443,21 @@ class YoloFormat:
             encoding="utf-8",
         )
         with open(out / SIDECAR, "w", encoding="utf-8") as fh:
-            json.dump(
-                {
-                    "format": "sodkit-yolo-sidecar",
-                    "version": 1,
-                    "task": task,
-                    "categories": [
-                        {"id": c.id, "name": c.name, "supercategory": c.supercategory} for c in cats
-                    ],
-                    "images": meta,
-                },
-                fh,
-                separators=(",", ":"),
-                ensure_ascii=False,
+            fh.write(
+                json.dumps(
+                    {
+                        "format": "sodkit-yolo-sidecar",
+                        "version": 1,
+                        "task": task,
+                        "categories": [
+                            {"id": c.id, "name": c.name, "supercategory": c.supercategory}
+                            for c in cats
+                        ],
+                        "images": meta,
+                    },
+                    separators=(",", ":"),
+                    ensure_ascii=False,
+                )
             )
         result.files += ["data.yaml", SIDECAR]
         return result
@@ -508,7 +512,7 @@ def _load_sidecar(root: Path) -> dict[str, Any] | None:
 
 def _meta_key(path: Path, root: Path) -> str:
     try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
+        return path.resolve().relative_to(root).as_posix()
     except ValueError:
         return path.name
 

@@ -1,0 +1,142 @@
+"""``curate split``: leakage-free, stratified, training-ready splits."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from curate.commands.common import (
+    DataArg,
+    DryRunOpt,
+    FormatOpt,
+    Link,
+    LinkOpt,
+    MaxPixelsOpt,
+    OnErrorOpt,
+    OutFormat,
+    OutOpt,
+    OverwriteOpt,
+    QuietOpt,
+    SeedOpt,
+    cli_errors,
+    console,
+    print_skipped,
+    read_options,
+)
+from curate.core.errors import OnError, SodkitError
+from curate.core.imageio import DEFAULT_MAX_PIXELS
+from curate.core.output import Manifest, check_output
+from curate.export import export_dataset
+from curate.formats.base import WriteOptions
+from curate.io import load_dataset, parse_spec
+from curate.split import check_no_leaks, parse_ratios, split_dataset
+
+
+def register(app: typer.Typer) -> None:
+    app.command("split")(split_cmd)
+
+
+@cli_errors
+def split_cmd(
+    data: DataArg,
+    out: OutOpt,
+    ratios: Annotated[str, typer.Option("--ratios", help="train:val:test shares.")] = "8:1:1",
+    seed: SeedOpt = 0,
+    fmt: FormatOpt = OutFormat.yolo,
+    groups: Annotated[
+        Path | None,
+        typer.Option(
+            "--groups", help="A dedupe report (report.json): its clusters never straddle splits."
+        ),
+    ] = None,
+    link: LinkOpt = Link.hardlink,
+    on_error: OnErrorOpt = OnError.fail,
+    overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Split into train/val/test: groups (clips, tiles of one image, duplicate clusters) never straddle splits; classes, small objects and negatives are stratified."""
+    shares = parse_ratios(ratios)
+    path = parse_spec(data)[1]
+    if not dry_run:
+        check_output(out, overwrite=overwrite, inputs=[path])
+    opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
+    ds = load_dataset(data, opts)
+    extra = _load_groups(groups) if groups else None
+    result = split_dataset(ds, shares, seed=seed, extra_groups=extra)
+    leaks = check_no_leaks(result.dataset)
+    if leaks:  # cannot happen by construction; refuse to write a leaking split all the same
+        raise SodkitError(f"internal error: groups in two splits: {leaks[:5]}")
+    manifest = Manifest(
+        "split",
+        inputs=[data],
+        options={
+            "ratios": ratios,
+            "seed": seed,
+            "format": fmt.value,
+            "groups": str(groups) if groups else None,
+        },
+    )
+    manifest.skipped = opts.policy.skipped
+    manifest.dropped += result.dropped + ds.info.get("dropped", [])
+    manifest.changed += ds.info.get("changed", [])
+    manifest.counts = {
+        "images_read": len(ds),
+        "images_split": len(result.dataset),
+        "units": result.units,
+    }
+    manifest.extra = {"summary": result.summary}
+    _print_table(result.summary)
+    print_skipped(opts.policy)
+    if result.dropped:
+        console.print(
+            f"[yellow]left out {len(result.dropped)} image(s): {result.dropped[0]['reason']}[/]"
+        )
+    if dry_run:
+        console.print("[yellow]dry run:[/] nothing written")
+        return
+    export_dataset(
+        result.dataset,
+        out,
+        fmt.value,
+        manifest,
+        overwrite=overwrite,
+        inputs=[path],
+        options=WriteOptions(link=link.value, progress=opts.progress),
+        extra=lambda tmp: _save_summary(tmp, result.summary),
+    )
+    console.print(
+        f"wrote {fmt.value.upper()} splits to [bold]{out}[/] (split_summary.csv, manifest.json)"
+    )
+
+
+def _load_groups(path: Path) -> dict[str, str]:
+    from curate.dedupe import load_cluster_groups
+
+    return load_cluster_groups(path)
+
+
+def _print_table(rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    table = Table(title="splits")
+    for key in rows[0]:
+        table.add_column(key, justify="left" if key == "split" else "right")
+    for r in rows:
+        table.add_row(*(str(v) for v in r.values()))
+    console.print(table)
+
+
+def _save_summary(folder: Path, rows: list[dict[str, Any]]) -> None:
+    with open(folder / "split_summary.csv", "w", newline="", encoding="utf-8") as fh:
+        if rows:
+            w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    (folder / "split_summary.json").write_text(json.dumps(rows, indent=2), encoding="utf-8")
