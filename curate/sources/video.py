@@ -286,8 +286,13 @@ class VideoSource:
 
     def read(self, path: Path, options: ReadOptions) -> Dataset:
         _check_options(options.source)
+        clips = find_clips(path)
+        if not clips:
+            raise UsageError(
+                f"no video clips in '{path}' (looked for {', '.join(VIDEO_EXTENSIONS)}, any case)"
+            )
         ds = Dataset(info={"dropped": [], "changed": [], "clips": {}})
-        for clip_id, clip in find_clips(path):
+        for clip_id, clip in clips:
             try:
                 self._read_clip(clip_id, clip, ds, options)
             except ItemError as err:

@@ -172,6 +172,8 @@ def test_single_clip_path_and_detect(tmp_path: Path) -> None:
     assert src.detect(tmp_path / "notes.txt") == 0
     (tmp_path / "empty").mkdir()
     assert src.detect(tmp_path / "empty") == 0
+    with pytest.raises(UsageError, match="no video clips"):
+        read(tmp_path / "empty")
 
 
 def test_progress_wraps_the_frame_loops(tmp_path: Path) -> None:
