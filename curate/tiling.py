@@ -33,6 +33,7 @@ file name when it has none, so splits never separate tiles of one image.
 from __future__ import annotations
 
 import shutil
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -289,7 +290,15 @@ def clip_mask(mask: Mask, window: Window, height: int, width: int) -> Mask | Non
         polys = [clip_polygon(p, window.box) for p in mask.data]
         shifted = [p - (window.x, window.y) for p in polys if len(p)]
         return Mask("polygons", shifted) if shifted else None
-    return crop_bitmap(mask.to_bitmap(height, width), window, as_rle=mask.kind == "rle")
+    return crop_bitmap(_to_bitmap(mask, height, width), window, as_rle=mask.kind == "rle")
+
+
+def _to_bitmap(mask: Mask, height: int, width: int) -> NDArray[np.bool_]:
+    # pycocotools' RLE decode trips NumPy 2's copy-keyword DeprecationWarning (harmless);
+    # silence only that one so warnings-as-errors callers still work.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*__array__ implementation", category=DeprecationWarning)
+        return mask.to_bitmap(height, width)
 
 
 def crop_bitmap(bitmap: NDArray[np.bool_], window: Window, *, as_rle: bool) -> Mask | None:
@@ -402,7 +411,7 @@ def _clip_annotations(
             for j in js:
                 clipped_masks[(i, j)] = clip_mask(mask, windows[j], img.height, img.width)
         else:
-            bitmap = mask.to_bitmap(img.height, img.width)
+            bitmap = _to_bitmap(mask, img.height, img.width)
             for j in js:
                 clipped_masks[(i, j)] = crop_bitmap(bitmap, windows[j], as_rle=mask.kind == "rle")
             del bitmap
