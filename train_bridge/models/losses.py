@@ -90,8 +90,8 @@ class YOLOXLoss(nn.Module):
     ) -> dict[str, torch.Tensor]:
         """Raw head maps (B, 5+C, H_i, W_i) and B targets (M_b, 5) = [class, x1, y1, x2, y2] px.
 
-        Returns a dict with 'loss' (the total to backpropagate), 'iou', 'obj', 'cls', 'l1'
-        (unweighted, each already normalised) and 'num_fg' (detached).
+        Returns a dict with 'loss' (the total to backpropagate) and, detached for logging,
+        'iou', 'obj', 'cls', 'l1' (unweighted, each already normalised) and 'num_fg'.
         """
         raw, grid, strides = flatten_outputs(outputs, self.strides)
         raw = raw.float()
@@ -156,9 +156,9 @@ class YOLOXLoss(nn.Module):
         total = self.iou_weight * loss_iou + loss_obj + loss_cls + loss_l1
         return {
             "loss": total,
-            "iou": loss_iou,
-            "obj": loss_obj,
-            "cls": loss_cls,
-            "l1": loss_l1,
+            "iou": loss_iou.detach(),
+            "obj": loss_obj.detach(),
+            "cls": loss_cls.detach(),
+            "l1": loss_l1.detach(),
             "num_fg": num_fg.detach().float(),
         }

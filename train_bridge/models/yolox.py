@@ -8,6 +8,7 @@ from typing import Literal
 import torch
 from torch import nn
 
+from curate.core.errors import UsageError
 from train_bridge.models.backbone import CSPDarknet
 from train_bridge.models.head import YOLOXHead
 from train_bridge.models.losses import IoUKind, YOLOXLoss
@@ -45,11 +46,11 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         if self.size not in SIZES:
-            raise ValueError(f"model size {self.size!r}: choose one of {list(SIZES)}")
+            raise UsageError(f"model size {self.size!r}: choose one of {list(SIZES)}")
         if self.num_classes < 1:
-            raise ValueError(f"num_classes {self.num_classes}: need at least 1 class")
+            raise UsageError(f"num_classes {self.num_classes}: need at least 1 class")
         if self.iou_loss not in ("iou", "giou", "ciou"):
-            raise ValueError(f"iou_loss {self.iou_loss!r}: use 'iou', 'giou' or 'ciou'")
+            raise UsageError(f"iou_loss {self.iou_loss!r}: use 'iou', 'giou' or 'ciou'")
 
     @property
     def depth(self) -> float:
