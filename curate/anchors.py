@@ -144,6 +144,7 @@ class AnchorResult:
     strides: list[StrideShare]
     share_under_8px: float
     side_quantiles: dict[str, float]
+    native_size: float | None = None
     recommendations: list[str] = field(default_factory=list)
 
     def levels(self) -> list[tuple[int, FloatArray]]:
@@ -209,6 +210,7 @@ class AnchorResult:
                 "strides": [s.__dict__ for s in self.strides],
             },
             "share_under_8px": self.share_under_8px,
+            "native_size": self.native_size,
             "side_quantiles": self.side_quantiles,
             "recommendations": self.recommendations,
         }
@@ -421,10 +423,12 @@ def fit_anchors(
     rng: np.random.Generator | None = None,
     *,
     progress: Progress | None = None,
+    native_size: float | None = None,
 ) -> AnchorResult:
     """Fit anchors to ``(N, 2)`` input-size box widths/heights and evaluate them.
 
     Deterministic for a given ``rng`` state (default: ``np.random.default_rng(0)``).
+    ``native_size`` (the typical longer image side as stored) only informs the advice.
     """
     opts = options or AnchorOptions()
     gen = rng if rng is not None else np.random.default_rng(0)
@@ -470,6 +474,7 @@ def fit_anchors(
             f"p{int(q * 100)}": float(v)
             for q, v in zip((0.1, 0.5, 0.9), np.quantile(side, (0.1, 0.5, 0.9)), strict=True)
         },
+        native_size=native_size,
     )
     result.recommendations = recommendations(result)
     return result
@@ -484,7 +489,14 @@ def anchors_for_dataset(
 ) -> AnchorResult:
     """:func:`fit_anchors` on the dataset's boxes at ``options.imgsz``."""
     opts = options or AnchorOptions()
-    return fit_anchors(input_box_sizes(dataset, opts.imgsz), opts, rng, progress=progress)
+    longest = [max(im.width, im.height) for im in dataset.images if im.width and im.height]
+    return fit_anchors(
+        input_box_sizes(dataset, opts.imgsz),
+        opts,
+        rng,
+        progress=progress,
+        native_size=float(np.median(longest)) if longest else None,
+    )
 
 
 def _sort_by_area(anchors: FloatArray) -> FloatArray:
@@ -538,6 +550,11 @@ def recommendations(result: AnchorResult) -> list[str]:
         if p10 > 0:
             need = int(math.ceil(o.imgsz * 8.0 / p10 / 32.0) * 32)
             msg += f"; --imgsz {need} would bring 90% of boxes to 8 px or more"
+            if result.native_size and need > result.native_size:
+                msg += (
+                    f", beyond the native resolution (~{result.native_size:.0f} px): "
+                    "tiles keep the pixels without upsampling"
+                )
         out.append(msg)
     elif below.get(16, 0.0) >= 0.5:
         out.append(

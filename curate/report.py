@@ -277,31 +277,47 @@ def _table(head: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
     return f"<div class='wide'><table><tr>{th}</tr>{body}</table></div>"
 
 
-def class_rows(stats: DatasetStats) -> tuple[list[str], list[list[Any]]]:
-    """Header and rows of the per-class table (also used by the CLI)."""
-    head = [
-        "class", "boxes", "share", "images", "boxes/img", "negatives",
-        "<8", "8-16", "16-32", "small", "medium", "large",
-        "median side", "median side@in", "median area ratio", "in 0.08-0.58%",
-        "w,h<0.1", "sqrt ratio<0.03",
+def class_tables(stats: DatasetStats) -> list[tuple[str, list[str], list[list[Any]]]]:
+    """``(title, header, rows)`` of the per-class tables: counts, sizes, relative sizes.
+
+    Also used by the CLI; the last row of each is the overall entry.
+    """
+    entries = [*stats.classes, stats.overall]
+    imgsz = stats.options.imgsz
+    counts = [
+        [c.name, c.boxes, _pct(c.share, 1.0), c.images, round(c.boxes_per_image, 2),
+         c.negatives, _size(c.image_width, c.image_height)]
+        for c in entries
     ]  # fmt: skip
-    rows = []
-    for c in [*stats.classes, stats.overall]:
+    sizes = []
+    for c in entries:
         n_in = max(sum(c.buckets_input.values()) - c.unsized_boxes, 0)
-        rows.append(
-            [
-                c.name, c.boxes, _pct(c.share, 1.0), c.images, round(c.boxes_per_image, 2),
-                c.negatives,
-                _pct(c.buckets_input["<8"], n_in), _pct(c.buckets_input["8-16"], n_in),
-                _pct(c.buckets_input["16-32"], n_in), _pct(c.coco_input["small"], n_in),
-                _pct(c.coco_input["medium"], n_in), _pct(c.coco_input["large"], n_in),
-                c.side_native["p50"], c.side_input["p50"], c.median_area_ratio,
-                c.median_area_ratio_in_range,
-                None if c.share_wh_below is None else _pct(c.share_wh_below, 1.0),
-                None if c.share_sqrt_ratio_below is None else _pct(c.share_sqrt_ratio_below, 1.0),
-            ]
+        n_nat = sum(c.buckets_native.values())
+        sizes.append(
+            [c.name, *(_pct(c.buckets_input[k], n_in) for k in ("<8", "8-16", "16-32")),
+             *(_pct(c.coco_input[k], n_in) for k in ("small", "medium", "large")),
+             _pct(c.coco_native["small"], n_nat), c.side_native["p50"], c.side_input["p50"]]
         )  # fmt: skip
-    return head, rows
+    relative = [
+        [c.name, c.median_area_ratio, c.median_area_ratio_in_range,
+         None if c.share_wh_below is None else _pct(c.share_wh_below, 1.0),
+         None if c.share_sqrt_ratio_below is None else _pct(c.share_sqrt_ratio_below, 1.0),
+         c.aspect["p50"]]
+        for c in entries
+    ]  # fmt: skip
+    return [
+        ("Counts", ["class", "boxes", "share", "images", "boxes/img", "negatives",
+                    "median image"], counts),
+        (f"Sizes at imgsz {imgsz} (side = sqrt(w*h))",
+         ["class", "<8", "8-16", "16-32", "small", "medium", "large", "small native",
+          "median side", f"median side@{imgsz}"], sizes),
+        ("Relative sizes", ["class", "median area ratio", "in 0.08-0.58%", "w,h < 0.1",
+                            "sqrt ratio < 0.03", "median w/h"], relative),
+    ]  # fmt: skip
+
+
+def _size(w: float | None, h: float | None) -> str:
+    return "–" if w is None or h is None else f"{w:g}x{h:g}"
 
 
 def quality_rows(stats: DatasetStats) -> list[list[Any]]:
@@ -365,7 +381,7 @@ def render_html(
         "= side &lt; 32, medium &lt; 96. Relative: median box/image area in 0.08–0.58% "
         "(Chen et al.), share with w and h &lt; 0.1 of the image, share with "
         "sqrt(area ratio) &lt; 0.03.</p>",
-        _table(*class_rows(s)),
+        *(f"<h3>{html.escape(t)}</h3>" + _table(head, rows) for t, head, rows in class_tables(s)),
         "<h2>Label quality</h2>",
         _table(["issue", "count", "where"], quality_rows(s)),
     ]
