@@ -112,6 +112,14 @@ class YOLOXLoss(nn.Module):
         for b in range(batch):
             gt = targets[b].to(device=raw.device, dtype=torch.float32)
             labels, gt_boxes = gt[:, 0].long(), gt[:, 1:5]
+            if (
+                labels.numel()
+                and not 0 <= int(labels.min()) <= int(labels.max()) < self.num_classes
+            ):
+                raise ValueError(
+                    f"targets of image {b}: class ids {sorted(set(labels.tolist()))} but the "
+                    f"loss has {self.num_classes} classes (0..{self.num_classes - 1})"
+                )
             result = self.assigner(
                 boxes[b].detach(),
                 cls[b].detach(),

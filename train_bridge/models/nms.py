@@ -15,7 +15,7 @@ def nms(boxes: torch.Tensor, scores: torch.Tensor, iou_thr: float) -> torch.Tens
     Exact greedy result computed on the (N, N) IoU matrix without a per-box loop: a box is
     kept iff no kept higher-scoring box overlaps it by more than `iou_thr`. Iterating that
     rule from "all kept" reaches the greedy fixed point (Cluster-NMS, Zheng et al. 2020),
-    usually in a few matrix steps. Memory is N² bytes; pre-filter by score for large N.
+    usually in a few matrix steps. Memory grows as N²; pre-filter by score for large N.
     """
     if boxes.shape[0] == 0:
         return torch.zeros(0, dtype=torch.long, device=boxes.device)

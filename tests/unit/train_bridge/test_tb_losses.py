@@ -6,6 +6,8 @@ import math
 
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from train_bridge.models.boxes import cxcywh_to_xyxy, xyxy_to_cxcywh
 from train_bridge.models.losses import box_iou, iou_loss
@@ -106,3 +108,25 @@ def test_losses_do_not_change_inputs() -> None:
 def test_iou_loss_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError, match="diou"):
         iou_loss(torch.zeros(1, 4), torch.zeros(1, 4), "diou")  # type: ignore[arg-type]
+
+
+_coord = st.floats(min_value=0, max_value=100, allow_nan=False, width=32)
+_extent = st.floats(min_value=0.5, max_value=50, allow_nan=False, width=32)
+
+
+@settings(deadline=None, max_examples=60)
+@given(
+    st.lists(st.tuples(_coord, _coord, _extent, _extent), min_size=2, max_size=2),
+)
+def test_iou_losses_properties(pair: list[tuple[float, float, float, float]]) -> None:
+    boxes = torch.tensor([[x, y, x + w, y + h] for x, y, w, h in pair], dtype=torch.float64)
+    pred, target = boxes[:1], boxes[1:]
+    iou = box_iou(pred, target, pairwise=False)
+    torch.testing.assert_close(iou, box_iou(target, pred, pairwise=False))
+    assert 0 <= float(iou) <= 1 + 1e-9
+    plain = iou_loss(pred, target, "iou")
+    giou = iou_loss(pred, target, "giou")
+    ciou = iou_loss(pred, target, "ciou")
+    assert float(plain) - 1e-9 <= float(giou) <= 2 + 1e-9
+    assert float(ciou) >= float(plain) - 1e-9
+    torch.testing.assert_close(iou_loss(pred, pred, "ciou"), torch.zeros(1, dtype=torch.float64))

@@ -84,6 +84,11 @@ def test_loss_rejects_mismatched_inputs() -> None:
         loss_fn([torch.zeros(1, 7, 4, 4), torch.zeros(1, 7, 2, 2)], [])
     with pytest.raises(ValueError, match="classes"):
         loss_fn([torch.zeros(1, 9, 4, 4), torch.zeros(1, 9, 2, 2)], [torch.zeros(0, 5)])
+    with pytest.raises(ValueError, match=r"class ids \[0, 2\].*\(0\.\.1\)"):
+        loss_fn(
+            [torch.zeros(1, 7, 4, 4), torch.zeros(1, 7, 2, 2)],
+            [torch.tensor([[2.0, 0, 0, 8, 8], [0, 0, 0, 8, 8]])],
+        )
 
 
 @pytest.mark.parametrize("kind", ["iou", "giou", "ciou"])
