@@ -16,6 +16,8 @@ from curate.formats import FORMATS
 from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, WriteResult
 from curate.sources import SOURCES
 
+STRONG = 60  # a detect() score at or above this is a confident claim
+
 
 def readers() -> dict[str, Reader]:
     """Every layout that can be read, by name (sources first: they are more specific)."""
@@ -34,19 +36,26 @@ def detect_layout(path: Path) -> str:
     """Name of the layout of ``path``; a clear error when none or several fit equally."""
     if not path.exists():
         raise UsageError(f"dataset path '{path}' does not exist")
-    scores = {name: r.detect(path) for name, r in readers().items()}
+    all_readers = readers()
+    scores = {name: r.detect(path) for name, r in all_readers.items()}
     best = max(scores.values())
     if best <= 0:
         raise UsageError(
-            f"cannot tell the layout of '{path}': none of {', '.join(readers())} matches; "
+            f"cannot tell the layout of '{path}': none of {', '.join(all_readers)} matches; "
             "prefix the path with one, e.g. yolo:PATH"
         )
-    top = sorted(name for name, s in scores.items() if s == best)
-    if len(top) > 1:
+    # Strong claims are ambiguous unless one layout refines another (kaggle refines yolo/voc).
+    strong = {n for n, s in scores.items() if s >= STRONG}
+    refined = {r for n in strong for r in getattr(all_readers[n], "refines", ())}
+    strong -= refined
+    if len(strong) > 1:
+        top = sorted(strong, key=lambda n: (-scores[n], n))
         raise UsageError(
             f"'{path}' could be {' or '.join(top)}; say which with a prefix, e.g. {top[0]}:{path}"
         )
-    return top[0]
+    if strong:
+        return strong.pop()
+    return max(sorted(scores), key=lambda n: scores[n])
 
 
 def load_dataset(spec: str, options: ReadOptions | None = None) -> Dataset:

@@ -169,11 +169,8 @@ def merge_datasets(
             img.annotations = kept
             img.attributes.setdefault("original_path", str(img.path))
             img.attributes.setdefault("source_layout", ds.info.get("layout", ""))
-            img.source = (
-                name
-                if not img.source or img.source == ds.info.get("layout")
-                else f"{name}/{img.source}"
-            )
+            inner = img.source
+            img.source = name if inner in ("", name, ds.info.get("layout")) else f"{name}/{inner}"
             if img.group is not None:
                 img.group = f"{name}::{img.group}"
             img.split = None

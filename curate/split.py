@@ -196,9 +196,8 @@ def summarize(ds: Dataset) -> list[dict[str, Any]]:
                 "groups": len(images_by_group(imgs)),
                 "negatives": sum(1 for im in imgs if not im.annotations),
                 "boxes": len(boxes),
-                "small_boxes": sum(1 for a in boxes if a.box_area < SMALL_AREA),
-                "classes_present": sum(1 for v in per_class.values() if v),
-                **{f"boxes[{n}]": v for n, v in per_class.items()},
+                "small": sum(1 for a in boxes if a.box_area < SMALL_AREA),
+                **per_class,
             }
         )
     order = {s: i for i, s in enumerate(SPLITS)}

@@ -41,6 +41,7 @@ class KaggleSource:
     """A Kaggle/Roboflow export in YOLO or VOC form."""
 
     name = "kaggle"
+    refines = ("yolo", "voc")
     description = "Kaggle/Roboflow export: YOLO data.yaml with train/valid/test, or VOC"
 
     def detect(self, path: Path) -> int:

@@ -1,0 +1,191 @@
+"""Bad input gives one clear line (exit 1) under --on-error fail, and a manifest entry under skip."""
+
+from __future__ import annotations
+
+import io
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.core.errors import CorruptImageError, ImageTooLargeError
+from curate.core.imageio import probe, read_image
+
+from .conftest import manifest
+
+
+def _jpeg(path: Path, w: int = 64, h: int = 48, exif_orientation: int | None = None) -> None:
+    img = Image.fromarray(np.full((h, w, 3), 128, np.uint8))
+    kwargs = {}
+    if exif_orientation:
+        exif = Image.Exif()
+        exif[0x0112] = exif_orientation
+        kwargs["exif"] = exif.tobytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path, format="JPEG", **kwargs)
+
+
+def _png_header_only(path: Path, w: int, h: int) -> None:
+    """A PNG that claims w x h: enough for a header probe; never decoded."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 16))
+        + chunk(b"IEND", b"")
+    )
+
+
+def make_yolo(
+    root: Path, labels: dict[str, str], names: tuple[str, ...] = ("fire", "smoke")
+) -> Path:
+    (root / "labels" / "train").mkdir(parents=True, exist_ok=True)
+    for stem, text in labels.items():
+        _jpeg(root / "images" / "train" / f"{stem}.jpg")
+        (root / "labels" / "train" / f"{stem}.txt").write_text(text)
+    (root / "data.yaml").write_text(f"train: images/train\nnames: {list(names)}\n")
+    return root
+
+
+GOOD = "0 0.5 0.5 0.2 0.2\n"
+
+CASES = {
+    "four_numbers": ("0 0.5 0.5 0.2\n", "line 1: expected 5 values"),
+    "class_out_of_range": ("7 0.5 0.5 0.2 0.2\n", "class id 7 but the YAML names 2 classes"),
+    "box_outside": ("0 3.5 3.5 0.2 0.2\n", "outside the 64x48 image"),
+    "degenerate": ("0 0.5 0.5 0 0.2\n", "degenerate"),
+    "not_numeric": ("0 0.5 abc 0.2 0.2\n", "non-numeric"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_label_lines(case: str, tmp_path: Path, run) -> None:
+    text, message = CASES[case]
+    src = make_yolo(tmp_path / "src", {"good": GOOD, "bad": text})
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "out", code=1)
+    assert message in res.output
+    assert "bad.txt" in res.output
+    assert not (tmp_path / "out").exists()
+    run("convert", src, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip")
+    m = manifest(tmp_path / "out")
+    assert m["counts"]["images_written"] == 1
+    assert len(m["skipped"]) == 1 and message.split(":")[-1].strip() in m["skipped"][0]["error"]
+
+
+def test_truncated_and_empty_images(tmp_path: Path, run) -> None:
+    src = make_yolo(tmp_path / "src", {"good": GOOD, "trunc": GOOD, "empty": GOOD})
+    data = (src / "images/train/trunc.jpg").read_bytes()
+    (src / "images/train/trunc.jpg").write_bytes(data[: len(data) // 2])
+    (src / "images/train/empty.jpg").write_bytes(b"")
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "out", code=1)
+    assert "error:" in res.output
+    run("convert", src, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip")
+    m = manifest(tmp_path / "out")
+    errors = " ".join(s["error"] for s in m["skipped"])
+    assert "truncated" in errors and "empty" in errors
+    assert m["counts"]["images_written"] == 1
+
+
+def test_missing_image_and_orphan_label(tmp_path: Path, run) -> None:
+    src = make_yolo(tmp_path / "src", {"good": GOOD})
+    (src / "labels/train/orphan.txt").write_text(GOOD)
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "out", code=1)
+    assert "orphan.txt" in res.output and "no matching image" in res.output
+
+
+def test_malformed_json_xml_yaml(tmp_path: Path, run) -> None:
+    (tmp_path / "coco").mkdir()
+    (tmp_path / "coco" / "annotations.json").write_text('{"images": [}')
+    res = run(
+        "convert",
+        "coco:" + str(tmp_path / "coco"),
+        "--to",
+        "yolo",
+        "--out",
+        tmp_path / "o1",
+        code=1,
+    )
+    assert "invalid JSON" in res.output and "line 1" in res.output
+
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    _jpeg(voc / "JPEGImages" / "a.jpg")
+    _jpeg(voc / "JPEGImages" / "b.jpg")
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><object><name>fire</name>"
+    )
+    (voc / "Annotations" / "b.xml").write_text(
+        "<annotation><filename>b.jpg</filename><object><name>fire</name><bndbox><xmin>2</xmin><ymin>2</ymin>"
+        "<xmax>20</xmax><ymax>20</ymax></bndbox></object></annotation>"
+    )
+    res = run("convert", f"voc:{voc}", "--to", "coco", "--out", tmp_path / "o2", code=1)
+    assert "a.xml" in res.output and "invalid XML" in res.output
+    run("convert", f"voc:{voc}", "--to", "coco", "--out", tmp_path / "o2", "--on-error", "skip")
+    assert manifest(tmp_path / "o2")["counts"]["images_written"] == 1
+
+    y = make_yolo(tmp_path / "y", {"a": GOOD})
+    (y / "data.yaml").write_text("train: images/train\nnames: [fire, smoke\n")
+    res = run("convert", y, "--to", "coco", "--out", tmp_path / "o3", code=1)
+    assert "invalid YAML" in res.output
+
+
+def test_exif_rotated_photo_labels_in_display_frame(tmp_path: Path, run) -> None:
+    src = make_yolo(tmp_path / "src", {"rot": GOOD})
+    _jpeg(
+        src / "images/train/rot.jpg", w=200, h=100, exif_orientation=6
+    )  # shown 100 wide, 200 tall
+    info = probe(src / "images/train/rot.jpg")
+    assert (info.width, info.height, info.orientation) == (100, 200, 6)
+    assert read_image(src / "images/train/rot.jpg").shape == (200, 100, 3)
+    run("convert", src, "--to", "coco", "--out", tmp_path / "out")
+    coco = json.loads((tmp_path / "out" / "annotations" / "instances_train.json").read_text())
+    assert (coco["images"][0]["width"], coco["images"][0]["height"]) == (100, 200)
+    assert coco["annotations"][0]["bbox"] == [40.0, 80.0, 20.0, 40.0]
+
+
+def test_sixteen_bit_grayscale_and_rgba_decode_to_rgb8(tmp_path: Path) -> None:
+    g16 = (np.arange(64 * 32, dtype=np.uint16).reshape(32, 64) * 30).astype(np.uint16)
+    Image.fromarray(g16).save(tmp_path / "g16.png")
+    out = read_image(tmp_path / "g16.png")
+    assert out.dtype == np.uint8 and out.shape == (32, 64, 3)
+    np.testing.assert_array_equal(out[..., 0], (g16 >> 8).astype(np.uint8))
+    Image.fromarray(np.zeros((10, 12, 4), np.uint8)).save(tmp_path / "rgba.png")
+    assert read_image(tmp_path / "rgba.png").shape == (10, 12, 3)
+    Image.fromarray(np.zeros((10, 12), np.uint8)).save(tmp_path / "gray.jpg")
+    assert read_image(tmp_path / "gray.jpg").shape == (10, 12, 3)
+    assert probe(tmp_path / "g16.png").mode in ("I;16", "I")
+
+
+def test_huge_image_is_a_clear_error(tmp_path: Path, run) -> None:
+    src = make_yolo(tmp_path / "src", {"ok": GOOD})
+    _png_header_only(src / "images/train/huge.png", 30000, 30000)
+    (src / "labels/train/huge.txt").write_text(GOOD)
+    with pytest.raises(ImageTooLargeError, match="30000x30000"):
+        probe(src / "images/train/huge.png", max_pixels=178_956_970)
+    with pytest.raises(ImageTooLargeError):
+        read_image(src / "images/train/huge.png")
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "out", code=1)
+    assert "30000x30000" in res.output and "--max-pixels" in res.output
+    run("convert", src, "--to", "coco", "--out", tmp_path / "out", "--on-error", "skip")
+    assert manifest(tmp_path / "out")["skipped"][0]["kind"] == "too-large"
+
+
+def test_corrupt_bytes_with_image_name(tmp_path: Path) -> None:
+    (tmp_path / "x.jpg").write_bytes(b"not an image at all")
+    with pytest.raises(CorruptImageError, match="not a readable image"):
+        probe(tmp_path / "x.jpg")
+    buf = io.BytesIO()
+    Image.new("RGB", (50, 40)).save(buf, format="PNG")
+    (tmp_path / "t.png").write_bytes(buf.getvalue()[:-20])
+    with pytest.raises(CorruptImageError, match="truncated"):
+        probe(tmp_path / "t.png")

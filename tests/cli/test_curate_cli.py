@@ -1,0 +1,147 @@
+"""merge → split → convert through the CLI on the synthetic sources, as a user runs them."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from curate.io import load_dataset
+from curate.synthetic import make_demo_sources
+
+from .conftest import manifest
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+@pytest.fixture(scope="module")
+def sources(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return make_demo_sources(tmp_path_factory.mktemp("sources"), seed=1)
+
+
+def _tree(p: Path) -> dict[str, int]:
+    return {
+        str(f.relative_to(p)): f.stat().st_mtime_ns for f in sorted(p.rglob("*")) if f.is_file()
+    }
+
+
+def test_merge_split_convert(sources: dict[str, Path], tmp_path: Path, run) -> None:
+    before = {k: _tree(v) for k, v in sources.items()}
+    merged = tmp_path / "merged"
+    res = run(
+        "merge",
+        f"bowfire:{sources['bowfire']}",
+        f"video:{sources['video']}",
+        str(sources["kaggle"]),
+        "--class-map",
+        EXAMPLES / "class_map.yaml",
+        "--out",
+        merged,
+        "--format",
+        "coco",
+        "--every",
+        "3",
+    )
+    assert "merged sources" in res.output
+    assert {k: _tree(v) for k, v in sources.items()} == before, "inputs must never change"
+    m = manifest(merged)
+    assert m["command"] == "merge" and m["counts"]["images"] == m["counts"]["images_written"]
+    assert any("default" in d["reason"] for d in m["dropped"])
+    coco = json.loads((merged / "annotations.json").read_text())
+    assert [c["name"] for c in coco["categories"]] == ["fire", "smoke"]
+    per_source = m["sources"]
+    assert sum(s["images"] for s in per_source.values()) == len(coco["images"])
+    assert all("original_path" in im and "source" in im for im in coco["images"])
+
+    # refuse a non-empty output without --overwrite
+    res = run(
+        "merge",
+        str(sources["kaggle"]),
+        "--class-map",
+        EXAMPLES / "class_map.yaml",
+        "--out",
+        merged,
+        code=1,
+    )
+    assert "--overwrite" in res.output
+
+    split = tmp_path / "split"
+    res = run("split", merged, "--out", split, "--format", "yolo", "--seed", "0")
+    data = yaml.safe_load((split / "data.yaml").read_text())
+    assert data["train"] == "images/train" and data["names"] == ["fire", "smoke"]
+    for s in ("train", "val", "test"):
+        assert (split / "images" / s).is_dir() and (split / "labels" / s).is_dir()
+    ds = load_dataset(str(split))
+    by_group: dict[str, set[str]] = {}
+    for img in ds.images:
+        if img.group:
+            by_group.setdefault(img.group, set()).add(img.split or "")
+    assert by_group and all(len(v) == 1 for v in by_group.values()), (
+        "frames of one clip in two splits"
+    )
+    assert (split / "split_summary.csv").is_file()
+    sm = manifest(split)
+    assert any("unlabeled" in d["reason"] for d in sm["dropped"])  # the clip without annotations
+
+    out = tmp_path / "voc"
+    run("convert", split, "--to", "voc", "--out", out)
+    assert len(list((out / "Annotations").glob("*.xml"))) == len(ds)
+    assert (out / "ImageSets" / "Main" / "train.txt").is_file()
+
+
+def test_dry_run_writes_nothing(sources: dict[str, Path], tmp_path: Path, run) -> None:
+    res = run(
+        "merge",
+        str(sources["kaggle"]),
+        "--class-map",
+        EXAMPLES / "class_map.yaml",
+        "--out",
+        tmp_path / "o",
+        "--dry-run",
+    )
+    assert "dry run" in res.output and not (tmp_path / "o").exists()
+
+
+def test_overwrite_replaces_and_output_inside_input_is_refused(
+    sources: dict[str, Path], tmp_path: Path, run
+) -> None:
+    out = tmp_path / "o"
+    out.mkdir()
+    (out / "old.txt").write_text("x")
+    run("convert", str(sources["kaggle"]), "--to", "yolo", "--out", out, "--overwrite")
+    assert not (out / "old.txt").exists() and (out / "data.yaml").is_file()
+    res = run(
+        "convert",
+        str(sources["kaggle"]),
+        "--to",
+        "yolo",
+        "--out",
+        sources["kaggle"] / "sub",
+        code=1,
+    )
+    assert "overlaps input" in res.output
+
+
+def test_unknown_class_without_map_entry(sources: dict[str, Path], tmp_path: Path, run) -> None:
+    cmap = tmp_path / "map.yaml"
+    cmap.write_text("classes: [fire]\n")
+    res = run("merge", str(sources["kaggle"]), "--class-map", cmap, "--out", tmp_path / "o", code=1)
+    assert "'default'" in res.output and "'smoke'" in res.output and "['fire']" in res.output
+
+
+def test_ambiguous_layout_is_a_clear_error(tmp_path: Path, run) -> None:
+    d = tmp_path / "amb"
+    (d / "images").mkdir(parents=True)
+    (d / "labels").mkdir()
+    (d / "data.yaml").write_text("train: images\nnames: [a]\n")
+    (d / "annotations.json").write_text('{"images": [], "annotations": [], "categories": []}')
+    res = run("convert", d, "--to", "coco", "--out", tmp_path / "o", code=1)
+    assert "could be" in res.output and "prefix" in res.output
+
+
+def test_help_lists_commands(run) -> None:
+    res = run("--help")
+    for cmd in ("merge", "split", "convert"):
+        assert cmd in res.output
