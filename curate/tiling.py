@@ -297,7 +297,9 @@ def _to_bitmap(mask: Mask, height: int, width: int) -> NDArray[np.bool_]:
     # pycocotools' RLE decode trips NumPy 2's copy-keyword DeprecationWarning (harmless);
     # silence only that one so warnings-as-errors callers still work.
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*__array__ implementation", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=".*__array__ implementation", category=DeprecationWarning
+        )
         return mask.to_bitmap(height, width)
 
 
@@ -602,9 +604,10 @@ def _write_image_tiles(job: _ImageJob) -> tuple[int, dict[str, Any] | None]:
     """Decode one source image once and write its tiles; an item error comes back as data."""
     try:
         image = None
+        for folder in {Path(t[0]).parent for t in job.tiles}:
+            folder.mkdir(parents=True, exist_ok=True)
         for dest, x, y, w, h, passthrough in job.tiles:
             out = Path(dest)
-            out.parent.mkdir(parents=True, exist_ok=True)
             if passthrough:
                 if not job.source.is_file():
                     raise MissingFileError(
