@@ -15,7 +15,7 @@ import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
@@ -98,7 +98,7 @@ def _exif_orientation(tiff: bytes) -> int:
     """Orientation tag of IFD0 in a TIFF/EXIF block (1 when absent or unreadable)."""
     if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
         return 1
-    order = "little" if tiff[:2] == b"II" else "big"
+    order: Literal["little", "big"] = "little" if tiff[:2] == b"II" else "big"
     ifd = int.from_bytes(tiff[4:8], order)
     if ifd + 2 > len(tiff):
         return 1
@@ -283,17 +283,17 @@ def read_reduced(
     p = Path(path)
     _check_exists(p)
     try:
-        with _pillow_limit_off(), Image.open(p) as img:
-            w, h = img.size
+        with _pillow_limit_off(), Image.open(p) as src:
+            w, h = src.size
             if max_pixels is not None and w * h > max_pixels:
-                raise _too_large(p, ImageInfo(w, h, img.format or "", img.mode), max_pixels)
-            if img.format == "JPEG":
-                img.draft(
+                raise _too_large(p, ImageInfo(w, h, src.format or "", src.mode), max_pixels)
+            if src.format == "JPEG":
+                src.draft(
                     "L" if gray else "RGB",
                     (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h))),
                 )
-            img.load()
-            img = ImageOps.exif_transpose(img)
+            src.load()
+            img: Image.Image = ImageOps.exif_transpose(src)
             scale = max_side / max(img.size)
             if scale < 1:
                 size = (max(1, round(img.size[0] * scale)), max(1, round(img.size[1] * scale)))
