@@ -347,9 +347,7 @@ def untile_predictions(
     offsets = np.zeros((len(tp.keys), 2))
     limits = np.full((len(tp.keys), 2), np.inf)
     ok = np.ones(len(tp.keys), dtype=bool)
-    sizes: dict[Any, tuple[int | None, int | None]] = {}
-    for rec in index.values():
-        sizes[rec.parent_id] = (rec.parent_width, rec.parent_height)
+    sizes = {r.parent_id: (r.parent_width, r.parent_height) for r in index.values()}
     for k, key in enumerate(tp.keys):
         rec = index.get(key)
         if rec is None:

@@ -23,7 +23,7 @@ from curate.core.errors import (
     UsageError,
 )
 from curate.core.imageio import read_image, write_image
-from curate.core.parallel import ProcessExecutor
+from curate.core.parallel import ProcessExecutor, make_executor
 from curate.io import load_dataset
 from curate.tiling import (
     DROP_AREA,
@@ -471,3 +471,24 @@ def test_too_large_image_is_a_clear_error(tmp_path: Path) -> None:
     out.mkdir()
     with pytest.raises(ImageTooLargeError, match="--max-pixels"):
         tile_dataset(ds, out, "coco", TileConfig(max_pixels=1_000_000))
+
+
+def test_dask_scheduler_gives_the_same_output_as_serial(tmp_path: Path) -> None:
+    distributed = pytest.importorskip("distributed")
+    ds = _source_images(tmp_path)
+    serial, dask = tmp_path / "serial", tmp_path / "dask"
+    serial.mkdir()
+    dask.mkdir()
+    tile_dataset(ds, serial, "coco", TileConfig(keep_empty=0.5, seed=1))
+    with (
+        distributed.LocalCluster(
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        ex = make_executor(scheduler=client)
+        assert ex.name == "dask"
+        tile_dataset(ds, dask, "coco", TileConfig(keep_empty=0.5, seed=1), executor=ex)
+    assert (serial / "annotations.json").read_text() == (dask / "annotations.json").read_text()
+    for f in (serial / "images").rglob("*.*"):
+        assert f.read_bytes() == (dask / "images" / f.relative_to(serial / "images")).read_bytes()
