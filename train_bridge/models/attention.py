@@ -76,8 +76,8 @@ class NonLocalBlock(nn.Module):
         self.phi = nn.Conv2d(channels, inter, 1)
         self.g = nn.Conv2d(channels, inter, 1)
         self.out = nn.Conv2d(inter, channels, 1)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        for param in self.out.parameters():
+            nn.init.zeros_(param)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) → (B, C, H, W); memory grows as (H·W)² per image."""

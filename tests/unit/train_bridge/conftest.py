@@ -1,4 +1,4 @@
-"""Fixtures for the detector tests: a seeded torch generator and a seeded global torch RNG."""
+"""Fixtures for the detector tests: seeded torch RNGs and single-threaded torch."""
 
 from __future__ import annotations
 
@@ -9,11 +9,17 @@ import torch
 
 
 @pytest.fixture(autouse=True)
-def _torch_seed() -> Iterator[None]:
-    """Seed torch's global RNG (module initialisers draw from it) for every test."""
-    state = torch.random.get_rng_state()
+def _torch_seed_and_one_thread() -> Iterator[None]:
+    """Seed torch's global RNG (module initialisers draw from it) and run on one thread.
+
+    The models here are tiny: intra-op threads buy nothing and, on a busy machine, their
+    spin-waiting made the overfit test ten times slower.
+    """
+    state, threads = torch.random.get_rng_state(), torch.get_num_threads()
     torch.manual_seed(0)
+    torch.set_num_threads(1)
     yield
+    torch.set_num_threads(threads)
     torch.random.set_rng_state(state)
 
 
