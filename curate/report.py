@@ -68,7 +68,7 @@ def plot_sizes(stats: DatasetStats) -> bytes:
         (fig.add_subplot(1, 2, 1), native, "native"),
         (fig.add_subplot(1, 2, 2), inp, f"at imgsz {stats.options.imgsz}"),
     ):
-        ax.hist(values, bins=bins, color="#4477aa")
+        ax.hist(values, bins=bins.tolist(), color="#4477aa")
         ax.set_xscale("log")
         for edge in SIZE_EDGES:
             ax.axvline(edge, color="#cc3311", lw=1, ls="--")
@@ -165,7 +165,12 @@ def plot_aspect(stats: DatasetStats) -> bytes:
     for rank, c in enumerate(_top_classes(stats)):
         v = np.clip(ratio[col.class_index == c], -4, 4)
         ax.hist(
-            v, bins=bins, histtype="step", color=f"C{rank}", label=stats.classes[c].name, lw=1.5
+            v,
+            bins=bins.tolist(),
+            histtype="step",
+            color=f"C{rank}",
+            label=stats.classes[c].name,
+            lw=1.5,
         )
     ticks = np.arange(-4, 5)
     ax.set_xticks(ticks, [f"1:{2**-t}" if t < 0 else f"{2**t}:1" for t in ticks])
