@@ -8,7 +8,7 @@ from pathlib import Path
 from curate.core.dataset import Dataset
 from curate.core.output import Manifest, atomic_output
 from curate.formats.base import WriteOptions, WriteResult
-from curate.io import get_format
+from curate.io import get_format, write_dataset
 
 
 def export_dataset(
@@ -27,9 +27,9 @@ def export_dataset(
     ``extra(tmp_dir)`` may add files (reports, tables) before the folder is moved into place.
     The writer's own drops and changes (what the format cannot hold) join the manifest.
     """
-    writer = get_format(fmt)
+    get_format(fmt)  # fail on an unknown format before creating anything
     with atomic_output(out, overwrite=overwrite, inputs=list(inputs)) as tmp:
-        result = writer.write(ds, tmp, options or WriteOptions())
+        result = write_dataset(ds, tmp, fmt, options or WriteOptions())
         manifest.dropped += result.dropped
         manifest.changed += result.changed
         manifest.outputs += result.files

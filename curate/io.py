@@ -12,6 +12,7 @@ from pathlib import Path
 
 from curate.core.dataset import Dataset
 from curate.core.errors import UsageError
+from curate.core.progress import gc_paused
 from curate.formats import FORMATS
 from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, WriteResult
 from curate.sources import SOURCES
@@ -64,7 +65,8 @@ def load_dataset(spec: str, options: ReadOptions | None = None) -> Dataset:
     if not path.exists():
         raise UsageError(f"dataset path '{path}' does not exist")
     name = layout or detect_layout(path)
-    ds = readers()[name].read(path, options or ReadOptions())
+    with gc_paused():
+        ds = readers()[name].read(path, options or ReadOptions())
     ds.info.setdefault("layout", name)
     ds.info.setdefault("path", str(path))
     return ds
@@ -82,4 +84,5 @@ def write_dataset(
     dataset: Dataset, out: Path, fmt: str, options: WriteOptions | None = None
 ) -> WriteResult:
     """Write ``dataset`` in format ``fmt`` into the (empty, temporary) folder ``out``."""
-    return get_format(fmt).write(dataset, out, options or WriteOptions())
+    with gc_paused():
+        return get_format(fmt).write(dataset, out, options or WriteOptions())

@@ -18,5 +18,14 @@ curate merge bowfire:"$OUT/sources/bowfire" video:"$OUT/sources/video" kaggle:"$
 echo "== 3. leakage-free, stratified 8:1:1 split, written as YOLO"
 curate split "$OUT/merged" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo
 
+echo "== 4. small-object statistics (tables, plots, one HTML report) and anchors"
+curate stats "$OUT/merged" --imgsz 640 --out "$OUT/stats"
+curate anchors "$OUT/merged" --n 9 --imgsz 640 --json "$OUT/anchors.json"
+
+echo "== 5. tile the merged set (160 px tiles, 20% overlap) so small objects keep their pixels"
+curate tile "$OUT/merged" --out "$OUT/tiles" --size 160 --overlap 0.2 --min-visibility 0.3 --min-area 16 --format coco
+
 echo
-echo "demo done: sources in $OUT/sources, merged COCO in $OUT/merged, YOLO splits in $OUT/split"
+echo "demo done:"
+echo "  sources  $OUT/sources      merged COCO  $OUT/merged     YOLO splits  $OUT/split"
+echo "  report   $OUT/stats/report.html                        tiles        $OUT/tiles"

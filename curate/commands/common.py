@@ -18,8 +18,9 @@ from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.progress import RichProgress
 from curate.formats.base import ReadOptions
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, files) gets wide tables instead of Rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 160)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

@@ -257,7 +257,9 @@ def read_image(
             if max_pixels is not None and info.pixels > max_pixels:
                 raise _too_large(p, info, max_pixels)
             img.load()
-            out = ImageOps.exif_transpose(img) if exif else img
+            # exif_transpose copies even when there is nothing to do: only call it when needed.
+            rotated = exif and int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1) != 1
+            out = ImageOps.exif_transpose(img) if rotated else img
             return to_rgb8(out)
     except ImageTooLargeError:
         raise

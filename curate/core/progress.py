@@ -7,7 +7,9 @@ Library code never creates progress bars: it wraps long loops in
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Protocol, TypeVar
 
 T = TypeVar("T")
@@ -68,3 +70,20 @@ class RichProgress:
             for item in items:
                 yield item
                 bar.advance(task)
+
+
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while building many small objects.
+
+    Reading 500k annotations creates millions of containers; the collector's repeated
+    full passes over them make reading superlinear (2x slower at 50k images). Nothing
+    built here forms reference cycles that need collecting before the block ends.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
