@@ -1,0 +1,425 @@
+"""``curate dedupe`` and ``curate leaks``: near-duplicates by exact copies, SSIM, histograms."""
+
+from __future__ import annotations
+
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from curate.commands.common import (
+    DataArg,
+    DryRunOpt,
+    Link,
+    LinkOpt,
+    MaxPixelsOpt,
+    OnErrorOpt,
+    OutFormat,
+    OverwriteOpt,
+    QuietOpt,
+    SchedulerOpt,
+    WorkersOpt,
+    cli_errors,
+    console,
+    err_console,
+    print_skipped,
+    read_options,
+)
+from curate.core.errors import OnError, UsageError
+from curate.core.imageio import DEFAULT_MAX_PIXELS
+from curate.core.output import check_output
+from curate.core.parallel import make_executor
+from curate.dedupe import (
+    DedupeOptions,
+    Runtime,
+    SignatureCache,
+    build_report,
+    default_cache_dir,
+    find_duplicates,
+    find_leaks,
+    sweep,
+    write_deduped,
+    write_report,
+)
+from curate.dedupe.pipeline import SWEEP_THRESHOLDS, DedupePlan
+from curate.io import load_dataset, parse_spec
+
+
+class Keep(str, Enum):
+    most_annotations = "most-annotations"
+    largest = "largest"
+    sharpest = "sharpest"
+    first = "first"
+
+
+class ClusterMode(str, Enum):
+    greedy = "greedy"
+    connected = "connected"
+
+
+class Combine(str, Enum):
+    all = "all"
+    any = "any"
+
+
+class Roi(str, Enum):
+    none = "none"
+    objects = "objects"
+
+
+class IndexChoice(str, Enum):
+    auto = "auto"
+    exact = "exact"
+    lsh = "lsh"
+
+
+SsimOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--ssim",
+        help="Duplicates: SSIM above this (Wang et al., 11x11 Gaussian, at the working size). Default 0.85 when no method is given.",
+    ),
+]
+HistOpt = Annotated[
+    float | None,
+    typer.Option("--hist", help="Duplicates: HSV 16x4x4 histogram intersection above this."),
+]
+ExactOpt = Annotated[
+    bool, typer.Option("--exact", help="Only exact copies: same bytes or same decoded pixels.")
+]
+CombineOpt = Annotated[
+    Combine, typer.Option("--combine", help="With --ssim and --hist: both must pass, or either.")
+]
+SizeOpt = Annotated[int, typer.Option("--size", help="SSIM working resolution: longer side in px.")]
+IndexOpt = Annotated[
+    IndexChoice,
+    typer.Option("--index", help="Candidate search: exact tiles, LSH, or auto (by size)."),
+]
+CacheDirOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--cache-dir",
+        help="Signature cache folder (default $SODKIT_CACHE_DIR/signatures or ~/.cache/sodkit/signatures).",
+    ),
+]
+NoCacheOpt = Annotated[bool, typer.Option("--no-cache", help="Do not read or write the cache.")]
+RoiOpt = Annotated[
+    Roi, typer.Option("--roi", help="objects: labelled boxes and their regions must match too.")
+]
+RoiIouOpt = Annotated[
+    float, typer.Option("--roi-iou", help="--roi objects: IoU for boxes to match one-to-one.")
+]
+RoiSsimOpt = Annotated[
+    float | None,
+    typer.Option("--roi-ssim", help="--roi objects: region SSIM threshold (default: --ssim)."),
+]
+
+
+def register(app: typer.Typer) -> None:
+    app.command("dedupe")(dedupe_cmd)
+    app.command("leaks")(leaks_cmd)
+
+
+def _options(**kw: Any) -> DedupeOptions:
+    return DedupeOptions(**kw).resolved()
+
+
+def _runtime(
+    workers: int | None,
+    scheduler: str | None,
+    on_error: OnError,
+    quiet: bool,
+    cache_dir: Path | None,
+    no_cache: bool,
+    max_pixels: int,
+) -> tuple[Runtime, Any]:
+    opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
+    cache = None if no_cache else SignatureCache(cache_dir or default_cache_dir())
+    executor = make_executor(workers, scheduler)
+    return Runtime(executor=executor, progress=opts.progress, policy=opts.policy, cache=cache), opts
+
+
+@cli_errors
+def dedupe_cmd(
+    data: DataArg,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Output folder (not needed with --dry-run or --sweep)."),
+    ] = None,
+    ssim: SsimOpt = None,
+    hist: HistOpt = None,
+    exact: ExactOpt = False,
+    combine: CombineOpt = Combine.all,
+    cluster: Annotated[
+        ClusterMode,
+        typer.Option(
+            "--cluster",
+            help="greedy: drop only images similar to a kept one; connected: union-find components.",
+        ),
+    ] = ClusterMode.greedy,
+    keep: Annotated[
+        Keep, typer.Option("--keep", help="Which image of a cluster survives.")
+    ] = Keep.most_annotations,
+    merge_labels: Annotated[
+        bool,
+        typer.Option(
+            "--merge-labels",
+            help="Carry boxes only a dropped duplicate has to its survivor (scaled).",
+        ),
+    ] = False,
+    roi: RoiOpt = Roi.none,
+    roi_iou: RoiIouOpt = 0.5,
+    roi_ssim: RoiSsimOpt = None,
+    against: Annotated[
+        str | None,
+        typer.Option(
+            "--against",
+            help="A clean reference dataset: drop new images that duplicate it (it is never changed).",
+        ),
+    ] = None,
+    do_sweep: Annotated[
+        bool,
+        typer.Option(
+            "--sweep",
+            help="Print images kept per threshold (0.80-0.98) and cluster mode; write nothing.",
+        ),
+    ] = False,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            help="Also write the cluster report (JSON, plus CSV beside it) here; allowed with --dry-run.",
+        ),
+    ] = None,
+    fmt: Annotated[
+        OutFormat | None,
+        typer.Option(
+            "--format", "-f", help="Output format (default: the input's if coco/yolo, else coco)."
+        ),
+    ] = None,
+    link: LinkOpt = Link.hardlink,
+    size: SizeOpt = 128,
+    refine_band: Annotated[
+        float,
+        typer.Option(
+            "--refine-band",
+            help="Re-score pairs within this SSIM band of the threshold at full resolution (0 = off).",
+        ),
+    ] = 0.0,
+    index: IndexOpt = IndexChoice.auto,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    overwrite: OverwriteOpt = False,
+    dry_run: DryRunOpt = False,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Drop near-duplicate images; write the rest, a manifest and a cluster report."""
+    o = _options(
+        ssim=ssim,
+        hist=hist,
+        exact_only=exact,
+        combine=combine.value,
+        cluster=cluster.value,
+        keep=keep.value,
+        roi=roi.value,
+        roi_iou=roi_iou,
+        roi_ssim=roi_ssim,
+        merge_labels=merge_labels,
+        size=size,
+        refine_band=refine_band,
+        index=index.value,
+        max_pixels=max_pixels,
+    )
+    writes = not (dry_run or do_sweep)
+    if writes and out is None:
+        raise UsageError("--out DIR is required (or pass --dry-run / --sweep to write nothing)")
+    inputs = [parse_spec(data)[1]] + ([parse_spec(against)[1]] if against else [])
+    if writes:
+        check_output(out, overwrite=overwrite, inputs=inputs)  # type: ignore[arg-type]
+    runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
+    with runtime.executor:  # type: ignore[union-attr]
+        ds = load_dataset(data, opts)
+        ref = load_dataset(against, opts) if against else None
+        if do_sweep:
+            rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
+            _print_sweep(rows, o, len(ds))
+            print_skipped(opts.policy)
+            return
+        plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
+    _print_plan(plan)
+    print_skipped(opts.policy)
+    if report is not None:
+        paths = write_report(build_report(plan), report)
+        console.print(f"report: {paths[0]} and {paths[1].name}")
+    if not writes:
+        console.print(
+            f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
+        )
+        return
+    layout = ds.info.get("layout")
+    out_fmt = fmt.value if fmt is not None else (layout if layout in ("coco", "yolo") else "coco")
+    counts = write_deduped(
+        plan,
+        out,
+        fmt=out_fmt,
+        overwrite=overwrite,
+        link=link.value,  # type: ignore[arg-type]
+        inputs=inputs,
+        progress=runtime.progress,
+    )
+    console.print(
+        f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
+        "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
+    )
+
+
+def _print_plan(plan: DedupePlan) -> None:
+    rep = build_report(plan)
+    c = rep["counts"]
+    table = Table(title="duplicate clusters (largest first)")
+    for col in (
+        "cluster",
+        "size",
+        "kept",
+        "why kept",
+        "reasons",
+        "lowest score",
+        "label conflicts",
+    ):
+        table.add_column(
+            col, justify="right" if col in ("size", "lowest score", "label conflicts") else "left"
+        )
+    clusters = sorted(rep["clusters"], key=lambda x: -x["size"])
+    for cl in clusters[:15]:
+        scores = [m["score"] for m in cl["members"] if m.get("score") is not None]
+        reasons = sorted({m["reason"] for m in cl["members"] if m.get("reason")})
+        table.add_row(
+            cl["id"],
+            str(cl["size"]),
+            cl["kept"],
+            cl["kept_reason"],
+            ", ".join(reasons),
+            f"{min(scores):.3f}" if scores else "-",
+            str(len(cl["label_conflicts"])),
+        )
+    if clusters:
+        console.print(table)
+        if len(clusters) > 15:
+            console.print(f"... and {len(clusters) - 15} more clusters (see the report)")
+    console.print(
+        f"{c['images']} images: keep {c['kept']}, drop {c['dropped']} in {c['clusters']} clusters"
+        + (f", {c['skipped']} skipped" if c["skipped"] else "")
+        + (f", {c['label_conflicts']} label conflicts" if c["label_conflicts"] else "")
+    )
+    stats = plan.stats
+    console.print(
+        f"[dim]{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
+        f"{stats.get('pairs_scored', 0)} scored, {stats.get('cache_hits', 0)} signatures from cache, "
+        f"{stats.get('total_s', 0):.1f} s[/]"
+    )
+    if c["images"] and c["kept"] <= max(1, c["images"] // 20) and c["dropped"]:
+        err_console.print(
+            f"[yellow]warning:[/] only {c['kept']} of {c['images']} images survive: on a static "
+            "camera every frame can pass the threshold. Try --sweep, a higher --ssim, or "
+            "--roi objects (the labelled regions must match too)."
+        )
+    if stats.get("cache_problem"):
+        err_console.print(f"[yellow]warning:[/] {stats['cache_problem']}")
+
+
+def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:
+    method = "SSIM" if o.ssim is not None else "histogram"
+    extra = " + objects" if o.roi == "objects" else ""
+    table = Table(title=f"images kept of {n} by {method}{extra} threshold")
+    table.add_column("threshold", justify="right")
+    table.add_column("greedy", justify="right")
+    table.add_column("connected", justify="right")
+    for r in rows:
+        table.add_row(f"{r.threshold:.2f}", str(r.kept_greedy), str(r.kept_connected))
+    console.print(table)
+
+
+@cli_errors
+def leaks_cmd(
+    data: DataArg,
+    ssim: SsimOpt = None,
+    hist: HistOpt = None,
+    exact: ExactOpt = False,
+    combine: CombineOpt = Combine.all,
+    json_path: Annotated[
+        Path | None,
+        typer.Option("--json", help="Write the cluster report (all clusters, leaks marked) here."),
+    ] = None,
+    fail_on_leak: Annotated[
+        bool, typer.Option("--fail-on-leak", help="Exit with code 1 when any leak is found.")
+    ] = False,
+    size: SizeOpt = 128,
+    index: IndexOpt = IndexChoice.auto,
+    cache_dir: CacheDirOpt = None,
+    no_cache: NoCacheOpt = False,
+    workers: WorkersOpt = None,
+    scheduler: SchedulerOpt = None,
+    on_error: OnErrorOpt = OnError.fail,
+    max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    quiet: QuietOpt = False,
+) -> None:
+    """Find near-duplicates that sit in different splits (train/val/test)."""
+    o = _options(
+        ssim=ssim,
+        hist=hist,
+        exact_only=exact,
+        combine=combine.value,
+        cluster="connected",
+        size=size,
+        index=index.value,
+        max_pixels=max_pixels,
+    )
+    runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
+    with runtime.executor:  # type: ignore[union-attr]
+        ds = load_dataset(data, opts)
+        result = find_leaks(ds, o, runtime=runtime)
+    print_skipped(opts.policy)
+    plan = result.plan
+    splits = {s for s in (_split(plan, i) for i in range(len(plan.images))) if s}
+    if len(splits) < 2:
+        console.print(
+            f"[yellow]note:[/] the dataset has {len(splits)} split(s); leaks need two or more"
+        )
+    rep = build_report(plan, command="leaks")
+    if result.leaks:
+        table = Table(title="near-duplicates across splits")
+        for col in ("cluster", "splits", "images", "example", "reason"):
+            table.add_column(col)
+        for cl in [c for c in rep["clusters"] if c["leak"]][:20]:
+            ex = next((m for m in cl["members"] if m.get("reason")), cl["members"][0])
+            table.add_row(
+                cl["id"],
+                ", ".join(cl["splits"]),
+                str(cl["size"]),
+                f"{ex['file_name']} ~ {ex.get('linked_to', '')}",
+                str(ex.get("reason", "")),
+            )
+        console.print(table)
+    if json_path is not None:
+        write_report(rep, json_path)
+        console.print(f"report: {json_path}")
+    n = len(result.leaks)
+    colour = "red" if n else "green"
+    console.print(
+        f"[{colour}]{n} leaking cluster(s)[/] ({result.images} images) across splits "
+        f"{', '.join(sorted(splits)) or '-'}"
+    )
+    if n and fail_on_leak:
+        raise typer.Exit(1)
+
+
+def _split(plan: DedupePlan, i: int) -> str | None:
+    from curate.dedupe.pipeline import split_of
+
+    return split_of(plan.images[i])

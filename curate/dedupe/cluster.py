@@ -1,0 +1,340 @@
+"""From scored pairs to kept and dropped images: the duplicate rule and the two cluster modes.
+
+- ``greedy`` (default): images are visited in keep-priority order; an image is dropped
+  only when it is a duplicate of an image already *kept*, so similarity never chains
+  (A~B and B~C with A kept drops B but keeps C unless A~C). Candidates are scored nearest
+  first and an image stops at its first kept duplicate, so a clip of 899 near-identical
+  frames costs about 899 scores, not 403,651.
+- ``connected``: the connected components of the duplicate graph (union-find), the
+  literature's reading; each component keeps its highest-priority image. Pairs already in
+  one component are never scored, which gives the same components as scoring every pair.
+
+Reference images (``--against``) are kept first and never dropped; a new image that is a
+duplicate of a reference image is dropped. Both modes are deterministic: the work done in
+each round depends only on the data, never on the executor.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.core.progress import NullProgress, Progress
+from curate.dedupe.index import Adjacency, Candidates
+from curate.dedupe.verify import PairScore, Scorer
+
+ClusterMode = Literal["greedy", "connected"]
+Combine = Literal["all", "any"]
+
+KEPT, DROPPED, UNDECIDED = 0, 1, -1
+_ROUND_LIMITS = (1, 4, 16, 64, 1 << 30)
+_BLOCK = 256
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateRule:
+    """When a scored pair counts as a duplicate, and why.
+
+    Exact copies always do. Otherwise the enabled whole-image tests (SSIM > ``ssim``,
+    histogram intersection > ``hist``) must all pass (``combine="all"``) or one must
+    (``"any"``); with ``roi``, the boxes must also match one-to-one and every matched
+    region must have SSIM > ``roi_ssim``.
+    """
+
+    ssim: float | None = 0.85
+    hist: float | None = None
+    combine: Combine = "all"
+    roi: bool = False
+    roi_ssim: float = 0.85
+    exact_only: bool = False
+
+    def decide(self, s: PairScore) -> str | None:
+        """The reason (``exact-file``, ``ssim``, ``ssim+hist+roi``, ...) or None."""
+        if s.exact:
+            return f"exact-{s.exact}"
+        if self.exact_only:
+            return None
+        if self.roi and s.roi_match is False:
+            return None
+        passed: list[str] = []
+        tests = 0
+        if self.ssim is not None:
+            tests += 1
+            v = s.best_ssim
+            if v is not None and v > self.ssim:
+                passed.append("ssim")
+        if self.hist is not None:
+            tests += 1
+            if s.hist is not None and s.hist > self.hist:
+                passed.append("hist")
+        if not passed or (self.combine == "all" and len(passed) < tests):
+            return None
+        if self.roi:
+            if s.roi_match is None or (s.roi_ssim is not None and not s.roi_ssim > self.roi_ssim):
+                return None
+            passed.append("roi")
+        return "+".join(passed)
+
+
+@dataclass(slots=True)
+class Resolution:
+    """Kept/dropped per image, and for each dropped image the kept image it duplicates.
+
+    ``link[i]``: the image through which ``i`` was found (its duplicate in greedy mode; in
+    connected mode the neighbour whose positive pair joined it), ``link_reason[i]`` the
+    rule's reason for that pair. ``cluster[i]``: index of the kept image of its cluster
+    (itself when kept).
+    """
+
+    status: NDArray[np.int8]
+    dup_of: NDArray[np.int64]
+    link: NDArray[np.int64]
+    link_reason: list[str | None]
+    cluster: NDArray[np.int64]
+    edges: list[tuple[int, int]] = field(default_factory=list)
+
+    @property
+    def kept(self) -> NDArray[np.bool_]:
+        return self.status == KEPT
+
+    def members(self) -> dict[int, list[int]]:
+        """Clusters with more than one image: kept image -> all members (kept first)."""
+        out: dict[int, list[int]] = {}
+        for i in np.flatnonzero(self.status == DROPPED):
+            out.setdefault(int(self.cluster[i]), []).append(int(i))
+        return {k: [k, *v] for k, v in sorted(out.items())}
+
+
+def _new_resolution(n: int) -> Resolution:
+    return Resolution(
+        status=np.full(n, UNDECIDED, np.int8),
+        dup_of=np.full(n, -1, np.int64),
+        link=np.full(n, -1, np.int64),
+        link_reason=[None] * n,
+        cluster=np.arange(n, dtype=np.int64),
+    )
+
+
+def greedy(
+    priority: Sequence[int],
+    adj: Adjacency,
+    scorer: Scorer,
+    rule: DuplicateRule,
+    *,
+    reference: NDArray[np.bool_] | None = None,
+    active: NDArray[np.bool_] | None = None,
+    progress: Progress | None = None,
+) -> Resolution:
+    """Greedy clustering in ``priority`` order (see the module docstring).
+
+    Images go in blocks. First, pairs with images kept before the block are scored in
+    growing rounds (nearest 4, 16, 64, then all), in batches the executor can spread;
+    then the block is walked in order, scoring pairs with images kept earlier in the
+    block as they arise. An image is dropped at its nearest kept duplicate.
+    ``active``: images taking part (others stay UNDECIDED).
+    """
+    n = len(adj.indptr) - 1
+    prog = progress or NullProgress()
+    ref = np.zeros(n, bool) if reference is None else reference
+    act = np.ones(n, bool) if active is None else active
+    res = _new_resolution(n)
+    rank = np.full(n, n, np.int64)
+    rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
+    res.status[ref & act] = KEPT
+    order = [int(i) for i in priority if act[i] and not ref[i]]
+    blocks = [order[k : k + _BLOCK] for k in range(0, len(order), _BLOCK)]
+    for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
+        before: dict[int, list[int]] = {}
+        within: dict[int, list[int]] = {}
+        in_block = set(block)
+        for i in block:
+            nb, _ = adj.neighbours(i)
+            nb = nb[act[nb] & (ref[nb] | (rank[nb] < rank[i]))]
+            kept = res.status[nb] == KEPT
+            before[i] = nb[kept].tolist()
+            within[i] = [j for j in nb[~kept].tolist() if j in in_block]
+        _score_before(block, before, scorer, rule)
+        for i in block:
+            j, reason = _first_duplicate(i, before[i], scorer, rule)
+            if j < 0:
+                later = [k for k in within[i] if res.status[k] == KEPT]
+                scorer.score([(i, k) for k in later])
+                j, reason = _first_duplicate(i, later, scorer, rule)
+            if j < 0:
+                res.status[i] = KEPT
+                continue
+            res.status[i] = DROPPED
+            res.dup_of[i] = res.link[i] = res.cluster[i] = j
+            res.link_reason[i] = reason
+            res.edges.append((i, j))
+    return res
+
+
+def _score_before(
+    block: Sequence[int], before: dict[int, list[int]], scorer: Scorer, rule: DuplicateRule
+) -> None:
+    """Score each image against images kept before its block, nearest first, in rounds."""
+    open_ = list(block)
+    done = dict.fromkeys(block, 0)
+    for limit in _ROUND_LIMITS:
+        want: list[tuple[int, int]] = []
+        for i in open_:
+            want.extend((i, j) for j in before[i][done[i] : done[i] + limit])
+        if not want:
+            return
+        scorer.score(want)
+        still = []
+        for i in open_:
+            seen = before[i][done[i] : done[i] + limit]
+            done[i] += limit
+            found = any(rule.decide(scorer.memo_get(i, j)) is not None for j in seen)
+            if not found and done[i] < len(before[i]):
+                still.append(i)
+        open_ = still
+
+
+def _first_duplicate(
+    i: int, cands: Sequence[int], scorer: Scorer, rule: DuplicateRule
+) -> tuple[int, str | None]:
+    """The nearest candidate that is a scored duplicate of ``i`` (stops at the first unscored)."""
+    for j in cands:
+        s = scorer.get(i, j)
+        if s is None:
+            break
+        reason = rule.decide(s)
+        if reason is not None:
+            return j, reason
+    return -1, None
+
+
+def connected(
+    priority: Sequence[int],
+    cands: Candidates,
+    scorer: Scorer,
+    rule: DuplicateRule,
+    *,
+    reference: NDArray[np.bool_] | None = None,
+    active: NDArray[np.bool_] | None = None,
+    progress: Progress | None = None,
+) -> Resolution:
+    """Connected components of the duplicate graph over the candidate pairs."""
+    n = len(priority)
+    prog = progress or NullProgress()
+    ref = np.zeros(n, bool) if reference is None else reference
+    act = np.ones(n, bool) if active is None else active
+    res = _new_resolution(n)
+    parent = np.arange(n, dtype=np.int64)
+    order = cands.order()
+    pi, pj = cands.i[order].astype(np.int64), cands.j[order].astype(np.int64)
+    live = act[pi] & act[pj] & ~(ref[pi] & ref[pj])
+    pending = np.flatnonzero(live)
+
+    def rounds() -> Iterator[int]:
+        # Score the nearest pairs not yet joined, join the duplicates, repeat: pairs that
+        # end up inside one component are never scored. Batches grow while few pairs join.
+        nonlocal pending
+        batch = 256
+        while len(pending):
+            roots = _roots(parent)
+            pending = pending[roots[pi[pending]] != roots[pj[pending]]]
+            if not len(pending):
+                return
+            take, pending = pending[:batch], pending[batch:]
+            pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
+            scorer.score(pairs)
+            joined = 0
+            for a, b in pairs:
+                s = scorer.get(a, b)
+                if s is not None and rule.decide(s) is not None:
+                    res.edges.append((a, b))
+                    joined += _union(parent, a, b)
+            batch = 256 if joined * 8 > len(pairs) else min(batch * 2, 65536)
+            yield len(pairs)
+
+    for _ in prog.track(rounds(), description="clustering (connected)"):
+        pass
+    roots = _roots(parent)
+    rank = np.full(n, n, np.int64)
+    rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
+    _assign_components(roots, rank, ref, act, res)
+    return res
+
+
+def _roots(parent: NDArray[np.int64]) -> NDArray[np.int64]:
+    """Root of every node (pointer jumping, vectorised); also compresses ``parent``."""
+    while True:
+        grand = parent[parent]
+        if np.array_equal(grand, parent):
+            return parent
+        parent[:] = grand
+
+
+def _union(parent: NDArray[np.int64], a: int, b: int) -> int:
+    """Join the sets of ``a`` and ``b``; 1 when they were apart."""
+    ra, rb = a, b
+    while parent[ra] != ra:
+        ra = int(parent[ra])
+    while parent[rb] != rb:
+        rb = int(parent[rb])
+    if ra == rb:
+        return 0
+    parent[max(ra, rb)] = min(ra, rb)
+    return 1
+
+
+def _assign_components(
+    roots: NDArray[np.int64],
+    rank: NDArray[np.int64],
+    ref: NDArray[np.bool_],
+    act: NDArray[np.bool_],
+    res: Resolution,
+) -> None:
+    """Keep references and each component's best image; link the rest along positive pairs."""
+    adj: dict[int, list[int]] = {}
+    for a, b in res.edges:
+        adj.setdefault(a, []).append(b)
+        adj.setdefault(b, []).append(a)
+    comps: dict[int, list[int]] = {}
+    for i in np.flatnonzero(act):
+        comps.setdefault(int(roots[i]), []).append(int(i))
+    for members in comps.values():
+        refs = [m for m in members if ref[m]]
+        keepers = refs or [min(members, key=lambda m: (rank[m], m))]
+        head = min(keepers, key=lambda m: (rank[m], m))
+        for m in members:
+            res.status[m] = KEPT if m in keepers else DROPPED
+            res.cluster[m] = head
+        # Breadth-first from the kept images: each dropped image links to the neighbour
+        # that reached it, so the report can show the chain of scored pairs.
+        seen = set(keepers)
+        frontier = sorted(keepers, key=lambda m: (rank[m], m))
+        while frontier:
+            nxt: list[int] = []
+            for u in frontier:
+                for v in sorted(adj.get(u, ()), key=lambda e: (rank[e], e)):
+                    if v in seen:
+                        continue
+                    seen.add(v)
+                    res.link[v] = u
+                    res.dup_of[v] = head
+                    nxt.append(v)
+            frontier = nxt
+
+
+def priority_order(keys: Sequence[tuple[float, ...]]) -> list[int]:
+    """Indices sorted by key (smaller first); ties by index."""
+    return sorted(range(len(keys)), key=lambda i: (*keys[i], i))
+
+
+def link_reasons(res: Resolution, scorer: Scorer, rule: DuplicateRule) -> None:
+    """Fill ``link_reason`` of connected-mode links from their scores."""
+    for i in np.flatnonzero(res.status == DROPPED):
+        j = int(res.link[i])
+        if j < 0:
+            continue
+        s = scorer.get(int(i), j)
+        res.link_reason[int(i)] = rule.decide(s) if s is not None else None

@@ -1,0 +1,37 @@
+"""Colour-histogram similarity, the second dedupe method.
+
+Colour space and bins: HSV as OpenCV computes it from 8-bit RGB (H in 0..179, S and V in
+0..255), 16 hue x 4 saturation x 4 value bins = 256 bins, normalised to sum 1. Similarity:
+histogram intersection, ``sum(min(a, b))``, in [0, 1] (1 = same colour distribution).
+
+Because ``intersection = 1 - L1(a, b) / 2``, a threshold ``T`` on the intersection is the
+exact L1 radius ``2 (1 - T)``, which the candidate index uses as a safe bound.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+BINS = (16, 4, 4)
+NUM_BINS = BINS[0] * BINS[1] * BINS[2]
+
+
+def hsv_histogram(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
+    """``(256,)`` float32 HSV histogram of an ``(H, W, 3)`` uint8 RGB image, summing to 1."""
+    hsv = cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2HSV)
+    hist = cv2.calcHist([hsv], [0, 1, 2], None, list(BINS), [0, 180, 0, 256, 0, 256])
+    flat = hist.reshape(-1).astype(np.float32)
+    total = float(flat.sum())
+    return flat / total if total > 0 else flat
+
+
+def intersection(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
+    """Histogram intersection of two normalised histograms, in [0, 1]."""
+    return float(np.minimum(a, b).sum(dtype=np.float64))
+
+
+def l1_radius(threshold: float) -> float:
+    """The L1 distance below which two histograms can have intersection >= ``threshold``."""
+    return 2.0 * (1.0 - threshold)

@@ -1,0 +1,132 @@
+"""Labels of duplicates: conflicts between a dropped image and its survivor, and merging.
+
+Annotations of a dropped duplicate are never lost silently. Its boxes are compared with
+the survivor's in normalised coordinates (same class, IoU >= 0.5, one-to-one, greedy by
+IoU); boxes left unmatched on either side make a *label conflict*, listed in the report.
+With ``merge_labels`` the dropped image's unmatched boxes are added to the survivor,
+scaled to the survivor's size (polygon masks are scaled too; RLE and bitmap masks, which
+cannot be rescaled exactly, are left off and the change says so).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from curate.core import boxes as B
+from curate.core.dataset import Annotation, ImageItem, Mask
+from curate.dedupe.roi import greedy_match
+
+MATCH_IOU = 0.5
+
+
+@dataclass(slots=True)
+class LabelConflict:
+    """Boxes (pixel XYXY of their own image, with class names) that only one side has."""
+
+    dropped: str
+    kept: str
+    only_in_dropped: list[dict[str, Any]] = field(default_factory=list)
+    only_in_kept: list[dict[str, Any]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "dropped": self.dropped,
+            "kept": self.kept,
+            "only_in_dropped": self.only_in_dropped,
+            "only_in_kept": self.only_in_kept,
+        }
+
+
+def _unmatched(
+    a: ImageItem, names_a: Sequence[str], b: ImageItem, names_b: Sequence[str]
+) -> tuple[list[int], list[int]]:
+    """Indices of ``a``'s and ``b``'s annotations without a same-class partner (IoU >= 0.5).
+
+    Classes are compared by name, so images from datasets with other ids compare right.
+    """
+    ba = B.normalize(a.boxes(), max(a.width, 1), max(a.height, 1))
+    bb = B.normalize(b.boxes(), max(b.width, 1), max(b.height, 1))
+    number: dict[str, int] = {}
+    ca = np.array([number.setdefault(n, len(number)) for n in names_a], np.int64)
+    cb = np.array([number.setdefault(n, len(number)) for n in names_b], np.int64)
+    pairs = greedy_match(ba, ca, bb, cb, MATCH_IOU)
+    used_a = {p for p, _ in pairs}
+    used_b = {q for _, q in pairs}
+    return (
+        [i for i in range(len(ba)) if i not in used_a],
+        [j for j in range(len(bb)) if j not in used_b],
+    )
+
+
+def _describe(ann: Annotation, name: str) -> dict[str, Any]:
+    return {"category": name, "bbox": [round(v, 2) for v in ann.bbox]}
+
+
+def label_conflict(
+    dropped: ImageItem,
+    names_dropped: Sequence[str],
+    kept: ImageItem,
+    names_kept: Sequence[str],
+    *,
+    kept_label: str | None = None,
+) -> LabelConflict | None:
+    """The conflict between a dropped duplicate and its survivor, or None when labels agree.
+
+    ``names_*``: the class name of each annotation. Images tagged ``unlabeled`` carry no
+    label information and never conflict.
+    """
+    if dropped.attributes.get("unlabeled") or kept.attributes.get("unlabeled"):
+        return None
+    only_d, only_k = _unmatched(dropped, names_dropped, kept, names_kept)
+    if not only_d and not only_k:
+        return None
+    return LabelConflict(
+        dropped.file_name,
+        kept_label or kept.file_name,
+        [_describe(dropped.annotations[i], names_dropped[i]) for i in only_d],
+        [_describe(kept.annotations[j], names_kept[j]) for j in only_k],
+    )
+
+
+def merge_into(
+    kept: ImageItem, names_kept: Sequence[str], dropped: ImageItem, names_dropped: Sequence[str]
+) -> list[str]:
+    """Add ``dropped``'s unmatched annotations to ``kept`` (scaled); return notes on masks.
+
+    Both images must come from one dataset (one category id space).
+    """
+    if dropped.attributes.get("unlabeled"):
+        return []
+    only_d, _ = _unmatched(dropped, names_dropped, kept, names_kept)
+    sx = kept.width / max(dropped.width, 1)
+    sy = kept.height / max(dropped.height, 1)
+    notes: list[str] = []
+    for i in only_d:
+        src = dropped.annotations[i]
+        box = B.clip(B.scale([src.bbox], sx, sy), kept.width, kept.height)[0]
+        mask: Mask | None = None
+        if src.mask is not None:
+            if src.mask.kind == "polygons":
+                mask = Mask("polygons", [p * np.array([sx, sy]) for p in src.mask.data])
+            else:
+                notes.append(
+                    f"{src.mask.kind} mask of a box from '{dropped.file_name}' not carried"
+                )
+        attrs = copy.deepcopy(src.attributes)
+        attrs["merged_from"] = dropped.file_name
+        kept.annotations.append(
+            Annotation(
+                bbox=(float(box[0]), float(box[1]), float(box[2]), float(box[3])),
+                category_id=src.category_id,
+                mask=mask,
+                iscrowd=src.iscrowd,
+                score=src.score,
+                attributes=attrs,
+            )
+        )
+    return notes

@@ -1,0 +1,750 @@
+"""Dedupe end to end: signatures, candidates, scores, clusters; plans, sweeps and leaks.
+
+:func:`find_duplicates` returns a :class:`DedupePlan` (what would be kept and dropped,
+and why) without writing anything; :func:`write_deduped` writes the kept images, the
+manifest and the cluster report atomically. :func:`sweep` counts kept images over a
+range of thresholds for both cluster modes, and :func:`find_leaks` finds near-duplicates
+that sit in different splits. All of them take the executor, progress and error policy
+from the caller (:class:`Runtime`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.core.dataset import Dataset, ImageItem
+from curate.core.errors import ErrorPolicy, UsageError
+from curate.core.imageio import DEFAULT_MAX_PIXELS
+from curate.core.output import Manifest, atomic_output
+from curate.core.parallel import Executor
+from curate.core.progress import NullProgress, Progress
+from curate.dedupe import cluster as C
+from curate.dedupe.hist import l1_radius
+from curate.dedupe.index import (
+    RADIUS_SCALE,
+    Candidates,
+    IndexMethod,
+    adjacency,
+    find_candidates,
+    ssim_radius,
+)
+from curate.dedupe.roi import DEFAULT_ROI_SIZE, boxes_may_match, normalized_boxes, roi_task
+from curate.dedupe.signatures import (
+    ItemFailure,
+    Signature,
+    SignatureCache,
+    SignatureParams,
+    compute_pixel_hashes,
+    extract_signatures,
+)
+from curate.dedupe.ssim import common_shape, resize_gray
+from curate.dedupe.verify import Scorer, VerifyItem, VerifySpec
+from curate.formats.base import WriteOptions
+from curate.io import get_format, write_dataset
+
+KeepPolicy = Literal["most-annotations", "largest", "sharpest", "first"]
+RoiMode = Literal["none", "objects"]
+KEEP_POLICIES: tuple[str, ...] = ("most-annotations", "largest", "sharpest", "first")
+DEFAULT_SSIM = 0.85
+#: Pixel-identical copies score at least 0.9 at 128 px even across decode paths (a JPEG
+#: reduced by DCT scaling vs a PNG of its pixels); candidates for the exact check use 0.8.
+EXACT_SEARCH_SSIM = 0.9
+#: Mean absolute thumbnail difference below which a JPEG and a non-JPEG of the same size
+#: may hold the same pixels (measured up to 7 on real photos).
+PIXEL_CHECK_MAD = 12.0
+SWEEP_THRESHOLDS = (0.80, 0.82, 0.85, 0.88, 0.90, 0.92, 0.94, 0.96, 0.98)
+
+
+@dataclass(frozen=True)
+class DedupeOptions:
+    """What counts as a duplicate and what to keep. ``resolved()`` fills the defaults."""
+
+    ssim: float | None = None
+    hist: float | None = None
+    exact_only: bool = False
+    combine: C.Combine = "all"
+    cluster: C.ClusterMode = "greedy"
+    keep: KeepPolicy = "most-annotations"
+    roi: RoiMode = "none"
+    roi_iou: float = 0.5
+    roi_ssim: float | None = None
+    roi_size: int = DEFAULT_ROI_SIZE
+    merge_labels: bool = False
+    size: int = 128
+    refine_band: float = 0.0
+    index: IndexMethod = "auto"
+    radius_scale: float = RADIUS_SCALE
+    seed: int = 0
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    def resolved(self) -> DedupeOptions:
+        """SSIM 0.85 when no method is named; no similarity test with ``exact_only``."""
+        self.check()
+        if self.exact_only:
+            return replace(self, ssim=None, hist=None, roi="none")
+        if self.ssim is None and self.hist is None:
+            return replace(self, ssim=DEFAULT_SSIM)
+        return self
+
+    def check(self) -> None:
+        """Raise :class:`UsageError` for values that cannot work."""
+        for name in ("ssim", "hist", "roi_ssim"):
+            v = getattr(self, name)
+            if v is not None and not 0.0 < v < 1.0:
+                raise UsageError(
+                    f"--{name.replace('_', '-')} {v}: must be between 0 and 1 (exclusive)"
+                )
+        if not 0.0 < self.roi_iou <= 1.0:
+            raise UsageError(f"--roi-iou {self.roi_iou}: must be in (0, 1]")
+        if self.keep not in KEEP_POLICIES:
+            raise UsageError(f"--keep {self.keep}: choose one of {', '.join(KEEP_POLICIES)}")
+        if self.size < 32:
+            raise UsageError(f"--size {self.size}: the working resolution must be at least 32 px")
+        if self.refine_band < 0 or self.refine_band >= 1:
+            raise UsageError(f"--refine-band {self.refine_band}: must be in [0, 1)")
+        if self.exact_only and (self.ssim is not None or self.hist is not None):
+            raise UsageError(
+                "--exact keeps exact copies only; leave out --ssim/--hist or drop --exact"
+            )
+
+    def rule(self, threshold: float | None = None) -> C.DuplicateRule:
+        """The duplicate rule, with the swept method's threshold replaced by ``threshold``."""
+        o = self.resolved()
+        ssim, hist = o.ssim, o.hist
+        if threshold is not None:
+            if ssim is not None:
+                ssim = threshold
+            else:
+                hist = threshold
+        roi_t = (
+            o.roi_ssim if o.roi_ssim is not None else (ssim if ssim is not None else DEFAULT_SSIM)
+        )
+        return C.DuplicateRule(
+            ssim=ssim,
+            hist=hist,
+            combine=o.combine,
+            roi=o.roi == "objects",
+            roi_ssim=roi_t,
+            exact_only=o.exact_only,
+        )
+
+
+@dataclass
+class Runtime:
+    """What the caller decides: executor, progress, error policy and signature cache."""
+
+    executor: Executor | None = None
+    progress: Progress = field(default_factory=NullProgress)
+    policy: ErrorPolicy = field(default_factory=ErrorPolicy)
+    cache: SignatureCache | None = None
+
+
+@dataclass
+class _Prepared:
+    images: list[ImageItem]
+    is_ref: NDArray[np.bool_]
+    sigs: list[Signature | None]
+    active: NDArray[np.bool_]
+    cands: Candidates
+    scorer: Scorer
+    priority: list[int]
+    names: list[list[str]]
+    maybe_exact: NDArray[np.bool_]
+    stats: dict[str, Any]
+
+
+def _priority(
+    images: Sequence[ImageItem],
+    sigs: Sequence[Signature | None],
+    is_ref: NDArray[np.bool_],
+    keep: str,
+) -> list[int]:
+    keys: list[tuple[float, ...]] = []
+    for img, sig, ref in zip(images, sigs, is_ref, strict=True):
+        w, h = (sig.width, sig.height) if sig is not None else (img.width, img.height)
+        pixels = float(w * h)
+        n_ann = float(len(img.annotations))
+        sharp = sig.sharpness if sig is not None else 0.0
+        first = 0.0 if ref else 1.0
+        if keep == "most-annotations":
+            keys.append((first, -n_ann, -pixels))
+        elif keep == "largest":
+            keys.append((first, -pixels, -n_ann))
+        elif keep == "sharpest":
+            keys.append((first, -sharp, -pixels))
+        else:
+            keys.append((first,))
+    return C.priority_order(keys)
+
+
+def _prepare(
+    images: list[ImageItem],
+    is_ref: NDArray[np.bool_],
+    options: DedupeOptions,
+    names: list[list[str]],
+    runtime: Runtime,
+    thresholds: Sequence[float],
+) -> _Prepared:
+    """Signatures, candidates and a scorer for ``images`` (reference images first)."""
+    o = options.resolved()
+    prog = runtime.progress
+    stats: dict[str, Any] = {}
+    t0 = time.perf_counter()
+    params = SignatureParams(size=o.size, max_pixels=o.max_pixels)
+    ext = extract_signatures(
+        [img.path for img in images],
+        params,
+        executor=runtime.executor,
+        progress=prog,
+        cache=runtime.cache,
+        sizes=[
+            (img.width, img.height) if img.width > 0 and img.height > 0 else None for img in images
+        ],
+    )
+    for i in sorted(ext.failures):
+        runtime.policy.handle(ext.failures[i])
+    sigs = ext.signatures
+    active = np.array([s is not None for s in sigs], bool)
+    stats["signatures_s"] = time.perf_counter() - t0
+    stats["cache_hits"] = ext.cache_hits
+    if runtime.cache is not None and runtime.cache.problem:
+        stats["cache_problem"] = runtime.cache.problem
+
+    t1 = time.perf_counter()
+    lowest = min(thresholds) if thresholds else None
+    cands = _candidates(sigs, active, is_ref, o, lowest, prog)
+    maybe_exact = _maybe_exact(sigs, cands)
+    boxes = [
+        normalized_boxes(img.boxes(), img.width, img.height)
+        if sigs[i] is not None
+        else np.zeros((0, 4))
+        for i, img in enumerate(images)
+    ]
+    number: dict[str, int] = {}
+    classes = [np.array([number.setdefault(c, len(number)) for c in nm], np.int64) for nm in names]
+    if o.roi == "objects" and len(cands):
+        # Object-aware duplicates need matching boxes (exact copies excepted).
+        keep = maybe_exact | boxes_may_match(cands.i, cands.j, boxes, classes, o.roi_iou)
+        stats["roi_prefilter_removed"] = int((~keep).sum())
+        cands, maybe_exact = cands.take(keep), maybe_exact[keep]
+    stats["index_method"] = cands.method
+    stats["candidates"] = len(cands)
+    stats["candidates_s"] = time.perf_counter() - t1
+
+    pixel = _pixel_hashes(images, sigs, cands, maybe_exact, active, runtime, o)
+    items = _verify_items(images, sigs, pixel, boxes, classes, o, runtime, active)
+    spec = VerifySpec(
+        ssim=o.ssim is not None,
+        hist=o.hist is not None,
+        roi=o.roi == "objects",
+        roi_iou=o.roi_iou,
+        ssim_floor=lowest if o.ssim is not None else None,
+        roi_floor=_roi_floor(o, lowest),
+        refine_band=o.refine_band,
+        refine_threshold=o.ssim if o.ssim is not None else DEFAULT_SSIM,
+        max_pixels=o.max_pixels,
+    )
+    scorer = Scorer(items, spec, executor=runtime.executor, progress=prog)
+    priority = _priority(images, sigs, is_ref, o.keep)
+    return _Prepared(
+        images, is_ref, sigs, active, cands, scorer, priority, names, maybe_exact, stats
+    )
+
+
+def _roi_floor(o: DedupeOptions, lowest: float | None) -> float | None:
+    """The lowest region threshold any decision will use (None: region SSIM not needed)."""
+    if o.roi != "objects":
+        return None
+    if o.roi_ssim is not None:
+        return o.roi_ssim
+    return lowest if o.ssim is not None else DEFAULT_SSIM
+
+
+def _candidates(
+    sigs: Sequence[Signature | None],
+    active: NDArray[np.bool_],
+    is_ref: NDArray[np.bool_],
+    o: DedupeOptions,
+    lowest: float | None,
+    prog: Progress,
+) -> Candidates:
+    """Candidate pairs (indices into the images) for the enabled methods and exact copies.
+
+    One search at the larger of the SSIM radius and the exact-copy radius; pairs beyond
+    the SSIM radius stay only when the images have the same size (possible exact copies).
+    Histogram radii are exact L1 bounds (L2 <= L1).
+    """
+    idx = np.flatnonzero(active)
+    if len(idx) < 2:
+        return Candidates.empty()
+    feats = np.stack([sigs[i].feature for i in idx])  # type: ignore[union-attr]
+    size = np.array([(sigs[i].width, sigs[i].height) for i in idx], np.int64)  # type: ignore[union-attr]
+    skip = is_ref[idx]
+    r_exact = ssim_radius(EXACT_SEARCH_SSIM, o.radius_scale)
+    r_main = ssim_radius(lowest, o.radius_scale) if o.ssim is not None and lowest else 0.0
+    search = dict(method=o.index, skip_mask=skip, seed=o.seed, progress=prog)
+    c = find_candidates(feats, max(r_main, r_exact), **search)  # type: ignore[arg-type]
+    same = (size[c.i] == size[c.j]).all(axis=1)
+    exact_ok = same & (c.dist <= r_exact)
+    c = c.take((c.dist <= r_main) | exact_ok)
+    exact_ok = (size[c.i] == size[c.j]).all(axis=1) & (c.dist <= r_exact)
+    if o.hist is not None:
+        hists = np.stack([sigs[i].hist for i in idx])  # type: ignore[union-attr]
+        h_lowest = lowest if o.ssim is None and lowest else o.hist
+        h_radius = l1_radius(h_lowest)
+        if o.ssim is None:
+            c = c.take(exact_ok).union(find_candidates(hists, h_radius, **search))  # type: ignore[arg-type]
+        elif o.combine == "all":
+            diff = hists[c.i] - hists[c.j]
+            c = c.take((np.einsum("ij,ij->i", diff, diff) <= h_radius * h_radius) | exact_ok)
+        else:
+            c = c.union(find_candidates(hists, h_radius, **search))  # type: ignore[arg-type]
+    elif o.ssim is None:
+        c = c.take(exact_ok)
+    return Candidates(
+        idx[c.i].astype(np.int32), idx[c.j].astype(np.int32), c.dist, c.method, c.stats
+    )
+
+
+def _maybe_exact(sigs: Sequence[Signature | None], cands: Candidates) -> NDArray[np.bool_]:
+    """Candidate pairs that may be exact copies: same bytes, or same size and thumbnails.
+
+    Two JPEGs (or two non-JPEGs) with the same pixels decode to the same thumbnail; a
+    JPEG and a non-JPEG to one within :data:`PIXEL_CHECK_MAD`.
+    """
+    n = len(sigs)
+    ok = np.array([s is not None for s in sigs], bool)
+    size = np.array([(s.width, s.height) if s else (-1, -1) for s in sigs], np.int64).reshape(n, 2)
+    jpeg = np.array([bool(s and s.jpeg) for s in sigs], bool)
+    content: dict[str, int] = {}
+    content_id = np.array(
+        [content.setdefault(s.content_hash, k) if s else -1 for k, s in enumerate(sigs)], np.int64
+    )
+    thumbs: dict[bytes, int] = {}
+    thumb_id = np.array(
+        [
+            thumbs.setdefault(s.thumb.tobytes() + bytes(str(s.thumb.shape), "ascii"), k)
+            if s
+            else -1
+            for k, s in enumerate(sigs)
+        ],
+        np.int64,
+    )
+    a, b = cands.i.astype(np.int64), cands.j.astype(np.int64)
+    same_file = ok[a] & ok[b] & (content_id[a] == content_id[b])
+    sel = ok[a] & ok[b] & (size[a] == size[b]).all(axis=1) & ~same_file
+    out = same_file | (sel & (jpeg[a] == jpeg[b]) & (thumb_id[a] == thumb_id[b]))
+    for k in np.flatnonzero(sel & (jpeg[a] != jpeg[b])).tolist():
+        sa, sb = sigs[a[k]], sigs[b[k]]
+        shape = common_shape(sa.thumb.shape, sb.thumb.shape)  # type: ignore[union-attr, arg-type]
+        ta = resize_gray(sa.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
+        tb = resize_gray(sb.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
+        out[k] = float(np.abs(ta - tb).mean()) <= PIXEL_CHECK_MAD
+    return out
+
+
+def _pixel_hashes(
+    images: Sequence[ImageItem],
+    sigs: Sequence[Signature | None],
+    cands: Candidates,
+    maybe_exact: NDArray[np.bool_],
+    active: NDArray[np.bool_],
+    runtime: Runtime,
+    o: DedupeOptions,
+) -> dict[int, str]:
+    """Full-decode pixel hashes of the images in pairs that may be exact copies (not same file)."""
+    need: set[int] = set()
+    for a, b in zip(cands.i[maybe_exact].tolist(), cands.j[maybe_exact].tolist(), strict=True):
+        if sigs[a].content_hash != sigs[b].content_hash:  # type: ignore[union-attr]
+            need.update((a, b))
+    if not need:
+        return {}
+    order = sorted(need)
+    got = compute_pixel_hashes(
+        [(str(images[i].path), sigs[i].content_hash) for i in order],  # type: ignore[union-attr]
+        executor=runtime.executor,
+        progress=runtime.progress,
+        cache=runtime.cache,
+        max_pixels=o.max_pixels,
+    )
+    out: dict[int, str] = {}
+    for i in order:
+        res = got[sigs[i].content_hash]  # type: ignore[union-attr]
+        if isinstance(res, ItemFailure):
+            runtime.policy.handle(res.error())
+            active[i] = False
+            continue
+        out[i] = res
+    return out
+
+
+def _verify_items(
+    images: Sequence[ImageItem],
+    sigs: Sequence[Signature | None],
+    pixel: dict[int, str],
+    boxes: Sequence[NDArray[np.float64]],
+    classes: Sequence[NDArray[np.int64]],
+    o: DedupeOptions,
+    runtime: Runtime,
+    active: NDArray[np.bool_],
+) -> list[VerifyItem]:
+    crops: dict[int, Any] = {}
+    if o.roi == "objects":
+        todo = [i for i in range(len(images)) if active[i] and len(boxes[i])]
+        jobs = [(str(images[i].path), boxes[i], o.roi_size, o.max_pixels) for i in todo]
+        ex = runtime.executor
+        results = ex.map(roi_task, jobs) if ex is not None else map(roi_task, jobs)
+        for i, res in zip(
+            todo,
+            runtime.progress.track(results, total=len(jobs), description="object regions"),
+            strict=True,
+        ):
+            if isinstance(res, ItemFailure):
+                runtime.policy.handle(res.error())
+                active[i] = False
+            else:
+                crops[i] = res
+    items: list[VerifyItem] = []
+    empty_thumb = np.zeros((1, 1), np.uint8)
+    empty_hist = np.zeros(1, np.float32)
+    for i, img in enumerate(images):
+        sig = sigs[i]
+        if sig is None:
+            items.append(VerifyItem(empty_thumb, empty_hist, f"missing-{i}"))
+            continue
+        items.append(
+            VerifyItem(
+                thumb=sig.thumb,
+                hist=sig.hist,
+                content_hash=sig.content_hash,
+                pixel_hash=pixel.get(i),
+                boxes=boxes[i],
+                classes=classes[i],
+                crops=crops.get(i),
+                path=str(img.path),
+            )
+        )
+    return items
+
+
+def _resolve(
+    prep: _Prepared, rule: C.DuplicateRule, mode: str, runtime: Runtime, radius: float | None
+) -> C.Resolution:
+    cands = prep.cands
+    if radius is not None and len(cands):
+        # A sweep searched at its lowest threshold; higher ones need only closer pairs.
+        cands = cands.take((cands.dist <= radius) | prep.maybe_exact)
+    if mode == "connected":
+        res = C.connected(
+            prep.priority,
+            cands,
+            prep.scorer,
+            rule,
+            reference=prep.is_ref,
+            active=prep.active,
+            progress=runtime.progress,
+        )
+        C.link_reasons(res, prep.scorer, rule)
+        return res
+    adj = adjacency(cands, len(prep.images))
+    return C.greedy(
+        prep.priority,
+        adj,
+        prep.scorer,
+        rule,
+        reference=prep.is_ref,
+        active=prep.active,
+        progress=runtime.progress,
+    )
+
+
+# -- plans -------------------------------------------------------------------------------------
+
+
+@dataclass
+class DedupePlan:
+    """What dedupe decided: per image kept or dropped, why, and the scores behind it.
+
+    ``images`` are the reference images (if any) followed by the dataset's images;
+    ``is_reference`` tells them apart. Images whose signature failed are ``active`` False
+    (listed in ``skipped``) and left out of the output.
+    """
+
+    options: DedupeOptions
+    dataset: Dataset
+    images: list[ImageItem]
+    is_reference: NDArray[np.bool_]
+    active: NDArray[np.bool_]
+    signatures: list[Signature | None]
+    resolution: C.Resolution
+    rule: C.DuplicateRule
+    scorer: Scorer
+    priority: list[int]
+    class_names: list[list[str]]
+    skipped: list[dict[str, Any]]
+    stats: dict[str, Any]
+
+    def dropped(self) -> list[int]:
+        """Indices of dropped images (never reference images)."""
+        return [int(i) for i in np.flatnonzero(self.active & (self.resolution.status == C.DROPPED))]
+
+    def kept_new(self) -> list[int]:
+        """Indices of the dataset's (non-reference) images that are kept, in dataset order."""
+        keep = self.active & (self.resolution.status == C.KEPT) & ~self.is_reference
+        return [int(i) for i in np.flatnonzero(keep)]
+
+    def label(self, i: int) -> str:
+        """How reports name image ``i`` (reference images are prefixed)."""
+        name = self.images[i].file_name
+        return f"reference:{name}" if self.is_reference[i] else name
+
+    def output_dataset(self) -> tuple[Dataset, list[dict[str, Any]]]:
+        """The kept images of the dataset (labels merged in with ``merge_labels``) and changes."""
+        from curate.dedupe.labels import merge_into
+
+        kept = self.kept_new()
+        changes: list[dict[str, Any]] = []
+        if not self.options.merge_labels:
+            return self.dataset.subset(self.images[i] for i in kept), changes
+        own = self.dataset.category_names()
+        copies = {i: _copy_item(self.images[i]) for i in kept}
+        for d in self.dropped():
+            k = int(self.resolution.dup_of[d])
+            if k not in copies:
+                continue
+            before = len(copies[k].annotations)
+            notes = merge_into(
+                copies[k], _names_of(copies[k], own), self.images[d], self.class_names[d]
+            )
+            added = len(copies[k].annotations) - before
+            if added or notes:
+                changes.append(
+                    {
+                        "item": copies[k].file_name,
+                        "change": "merged labels",
+                        "from": self.images[d].file_name,
+                        "added_annotations": added,
+                        **({"notes": notes} if notes else {}),
+                    }
+                )
+        return self.dataset.subset(copies[i] for i in kept), changes
+
+
+def _names_of(img: ImageItem, names: dict[int, str]) -> list[str]:
+    return [names.get(a.category_id, str(a.category_id)) for a in img.annotations]
+
+
+def _copy_item(img: ImageItem) -> ImageItem:
+    import copy
+
+    return copy.deepcopy(img)
+
+
+def _class_names(
+    images: Sequence[ImageItem],
+    is_ref: NDArray[np.bool_],
+    dataset: Dataset,
+    reference: Dataset | None,
+) -> list[list[str]]:
+    """Class name of every annotation, per image (reference and dataset ids may differ)."""
+    own = dataset.category_names()
+    ref = reference.category_names() if reference is not None else {}
+    out: list[list[str]] = []
+    for img, r in zip(images, is_ref, strict=True):
+        names = ref if r else own
+        out.append([names.get(a.category_id, str(a.category_id)) for a in img.annotations])
+    return out
+
+
+def _combined(
+    dataset: Dataset, reference: Dataset | None
+) -> tuple[list[ImageItem], NDArray[np.bool_]]:
+    ref_images = list(reference.images) if reference is not None else []
+    images = ref_images + list(dataset.images)
+    is_ref = np.zeros(len(images), bool)
+    is_ref[: len(ref_images)] = True
+    return images, is_ref
+
+
+def find_duplicates(
+    dataset: Dataset,
+    options: DedupeOptions | None = None,
+    *,
+    reference: Dataset | None = None,
+    runtime: Runtime | None = None,
+) -> DedupePlan:
+    """Decide which images of ``dataset`` are duplicates (of each other or of ``reference``)."""
+    o = (options or DedupeOptions()).resolved()
+    rt = runtime or Runtime()
+    t0 = time.perf_counter()
+    images, is_ref = _combined(dataset, reference)
+    names = _class_names(images, is_ref, dataset, reference)
+    thresholds = [o.ssim] if o.ssim is not None else ([o.hist] if o.hist is not None else [])
+    prep = _prepare(images, is_ref, o, names, rt, thresholds)
+    rule = o.rule()
+    t1 = time.perf_counter()
+    res = _resolve(prep, rule, o.cluster, rt, None)
+    prep.stats["cluster_s"] = time.perf_counter() - t1
+    prep.stats["pairs_scored"] = len(prep.scorer)
+    prep.stats["total_s"] = time.perf_counter() - t0
+    return DedupePlan(
+        options=o,
+        dataset=dataset,
+        images=images,
+        is_reference=is_ref,
+        active=prep.active,
+        signatures=prep.sigs,
+        resolution=res,
+        rule=rule,
+        scorer=prep.scorer,
+        priority=prep.priority,
+        class_names=prep.names,
+        skipped=list(rt.policy.skipped),
+        stats=prep.stats,
+    )
+
+
+# -- sweeps ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SweepRow:
+    """Images kept at one threshold by each cluster mode."""
+
+    threshold: float
+    kept_greedy: int
+    kept_connected: int
+
+
+def sweep(
+    dataset: Dataset,
+    options: DedupeOptions | None = None,
+    thresholds: Sequence[float] = SWEEP_THRESHOLDS,
+    *,
+    reference: Dataset | None = None,
+    runtime: Runtime | None = None,
+) -> list[SweepRow]:
+    """Kept counts over ``thresholds`` of the main method (SSIM, else histogram), both modes.
+
+    Scores are computed once and shared by every threshold; the refinement band is off.
+    """
+    o = replace((options or DedupeOptions()).resolved(), refine_band=0.0)
+    if o.exact_only:
+        raise UsageError("--sweep varies a similarity threshold; it does not apply to --exact")
+    rt = runtime or Runtime()
+    images, is_ref = _combined(dataset, reference)
+    ts = sorted({float(t) for t in thresholds})
+    prep = _prepare(images, is_ref, o, _class_names(images, is_ref, dataset, reference), rt, ts)
+    rows: list[SweepRow] = []
+    for t in ts:
+        radius = ssim_radius(t, o.radius_scale) if o.ssim is not None else None
+        counts = []
+        for mode in ("greedy", "connected"):
+            res = _resolve(prep, o.rule(t), mode, rt, radius)
+            keep = prep.active & (res.status == C.KEPT) & ~is_ref
+            counts.append(int(keep.sum()))
+        rows.append(SweepRow(t, counts[0], counts[1]))
+    return rows
+
+
+# -- leaks -------------------------------------------------------------------------------------
+
+
+def split_of(img: ImageItem) -> str | None:
+    """The split an image belongs to (its ``split``, else the source's ``original_split``)."""
+    return img.split or img.attributes.get("original_split")
+
+
+@dataclass
+class LeakResult:
+    """Connected near-duplicate clusters whose members sit in more than one split."""
+
+    plan: DedupePlan
+    leaks: list[list[int]]
+
+    @property
+    def images(self) -> int:
+        return sum(len(c) for c in self.leaks)
+
+
+def find_leaks(
+    dataset: Dataset, options: DedupeOptions | None = None, *, runtime: Runtime | None = None
+) -> LeakResult:
+    """Near-duplicate clusters (connected mode) spanning more than one split."""
+    o = replace((options or DedupeOptions()).resolved(), cluster="connected", merge_labels=False)
+    plan = find_duplicates(dataset, o, runtime=runtime)
+    leaks: list[list[int]] = []
+    for members in plan.resolution.members().values():
+        splits = {split_of(plan.images[m]) for m in members}
+        if len(splits) > 1:
+            leaks.append(members)
+    return LeakResult(plan, leaks)
+
+
+def options_dict(o: DedupeOptions) -> dict[str, Any]:
+    """JSON-ready options (for manifests and reports)."""
+    return {k: v for k, v in asdict(o).items()}
+
+
+def write_deduped(
+    plan: DedupePlan,
+    out: str | Path,
+    *,
+    fmt: str,
+    overwrite: bool = False,
+    link: str = "hardlink",
+    inputs: Sequence[Path] = (),
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Write the kept images (``fmt``), ``manifest.json`` and the cluster report, atomically."""
+    from curate.dedupe.report import REPORT_CSV, REPORT_JSON, build_report, write_report
+
+    get_format(fmt)
+    ds, changes = plan.output_dataset()
+    report = build_report(plan)
+    manifest = Manifest(
+        command="dedupe",
+        inputs=[str(p) for p in inputs],
+        options=options_dict(plan.options) | {"format": fmt, "link": link},
+    )
+    for c in report["clusters"]:
+        for m in c["members"]:
+            if m["role"] == "dropped":
+                manifest.drop(
+                    m["file_name"],
+                    m["reason"],
+                    duplicate_of=m["duplicate_of"],
+                    score=m.get("score"),
+                    cluster=c["id"],
+                    annotations=m["annotations"],
+                    path=m["path"],
+                )
+    manifest.skipped.extend(plan.skipped)
+    manifest.changed.extend(changes)
+    with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
+        result = write_dataset(
+            ds, tmp, fmt, WriteOptions(link=link, progress=progress or NullProgress())
+        )  # type: ignore[arg-type]
+        write_report(report, tmp / REPORT_JSON)
+        for d in result.dropped:
+            manifest.dropped.append({**d, "stage": "write"})
+        manifest.changed.extend({**c, "stage": "write"} for c in result.changed)
+        manifest.counts = dict(report["counts"]) | {
+            "written_images": result.images,
+            "written_annotations": result.annotations,
+        }
+        manifest.outputs = [*result.files, REPORT_JSON, REPORT_CSV]
+        manifest.extra = {"report": REPORT_JSON, "stats": _round_stats(plan.stats)}
+        manifest.write(tmp)
+    return manifest.counts
+
+
+def _round_stats(stats: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 3) if isinstance(v, float) else v for k, v in stats.items()}

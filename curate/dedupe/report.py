@@ -1,0 +1,348 @@
+"""The cluster report (JSON and CSV) and :func:`load_cluster_groups` for group-aware splits.
+
+Schema ``sodkit.dedupe.report/1`` (JSON object)::
+
+    {
+      "schema": "sodkit.dedupe.report/1",
+      "command": "dedupe" | "leaks",
+      "options": {...}, "rule": {...}, "counts": {...}, "stats": {...},
+      "clusters": [
+        {
+          "id": "dup-00001",                 # stable within one report
+          "kept": "a.jpg",                   # the survivor ("reference:<name>" for --against)
+          "kept_reason": "most annotations (3; others 0-2)",
+          "size": 3,
+          "splits": ["test", "train"],       # split of each member (null when none)
+          "leak": true,                      # members in more than one split
+          "members": [
+            {"file_name": "a.jpg", "path": "/data/a.jpg", "split": "train",
+             "reference": false, "role": "kept" | "dropped" | "reference",
+             "annotations": 3, "width": 640, "height": 480,
+             # dropped members only:
+             "reason": "ssim" | "hist" | "ssim+hist" | "ssim+roi" | "exact-file" | "exact-pixels",
+             "duplicate_of": "a.jpg", "linked_to": "b.jpg",
+             "score": 0.93, "scores": {"ssim": 0.93, "hist": 0.97, ...}}
+          ],
+          "pairs": [{"a": "a.jpg", "b": "b.jpg", "duplicate": true, "reason": "ssim",
+                     "ssim": 0.93, ...}],    # every pair scored inside the cluster
+          "label_conflicts": [{"dropped": "b.jpg", "kept": "a.jpg",
+                               "only_in_dropped": [{"category": "fire", "bbox": [x1, y1, x2, y2]}],
+                               "only_in_kept": [...]}]
+        }
+      ]
+    }
+
+Only clusters of two or more images are listed; an image in no cluster is unique. The CSV
+has one row per member: ``cluster, role, file_name, path, split, reason, duplicate_of,
+linked_to, score, annotations, label_conflict, kept_reason``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from curate.core.errors import MalformedFileError, MissingFileError
+from curate.core.output import write_json_atomic
+from curate.dedupe.cluster import DROPPED, KEPT
+from curate.dedupe.labels import label_conflict
+
+if TYPE_CHECKING:
+    from curate.dedupe.pipeline import DedupePlan
+
+SCHEMA = "sodkit.dedupe.report/1"
+REPORT_JSON = "dedupe_report.json"
+REPORT_CSV = "dedupe_report.csv"
+CSV_FIELDS = (
+    "cluster",
+    "role",
+    "file_name",
+    "path",
+    "split",
+    "reason",
+    "duplicate_of",
+    "linked_to",
+    "score",
+    "annotations",
+    "label_conflict",
+    "kept_reason",
+)
+
+
+def _split(plan: DedupePlan, i: int) -> str | None:
+    from curate.dedupe.pipeline import split_of
+
+    return split_of(plan.images[i])
+
+
+def _main_score(scores: dict[str, Any]) -> float | None:
+    for key in ("full_ssim", "ssim", "hist"):
+        if key in scores:
+            return float(scores[key])
+    if scores.get("exact"):
+        return 1.0
+    return None
+
+
+def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
+    """One line on why ``head`` survived its cluster, in the terms of the keep policy."""
+    if plan.is_reference[head]:
+        return "reference image (never dropped)"
+    others = [m for m in members if m != head and not plan.is_reference[m]]
+    img = plan.images[head]
+    sig = plan.signatures[head]
+    policy = plan.options.keep
+    tie = ""
+    if policy == "most-annotations":
+        n = len(img.annotations)
+        rest = [len(plan.images[m].annotations) for m in others]
+        if rest and max(rest) == n:
+            tie = "; tie broken by size, then dataset order"
+        span = (
+            f"{min(rest)}-{max(rest)}"
+            if rest and min(rest) != max(rest)
+            else str(rest[0])
+            if rest
+            else "-"
+        )
+        return f"most annotations ({n}; others {span}){tie}"
+    if policy == "largest":
+        w, h = (sig.width, sig.height) if sig else (img.width, img.height)
+        rest = []
+        for m in others:
+            s = plan.signatures[m]
+            rest.append((s.width * s.height) if s else plan.images[m].width * plan.images[m].height)
+        if rest and max(rest) == w * h:
+            tie = "; tie broken by annotations, then dataset order"
+        return f"largest ({w}x{h}){tie}"
+    if policy == "sharpest":
+        v = sig.sharpness if sig else 0.0
+        rest_s = [plan.signatures[m].sharpness for m in others if plan.signatures[m]]  # type: ignore[union-attr]
+        top = max(rest_s) if rest_s else 0.0
+        return f"sharpest (Laplacian variance {v:.0f}; others up to {top:.0f})"
+    return "first in dataset order"
+
+
+def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]:
+    """The report of a plan (see the module docstring for the schema)."""
+    res = plan.resolution
+    members_of = res.members()
+    cluster_of: dict[int, int] = {}
+    for head, members in members_of.items():
+        for m in members:
+            cluster_of[m] = head
+    pairs_of: dict[int, list[tuple[int, int]]] = {}
+    for a, b in plan.scorer.memo:
+        ca, cb = cluster_of.get(a), cluster_of.get(b)
+        if ca is not None and ca == cb:
+            pairs_of.setdefault(ca, []).append((a, b))
+    clusters: list[dict[str, Any]] = []
+    n_conflicts = 0
+    for n, (head, members) in enumerate(members_of.items(), start=1):
+        cid = f"dup-{n:05d}"
+        entries = []
+        conflicts = []
+        for m in members:
+            entry = _member(plan, m, head)
+            if res.status[m] == DROPPED:
+                k = int(res.dup_of[m])
+                conflict = label_conflict(
+                    plan.images[m],
+                    plan.class_names[m],
+                    plan.images[k],
+                    plan.class_names[k],
+                    kept_label=plan.label(k),
+                )
+                if conflict is not None:
+                    conflicts.append(conflict.to_dict())
+                    entry["label_conflict"] = True
+            entries.append(entry)
+        pairs = []
+        for a, b in sorted(pairs_of.get(head, [])):
+            s = plan.scorer.memo[(a, b)]
+            reason = plan.rule.decide(s)
+            pairs.append(
+                {"a": plan.label(a), "b": plan.label(b), "duplicate": reason is not None}
+                | ({"reason": reason} if reason else {})
+                | s.to_dict()
+            )
+        splits = sorted({str(_split(plan, m)) for m in members})
+        n_conflicts += len(conflicts)
+        clusters.append(
+            {
+                "id": cid,
+                "kept": plan.label(head),
+                "kept_reason": why_kept(plan, head, members),
+                "size": len(members),
+                "splits": splits,
+                "leak": len(splits) > 1,
+                "members": entries,
+                "pairs": pairs,
+                "label_conflicts": conflicts,
+            }
+        )
+    new = ~plan.is_reference
+    counts = {
+        "images": int(new.sum()),
+        "reference_images": int(plan.is_reference.sum()),
+        "compared": int((plan.active & new).sum()),
+        "kept": int((plan.active & new & (res.status == KEPT)).sum()),
+        "dropped": len(plan.dropped()),
+        "skipped": int((~plan.active & new).sum()),
+        "clusters": len(clusters),
+        "leaking_clusters": sum(c["leak"] for c in clusters),
+        "label_conflicts": n_conflicts,
+        "candidate_pairs": int(plan.stats.get("candidates", 0)),
+        "pairs_scored": len(plan.scorer.memo),
+    }
+    from curate.dedupe.pipeline import options_dict
+
+    rule = plan.rule
+    return {
+        "schema": SCHEMA,
+        "tool": "sodkit",
+        "command": command,
+        "options": options_dict(plan.options),
+        "rule": {
+            "ssim": rule.ssim,
+            "hist": rule.hist,
+            "combine": rule.combine,
+            "roi": rule.roi,
+            "roi_ssim": rule.roi_ssim if rule.roi else None,
+            "exact_only": rule.exact_only,
+            "cluster": plan.options.cluster,
+            "keep": plan.options.keep,
+        },
+        "counts": counts,
+        "stats": {k: round(v, 4) if isinstance(v, float) else v for k, v in plan.stats.items()},
+        "clusters": clusters,
+    }
+
+
+def _member(plan: DedupePlan, m: int, head: int) -> dict[str, Any]:
+    res = plan.resolution
+    img = plan.images[m]
+    sig = plan.signatures[m]
+    ref = bool(plan.is_reference[m])
+    role = "reference" if ref else ("kept" if res.status[m] == KEPT else "dropped")
+    entry: dict[str, Any] = {
+        "file_name": img.file_name,
+        "path": str(img.path),
+        "split": _split(plan, m),
+        "reference": ref,
+        "role": role,
+        "annotations": len(img.annotations),
+        "width": sig.width if sig else img.width,
+        "height": sig.height if sig else img.height,
+    }
+    if res.status[m] == DROPPED:
+        link = int(res.link[m])
+        s = plan.scorer.get(m, link) if link >= 0 else None
+        scores = s.to_dict() if s is not None else {}
+        entry |= {
+            "reason": res.link_reason[m] or "connected",
+            "duplicate_of": plan.label(int(res.dup_of[m]) if res.dup_of[m] >= 0 else head),
+            "linked_to": plan.label(link) if link >= 0 else None,
+            "score": _main_score(scores),
+            "scores": scores,
+        }
+    return entry
+
+
+def write_report(report: dict[str, Any], json_path: str | Path) -> tuple[Path, Path]:
+    """Write the report as JSON at ``json_path`` and as CSV beside it (same stem, ``.csv``)."""
+    json_path = Path(json_path)
+    csv_path = json_path.with_suffix(".csv")
+    write_json_atomic(json_path, report)
+    write_report_csv(report, csv_path)
+    return json_path, csv_path
+
+
+def write_report_csv(report: dict[str, Any], path: str | Path) -> None:
+    """One row per cluster member (see the module docstring)."""
+    p = Path(path)
+    tmp = p.with_name(f".{p.name}.tmp")
+    with open(tmp, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for c in report["clusters"]:
+            for m in c["members"]:
+                writer.writerow(
+                    {
+                        "cluster": c["id"],
+                        "role": m["role"],
+                        "file_name": m["file_name"],
+                        "path": m["path"],
+                        "split": m.get("split") or "",
+                        "reason": m.get("reason", ""),
+                        "duplicate_of": m.get("duplicate_of", ""),
+                        "linked_to": m.get("linked_to") or "",
+                        "score": "" if m.get("score") is None else f"{m['score']:.4f}",
+                        "annotations": m["annotations"],
+                        "label_conflict": "yes" if m.get("label_conflict") else "",
+                        "kept_reason": c["kept_reason"] if m["role"] != "dropped" else "",
+                    }
+                )
+    tmp.replace(p)
+
+
+def load_cluster_groups(report_path: str | Path) -> dict[str, str]:
+    """Map each clustered image to its cluster id, from a dedupe or leaks report.
+
+    Keys are both the image's ``file_name`` and its original ``path`` (as a string), so a
+    caller can look up either; reference images (``--against``) are left out, they are
+    not part of the dataset. Images not in the map are in no cluster. Raises
+    :class:`MissingFileError` / :class:`MalformedFileError` for a missing or foreign file.
+    """
+    p = Path(report_path)
+    if not p.is_file():
+        raise MissingFileError(
+            p,
+            "dedupe report does not exist",
+            hint="run curate dedupe or curate leaks with a report",
+        )
+    try:
+        data = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise MalformedFileError(p, f"not a JSON report ({exc})") from exc
+    schema = data.get("schema", "") if isinstance(data, dict) else ""
+    if not str(schema).startswith("sodkit.dedupe.report/"):
+        raise MalformedFileError(
+            p,
+            f"schema is {schema!r}, expected 'sodkit.dedupe.report/1'",
+            hint="pass the dedupe_report.json written by curate dedupe or curate leaks --json",
+        )
+    groups: dict[str, str] = {}
+    for c in data.get("clusters", []):
+        cid = str(c["id"])
+        for m in c.get("members", []):
+            if m.get("reference"):
+                continue
+            groups[str(m["file_name"])] = cid
+            if m.get("path"):
+                groups[str(m["path"])] = cid
+    return groups
+
+
+def summary_rows(report: dict[str, Any], limit: int | None = None) -> list[dict[str, Any]]:
+    """Cluster summaries for tables: id, size, kept, splits, reasons, best/worst score."""
+    rows = []
+    for c in report["clusters"][:limit]:
+        scores = [m["score"] for m in c["members"] if m.get("score") is not None]
+        reasons = sorted({m["reason"] for m in c["members"] if m.get("reason")})
+        rows.append(
+            {
+                "id": c["id"],
+                "size": c["size"],
+                "kept": c["kept"],
+                "splits": c["splits"],
+                "reasons": reasons,
+                "min_score": float(np.min(scores)) if scores else None,
+                "conflicts": len(c["label_conflicts"]),
+            }
+        )
+    return rows

@@ -1,0 +1,163 @@
+"""Object-aware checks: labelled boxes that match one-to-one, and the SSIM of their regions.
+
+Boxes are compared in normalised coordinates (divided by their image's width and height),
+so a downscaled copy matches its original. Matching is greedy by IoU: pairs of the same
+class in decreasing IoU, each box used once; the boxes *match* when both images have the
+same number of boxes and every box found a partner with IoU >= the threshold.
+
+Region crops come from a reduced decode whose longer side is ``roi_size`` (default 512 px,
+never upscaled; a 426x240 video frame is used at full size). Each box (clipped to the
+image, widened to at least :data:`MIN_CROP` px around its centre) is cut out and resized
+to :data:`CROP_SIDE` x :data:`CROP_SIDE` (a stretch for non-square boxes; both crops of a
+pair are stretched alike when their boxes match). The region SSIM of two images is the
+lowest SSIM over their matched box pairs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.core import boxes as B
+from curate.core.errors import ItemError
+from curate.core.imageio import read_reduced
+from curate.dedupe.signatures import ItemFailure
+
+CROP_SIDE = 32
+MIN_CROP = 8
+DEFAULT_ROI_SIZE = 512
+
+
+def normalized_boxes(boxes: NDArray[np.floating], width: int, height: int) -> NDArray[np.float64]:
+    """``(K, 4)`` XYXY pixel boxes divided by the image size."""
+    return B.normalize(boxes, max(width, 1), max(height, 1))
+
+
+def greedy_match(
+    boxes_a: NDArray[np.floating],
+    classes_a: NDArray[np.integer],
+    boxes_b: NDArray[np.floating],
+    classes_b: NDArray[np.integer],
+    min_iou: float,
+) -> list[tuple[int, int]]:
+    """Same-class pairs ``(a, b)`` with IoU >= ``min_iou``, greedy by IoU, each box used once."""
+    if not len(boxes_a) or not len(boxes_b):
+        return []
+    iou = B.iou(boxes_a, boxes_b)
+    same = np.asarray(classes_a)[:, None] == np.asarray(classes_b)[None, :]
+    iou = np.where(same, iou, -1.0)
+    kb = iou.shape[1]
+    used_a: set[int] = set()
+    used_b: set[int] = set()
+    pairs: list[tuple[int, int]] = []
+    for flat in np.argsort(-iou, axis=None, kind="stable"):
+        a, b = divmod(int(flat), kb)
+        if iou[a, b] < min_iou:
+            break
+        if a in used_a or b in used_b:
+            continue
+        used_a.add(a)
+        used_b.add(b)
+        pairs.append((a, b))
+    return pairs
+
+
+def match_boxes(
+    boxes_a: NDArray[np.floating],
+    classes_a: NDArray[np.integer],
+    boxes_b: NDArray[np.floating],
+    classes_b: NDArray[np.integer],
+    min_iou: float,
+) -> list[tuple[int, int]] | None:
+    """One-to-one same-class matching with IoU >= ``min_iou``, or None when it fails.
+
+    ``boxes_*``: ``(K, 4)`` normalised XYXY. Two images without boxes match (empty list).
+    """
+    if len(boxes_a) != len(boxes_b):
+        return None
+    pairs = greedy_match(boxes_a, classes_a, boxes_b, classes_b, min_iou)
+    return pairs if len(pairs) == len(boxes_a) else None
+
+
+def boxes_may_match(
+    a: NDArray[np.integer],
+    b: NDArray[np.integer],
+    boxes: list[NDArray[np.float64]],
+    classes: list[NDArray[np.int64]],
+    min_iou: float,
+) -> NDArray[np.bool_]:
+    """For pairs ``(a[k], b[k])``: False where their boxes certainly cannot match one-to-one.
+
+    Vectorised necessary condition: same number of boxes, and every box of each image has
+    a same-class box in the other with IoU >= ``min_iou``. (The one-to-one matching itself
+    is checked when the pair is scored.)
+    """
+    n_boxes = np.array([len(x) for x in boxes], np.int64)
+    a = np.asarray(a, np.int64)
+    b = np.asarray(b, np.int64)
+    out = n_boxes[a] == n_boxes[b]
+    kmax = int(n_boxes.max()) if len(n_boxes) else 0
+    if kmax == 0:
+        return out
+    pad = np.zeros((len(boxes), kmax, 4))
+    cls = np.full((len(boxes), kmax), -1, np.int64)
+    for i, (bx, cl) in enumerate(zip(boxes, classes, strict=True)):
+        pad[i, : len(bx)] = bx
+        cls[i, : len(cl)] = cl
+    for k in range(1, kmax + 1):
+        sel = np.flatnonzero(out & (n_boxes[a] == k))
+        for start in range(0, len(sel), 65536):
+            part = sel[start : start + 65536]
+            ba, bb = pad[a[part], :k], pad[b[part], :k]
+            lt = np.maximum(ba[:, :, None, :2], bb[:, None, :, :2])
+            rb = np.minimum(ba[:, :, None, 2:], bb[:, None, :, 2:])
+            inter = np.clip(rb - lt, 0, None).prod(axis=3)
+            area_a = (ba[:, :, 2] - ba[:, :, 0]) * (ba[:, :, 3] - ba[:, :, 1])
+            area_b = (bb[:, :, 2] - bb[:, :, 0]) * (bb[:, :, 3] - bb[:, :, 1])
+            union = area_a[:, :, None] + area_b[:, None, :] - inter
+            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+            same = cls[a[part], :k][:, :, None] == cls[b[part], :k][:, None, :]
+            good = np.where(same, iou, -1.0) >= min_iou
+            out[part] = good.any(axis=2).all(axis=1) & good.any(axis=1).all(axis=1)
+    return out
+
+
+def crop_regions(gray: NDArray[np.uint8], boxes_norm: NDArray[np.floating]) -> NDArray[np.uint8]:
+    """``(K, CROP_SIDE, CROP_SIDE)`` crops of the normalised boxes from a grayscale image."""
+    h, w = gray.shape
+    out = np.zeros((len(boxes_norm), CROP_SIDE, CROP_SIDE), np.uint8)
+    for k, (x1, y1, x2, y2) in enumerate(np.asarray(boxes_norm, np.float64)):
+        bx1, bx2 = _span(x1 * w, x2 * w, w)
+        by1, by2 = _span(y1 * h, y2 * h, h)
+        region = gray[by1:by2, bx1:bx2]
+        interp = cv2.INTER_AREA if region.shape[0] >= CROP_SIDE else cv2.INTER_LINEAR
+        out[k] = cv2.resize(region, (CROP_SIDE, CROP_SIDE), interpolation=interp)
+    return out
+
+
+def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
+    """Integer pixel span of ``[lo, hi)`` clipped to ``[0, size)``, at least MIN_CROP wide."""
+    lo, hi = max(0.0, min(lo, hi)), min(float(size), max(lo, hi))
+    need = min(MIN_CROP, size)
+    if hi - lo < need:
+        centre = (lo + hi) / 2
+        lo = min(max(0.0, centre - need / 2), size - need)
+        hi = lo + need
+    a = int(np.floor(lo))
+    b = max(a + 1, int(np.ceil(hi)))
+    return a, min(b, size)
+
+
+def roi_task(
+    job: tuple[str, NDArray[np.float64], int, int | None],
+) -> NDArray[np.uint8] | ItemFailure:
+    """Worker task: decode ``path`` at ``roi_size`` and crop its normalised boxes."""
+    path, boxes_norm, roi_size, max_pixels = job
+    try:
+        gray = read_reduced(Path(path), roi_size, gray=True, max_pixels=max_pixels)
+    except ItemError as err:
+        return ItemFailure.of(err)
+    return crop_regions(gray, boxes_norm)

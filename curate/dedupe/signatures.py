@@ -1,0 +1,440 @@
+"""Per-image signatures: computed once from a reduced-size decode, cached by file content.
+
+A :class:`Signature` holds what every later step needs, so no step decodes an image twice:
+
+- ``content_hash``: BLAKE2b-128 of the file bytes (exact copies; the cache key);
+- ``width``/``height``: the displayed size (EXIF orientation applied);
+- ``thumb``: ``(h, w)`` uint8 grayscale (ITU-R 601 luma) with the longer side ``size``
+  (default 128, the SSIM working resolution; never upscaled), decoded by
+  :func:`curate.core.imageio.read_reduced` (JPEG DCT scaling, then box resize);
+- ``hist``: ``(256,)`` float32 HSV colour histogram (see :mod:`curate.dedupe.hist`);
+- ``feature``: ``(2 * side**2,)`` float16 structure feature for the candidate index
+  (see :func:`curate.dedupe.index.structure_feature`);
+- ``sharpness``: variance of the Laplacian of ``thumb`` (for ``--keep sharpest``);
+- ``jpeg``: whether the file is a JPEG (its reduced decode takes another path).
+
+The cache is one SQLite file per parameter set under the cache folder (default
+``$SODKIT_CACHE_DIR/signatures``, else ``$XDG_CACHE_HOME/sodkit/signatures``, else
+``~/.cache/sodkit/signatures``), keyed by content hash, so renamed or copied files hit it
+and an edited file misses it. Values are plain bytes (no pickle). Full-decode pixel hashes
+(exact copies with different bytes) are cached in a second table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.core.errors import CorruptImageError, ImageTooLargeError, ItemError, MissingFileError
+from curate.core.imageio import DEFAULT_MAX_PIXELS, read_image, read_reduced
+from curate.core.parallel import Executor, SerialExecutor
+from curate.core.progress import NullProgress, Progress
+from curate.dedupe.hist import NUM_BINS, hsv_histogram
+from curate.dedupe.index import FEATURE_SIDE, structure_feature
+from curate.dedupe.ssim import to_gray
+
+SIGNATURE_VERSION = 1
+CACHE_ENV = "SODKIT_CACHE_DIR"
+_HEADER = struct.Struct("<4sHIIHHfI")
+_MAGIC = b"SDKS"
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureParams:
+    """How signatures are computed: working size (longer side, px) and feature grid side."""
+
+    size: int = 128
+    feature_side: int = FEATURE_SIDE
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
+
+    @property
+    def tag(self) -> str:
+        """Names the parameter set in cache keys: results differ when any of these differ."""
+        return f"v{SIGNATURE_VERSION}-s{self.size}-f{self.feature_side}"
+
+
+@dataclass(slots=True)
+class Signature:
+    """What dedupe knows about one image (see the module docstring)."""
+
+    content_hash: str
+    width: int
+    height: int
+    thumb: NDArray[np.uint8]
+    hist: NDArray[np.float32]
+    feature: NDArray[np.float16]
+    sharpness: float
+    jpeg: bool
+
+    def to_bytes(self) -> bytes:
+        th, tw = self.thumb.shape
+        head = _HEADER.pack(
+            _MAGIC,
+            SIGNATURE_VERSION,
+            self.width,
+            self.height,
+            th,
+            tw,
+            self.sharpness,
+            len(self.feature) | (int(self.jpeg) << 31),
+        )
+        return b"".join(
+            (
+                head,
+                np.ascontiguousarray(self.thumb, dtype=np.uint8).tobytes(),
+                np.asarray(self.hist, dtype="<f4").tobytes(),
+                np.asarray(self.feature, dtype="<f2").tobytes(),
+            )
+        )
+
+    @classmethod
+    def from_bytes(cls, content_hash: str, data: bytes) -> Signature:
+        """Rebuild from :meth:`to_bytes`; raises ``ValueError`` for bytes it did not write."""
+        if len(data) < _HEADER.size:
+            raise ValueError("signature record too short")
+        magic, version, width, height, th, tw, sharp, nfeat = _HEADER.unpack_from(data)
+        if magic != _MAGIC or version != SIGNATURE_VERSION:
+            raise ValueError("not a signature record of this version")
+        jpeg = bool(nfeat >> 31)
+        nfeat &= 0x7FFFFFFF
+        off = _HEADER.size
+        need = off + th * tw + 4 * NUM_BINS + 2 * nfeat
+        if len(data) != need:
+            raise ValueError("signature record has the wrong length")
+        thumb = np.frombuffer(data, np.uint8, th * tw, off).reshape(th, tw)
+        off += th * tw
+        hist = np.frombuffer(data, "<f4", NUM_BINS, off).astype(np.float32)
+        off += 4 * NUM_BINS
+        feature = np.frombuffer(data, "<f2", nfeat, off).astype(np.float16)
+        return cls(content_hash, width, height, thumb, hist, feature, float(sharp), jpeg)
+
+
+def hash_file(path: str | Path) -> str:
+    """BLAKE2b-128 hex digest of a file's bytes; :class:`MissingFileError` if it is absent."""
+    p = Path(path)
+    h = hashlib.blake2b(digest_size=16)
+    try:
+        with open(p, "rb") as fh:
+            while chunk := fh.read(_CHUNK):
+                h.update(chunk)
+    except FileNotFoundError as exc:
+        raise MissingFileError(p, "image file does not exist", hint="check the path") from exc
+    except OSError as exc:
+        raise CorruptImageError(p, f"cannot read file ({exc})", hint="check permissions") from exc
+    return h.hexdigest()
+
+
+def _is_jpeg(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        return fh.read(2) == b"\xff\xd8"
+
+
+def compute_signature(
+    path: str | Path,
+    content_hash: str,
+    params: SignatureParams,
+    size: tuple[int, int] | None = None,
+) -> Signature:
+    """Decode ``path`` at reduced size and summarise it (raises :class:`ItemError` subclasses).
+
+    ``size``: the displayed ``(width, height)`` when the caller knows it (a dataset's
+    reader does); otherwise it is read from the header.
+    """
+    p = Path(path)
+    rgb = read_reduced(p, params.size, max_pixels=params.max_pixels)
+    h, w = rgb.shape[:2]
+    if size is None:
+        size = (w, h) if max(w, h) < params.size else _header_size(p)
+    gray = to_gray(rgb)
+    sharp = float(cv2.Laplacian(gray, cv2.CV_32F).var())
+    return Signature(
+        content_hash=content_hash,
+        width=int(size[0]),
+        height=int(size[1]),
+        thumb=gray,
+        hist=hsv_histogram(rgb),
+        feature=structure_feature(gray, params.feature_side),
+        sharpness=sharp,
+        jpeg=_is_jpeg(p),
+    )
+
+
+def _header_size(path: Path) -> tuple[int, int]:
+    from curate.core.imageio import probe
+
+    info = probe(path, check_tail=False)
+    return info.width, info.height
+
+
+def pixel_hash(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> str:
+    """BLAKE2b-128 of the fully decoded RGB pixels and their shape (exact copies re-encoded)."""
+    rgb = read_image(path, max_pixels=max_pixels)
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.array(rgb.shape, dtype="<i8").tobytes())
+    h.update(np.ascontiguousarray(rgb).tobytes())
+    return h.hexdigest()
+
+
+# -- worker tasks (module level: picklable for process pools and Dask) -------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """A per-image error as plain data (exceptions with keyword arguments do not pickle)."""
+
+    kind: str
+    where: str
+    rule: str
+    hint: str | None
+
+    @classmethod
+    def of(cls, err: ItemError) -> ItemFailure:
+        return cls(err.kind, err.where, err.rule, err.hint)
+
+    def error(self) -> ItemError:
+        """The typed error again, for the caller's :class:`ErrorPolicy`."""
+        cls_ = {
+            CorruptImageError.kind: CorruptImageError,
+            MissingFileError.kind: MissingFileError,
+            ImageTooLargeError.kind: ImageTooLargeError,
+        }.get(self.kind, CorruptImageError)
+        return cls_(self.where, self.rule, hint=self.hint)
+
+
+def _hash_task(path: str) -> str | ItemFailure:
+    try:
+        return hash_file(path)
+    except ItemError as err:
+        return ItemFailure.of(err)
+
+
+def _signature_task(
+    job: tuple[str, str, SignatureParams, tuple[int, int] | None],
+) -> bytes | ItemFailure:
+    path, content_hash, params, size = job
+    try:
+        return compute_signature(path, content_hash, params, size).to_bytes()
+    except ItemError as err:
+        return ItemFailure.of(err)
+
+
+def _pixel_task(job: tuple[str, int | None]) -> str | ItemFailure:
+    path, max_pixels = job
+    try:
+        return pixel_hash(path, max_pixels)
+    except ItemError as err:
+        return ItemFailure.of(err)
+
+
+# -- cache --------------------------------------------------------------------------------
+
+
+def default_cache_dir() -> Path:
+    """``$SODKIT_CACHE_DIR/signatures``, else the XDG cache, else ``~/.cache/sodkit/signatures``."""
+    root = os.environ.get(CACHE_ENV)
+    if root:
+        return Path(root).expanduser() / "signatures"
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+    return base / "sodkit" / "signatures"
+
+
+class SignatureCache:
+    """Signatures and pixel hashes in one SQLite file per parameter set, keyed by content hash.
+
+    Nothing is opened until the first lookup; the folder is created then. A cache that
+    cannot be opened or written is reported through :attr:`problem` and then ignored:
+    caching only ever saves time.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+        self.problem: str | None = None
+        self._conns: dict[str, sqlite3.Connection] = {}
+        self.hits = 0
+        self.misses = 0
+
+    def _conn(self, tag: str) -> sqlite3.Connection | None:
+        if self.problem is not None:
+            return None
+        conn = self._conns.get(tag)
+        if conn is not None:
+            return conn
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(self.folder / f"signatures-{tag}.sqlite", timeout=30)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("CREATE TABLE IF NOT EXISTS sig (hash TEXT PRIMARY KEY, data BLOB)")
+            conn.execute("CREATE TABLE IF NOT EXISTS pix (hash TEXT PRIMARY KEY, pixels TEXT)")
+            conn.commit()
+        except (OSError, sqlite3.Error) as exc:
+            self.problem = (
+                f"signature cache at '{self.folder}' is not usable ({exc}); running without it"
+            )
+            return None
+        self._conns[tag] = conn
+        return conn
+
+    def _select(self, tag: str, table: str, col: str, keys: Sequence[str]) -> dict[str, object]:
+        conn = self._conn(tag)
+        out: dict[str, object] = {}
+        if conn is None:
+            return out
+        try:
+            for i in range(0, len(keys), 500):
+                part = list(keys[i : i + 500])
+                marks = ",".join("?" * len(part))
+                rows = conn.execute(
+                    f"SELECT hash, {col} FROM {table} WHERE hash IN ({marks})", part
+                ).fetchall()
+                out.update(rows)
+        except sqlite3.Error as exc:
+            self.problem = f"signature cache read failed ({exc}); running without it"
+            return {}
+        return out
+
+    def _insert(self, tag: str, table: str, rows: Iterable[tuple[str, object]]) -> None:
+        conn = self._conn(tag)
+        if conn is None:
+            return
+        try:
+            with conn:
+                conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", list(rows))
+        except sqlite3.Error as exc:
+            self.problem = f"signature cache write failed ({exc}); running without it"
+
+    def get_signatures(self, tag: str, hashes: Sequence[str]) -> dict[str, Signature]:
+        out: dict[str, Signature] = {}
+        for key, data in self._select(tag, "sig", "data", hashes).items():
+            try:
+                out[key] = Signature.from_bytes(key, bytes(data))  # type: ignore[arg-type]
+            except ValueError:
+                continue
+        self.hits += len(out)
+        self.misses += len(set(hashes)) - len(out)
+        return out
+
+    def put_signatures(self, tag: str, sigs: Iterable[Signature]) -> None:
+        self._insert(tag, "sig", ((s.content_hash, s.to_bytes()) for s in sigs))
+
+    def get_pixel_hashes(self, hashes: Sequence[str]) -> dict[str, str]:
+        return {k: str(v) for k, v in self._select("pixels", "pix", "pixels", hashes).items()}
+
+    def put_pixel_hashes(self, rows: Iterable[tuple[str, str]]) -> None:
+        self._insert("pixels", "pix", rows)
+
+    def close(self) -> None:
+        for conn in self._conns.values():
+            conn.close()
+        self._conns.clear()
+
+
+# -- extraction -----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Extraction:
+    """Signatures in input order (``None`` where the image failed) and the failures by index."""
+
+    signatures: list[Signature | None]
+    failures: dict[int, ItemError]
+    cache_hits: int = 0
+
+
+def extract_signatures(
+    paths: Sequence[str | Path],
+    params: SignatureParams,
+    *,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+    cache: SignatureCache | None = None,
+    sizes: Sequence[tuple[int, int] | None] | None = None,
+) -> Extraction:
+    """Hash every file, take cached signatures, compute the rest through ``executor``.
+
+    ``sizes``: displayed ``(width, height)`` per path when known (saves a header read).
+    Failures are returned, not raised: the caller routes them through its error policy.
+    """
+    ex = executor or SerialExecutor()
+    prog = progress or NullProgress()
+    strs = [str(p) for p in paths]
+    hashes: list[str | ItemFailure] = list(
+        prog.track(ex.map(_hash_task, strs), total=len(strs), description="hashing files")
+    )
+    failures: dict[int, ItemError] = {
+        i: h.error() for i, h in enumerate(hashes) if isinstance(h, ItemFailure)
+    }
+    good = sorted({h for h in hashes if isinstance(h, str)})
+    cached = cache.get_signatures(params.tag, good) if cache is not None else {}
+    by_hash: dict[str, Signature] = dict(cached)
+    todo: dict[str, int] = {}
+    for i, h in enumerate(hashes):
+        if isinstance(h, str) and h not in by_hash and h not in todo:
+            todo[h] = i
+    jobs = [(strs[i], h, params, sizes[i] if sizes else None) for h, i in todo.items()]
+    computed: list[Signature] = []
+    results = ex.map(_signature_task, jobs)
+    for (_, h, _, _), res in zip(
+        jobs, prog.track(results, total=len(jobs), description="signatures"), strict=True
+    ):
+        if isinstance(res, ItemFailure):
+            failures[todo[h]] = res.error()
+            continue
+        sig = Signature.from_bytes(h, res)
+        by_hash[h] = sig
+        computed.append(sig)
+    if cache is not None and computed:
+        cache.put_signatures(params.tag, computed)
+    sigs: list[Signature | None] = []
+    for i, h in enumerate(hashes):
+        if isinstance(h, str) and i not in failures and h in by_hash:
+            sigs.append(by_hash[h])
+        else:
+            if isinstance(h, str) and i not in failures:
+                # Same bytes as a file that failed: the same failure.
+                first = todo.get(h)
+                if first is not None and first in failures:
+                    failures[i] = failures[first]
+            sigs.append(None)
+    return Extraction(sigs, failures, cache_hits=len(cached))
+
+
+def compute_pixel_hashes(
+    items: Sequence[tuple[str, str]],
+    *,
+    executor: Executor | None = None,
+    progress: Progress | None = None,
+    cache: SignatureCache | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> dict[str, str | ItemFailure]:
+    """Pixel hash per content hash for ``(path, content_hash)`` items (cached)."""
+    ex = executor or SerialExecutor()
+    prog = progress or NullProgress()
+    uniq: dict[str, str] = {}
+    for path, h in items:
+        uniq.setdefault(h, path)
+    out: dict[str, str | ItemFailure] = {}
+    if cache is not None:
+        out.update(cache.get_pixel_hashes(sorted(uniq)))
+    jobs = [(h, p) for h, p in uniq.items() if h not in out]
+    results = ex.map(_pixel_task, [(p, max_pixels) for _, p in jobs])
+    fresh: list[tuple[str, str]] = []
+    for (h, _), res in zip(
+        jobs, prog.track(results, total=len(jobs), description="pixel hashes"), strict=True
+    ):
+        out[h] = res
+        if isinstance(res, str):
+            fresh.append((h, res))
+    if cache is not None and fresh:
+        cache.put_pixel_hashes(fresh)
+    return out

@@ -1,0 +1,130 @@
+"""SSIM (Wang et al. 2004) on small grayscale images, with per-image terms reusable across pairs.
+
+Definition: 11x11 Gaussian window (sigma 1.5, truncated at 3.5 sigma as ``scipy.ndimage``),
+K1 = 0.01, K2 = 0.03, data range 255, population (not sample) covariances, the mean of the
+SSIM map after cropping the 5-pixel border where the window leaves the image. This is what
+``skimage.metrics.structural_similarity(gaussian_weights=True, sigma=1.5,
+use_sample_covariance=False, data_range=255)`` computes; the tests check agreement.
+
+Images of different shapes are compared at a common size: both are resized (area
+interpolation when shrinking, linear when growing) to the smaller height and the smaller
+width, so an aspect-ratio difference is stretched, not cropped. When that common size has
+a side below :data:`MIN_SIDE`, both are enlarged until it reaches it (SSIM needs at least an
+11x11 window).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from numpy.typing import NDArray
+
+SIGMA = 1.5
+WIN = 11
+PAD = (WIN - 1) // 2
+C1 = (0.01 * 255) ** 2
+C2 = (0.03 * 255) ** 2
+MIN_SIDE = 16
+#: Values are centred before filtering so float32 keeps the variances exact enough.
+_OFFSET = 128.0
+
+
+def to_gray(rgb: NDArray[np.uint8]) -> NDArray[np.uint8]:
+    """ITU-R 601 luma (0.299 R + 0.587 G + 0.114 B) of ``(H, W, 3)`` uint8 RGB, as OpenCV rounds it."""
+    return cv2.cvtColor(np.ascontiguousarray(rgb), cv2.COLOR_RGB2GRAY)
+
+
+def _blur(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    return cv2.GaussianBlur(a, (WIN, WIN), SIGMA, borderType=cv2.BORDER_REFLECT)
+
+
+@dataclass(frozen=True, slots=True)
+class SsimTerms:
+    """Per-image terms of SSIM, so a pair costs one joint filter and a few array operations.
+
+    ``x``: ``(H, W)`` centred pixels; the rest cover the interior where the SSIM map is
+    averaged (``PAD`` pixels in from each border): ``mu_c`` centred local means,
+    ``mu`` local means, ``mu2c = mu**2 + C1/2``, ``var_c = local variance + C2/2``, float32.
+    """
+
+    x: NDArray[np.float32]
+    mu_c: NDArray[np.float32]
+    mu: NDArray[np.float32]
+    mu2c: NDArray[np.float32]
+    var_c: NDArray[np.float32]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.x.shape  # type: ignore[return-value]
+
+
+def _interior(a: NDArray[np.float32]) -> NDArray[np.float32]:
+    h, w = a.shape
+    return np.ascontiguousarray(a[PAD : h - PAD, PAD : w - PAD])
+
+
+def terms(gray: NDArray[np.uint8]) -> SsimTerms:
+    """Precompute the per-image SSIM terms of a ``(H, W)`` uint8 image (both sides > 10)."""
+    if min(gray.shape) <= 2 * PAD:
+        raise ValueError(f"SSIM needs images larger than {WIN - 1} px, got {gray.shape}")
+    x = gray.astype(np.float32) - np.float32(_OFFSET)
+    mu_full = _blur(x)
+    var = _interior(_blur(x * x) - mu_full * mu_full)
+    mu_c = _interior(mu_full)
+    mu = mu_c + np.float32(_OFFSET)
+    return SsimTerms(x, mu_c, mu, mu * mu + np.float32(C1 / 2), var + np.float32(C2 / 2))
+
+
+def ssim_terms(a: SsimTerms, b: SsimTerms) -> float:
+    """SSIM of two images of the same shape from their precomputed terms."""
+    if a.shape != b.shape:
+        raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
+    cov = _interior(_blur(a.x * b.x)) - a.mu_c * b.mu_c
+    num = (a.mu * b.mu * 2 + np.float32(C1)) * (cov * 2 + np.float32(C2))
+    den = (a.mu2c + b.mu2c) * (a.var_c + b.var_c)
+    return float((num / den).mean(dtype=np.float64))
+
+
+def ssim_upper_bound(a: SsimTerms, b: SsimTerms) -> float:
+    """An upper bound of :func:`ssim_terms` from per-image terms only (no joint filtering).
+
+    Cauchy-Schwarz bounds each window's covariance by ``sd_a * sd_b``, so its SSIM is at
+    most ``l * (2 sd_a sd_b + C2) / (var_a + var_b + C2)``; a pair whose bound is below a
+    threshold needs no exact SSIM.
+    """
+    if a.shape != b.shape:
+        raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
+    half = np.float32(C2 / 2)
+    sd = np.sqrt(np.maximum(a.var_c - half, 0) * np.maximum(b.var_c - half, 0))
+    num = (a.mu * b.mu * 2 + np.float32(C1)) * (sd * 2 + np.float32(C2))
+    den = (a.mu2c + b.mu2c) * (a.var_c + b.var_c)
+    # Float32 rounding can put the bound a hair under the exact value; keep it an upper bound.
+    return float((num / den).mean(dtype=np.float64)) + 1e-4
+
+
+def common_shape(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:
+    """The ``(H, W)`` at which two images of shapes ``a`` and ``b`` are compared."""
+    h, w = min(a[0], b[0]), min(a[1], b[1])
+    short = min(h, w)
+    if short < MIN_SIDE:
+        f = MIN_SIDE / short
+        h, w = max(MIN_SIDE, round(h * f)), max(MIN_SIDE, round(w * f))
+    return h, w
+
+
+def resize_gray(gray: NDArray[np.uint8], shape: tuple[int, int]) -> NDArray[np.uint8]:
+    """Resize ``(H, W)`` uint8 to ``shape``: area when shrinking, linear when growing."""
+    if gray.shape == shape:
+        return gray
+    h, w = shape
+    grow = h > gray.shape[0] or w > gray.shape[1]
+    interp = cv2.INTER_LINEAR if grow else cv2.INTER_AREA
+    return cv2.resize(gray, (w, h), interpolation=interp)
+
+
+def ssim(a: NDArray[np.uint8], b: NDArray[np.uint8]) -> float:
+    """SSIM of two ``(H, W)`` uint8 grayscale images (resized to a common shape if they differ)."""
+    shape = common_shape(a.shape, b.shape)  # type: ignore[arg-type]
+    return ssim_terms(terms(resize_gray(a, shape)), terms(resize_gray(b, shape)))
