@@ -101,14 +101,22 @@ def class_names(data: dict[str, Any], where: Path) -> list[str]:
 
 
 def resolve_entry(entry: str, base: Path, yaml_dir: Path) -> Path | None:
-    """Resolve a split entry; drop leading parts until it exists (Roboflow's odd paths)."""
+    """Resolve a split entry; drop leading parts until it exists.
+
+    Exports carry paths that only existed on their author's machine: Roboflow's
+    ``fire-8/train/images`` and ``../test/images``, Colab's ``/content/drive/.../train/images``,
+    Windows' ``..\\valid\\images``. The longest tail of the path that exists under the
+    YAML's folder wins.
+    """
+    entry = entry.replace("\\", "/")
     p = Path(entry)
-    if p.is_absolute():
-        return p if p.exists() else None
-    for root in (base, yaml_dir):
-        if (root / p).exists():
-            return (root / p).resolve()
-    parts = [q for q in p.parts if q not in ("..", ".")]
+    if p.is_absolute() and p.exists():
+        return p
+    if not p.is_absolute():
+        for root in (base, yaml_dir):
+            if (root / p).exists():
+                return (root / p).resolve()
+    parts = [q for q in p.parts if q not in ("..", ".", "/")]
     for i in range(len(parts)):
         cand = yaml_dir.joinpath(*parts[i:])
         if cand.exists():

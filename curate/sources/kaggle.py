@@ -60,16 +60,29 @@ class KaggleSource:
         return 0
 
     def read(self, path: Path, options: ReadOptions) -> Dataset:
+        """Read the export; YOLO labels win when both YOLO and VOC annotations are present."""
         if path.is_file():
             path = path.parent
         dirs = _split_dirs(path)
-        if find_yaml(path) is not None and any((d / "images").is_dir() for d in dirs.values()):
-            ds = YoloFormat().read(path, options)
-        elif any(any(d.glob("*.xml")) for d in dirs.values()):
+        yolo = YoloFormat()
+        if find_yaml(path) is not None and (
+            any((d / "images").is_dir() for d in dirs.values()) or yolo.detect(path)
+        ):
+            ds = yolo.read(path, options)
+            ds.info["export_form"] = "yolo"
+        elif dirs and any(any(d.glob("*.xml")) for d in dirs.values()):
             ds = self._read_voc(dirs, options)
+            ds.info["export_form"] = "voc"
+        elif yolo.detect(path) >= 60:
+            ds = yolo.read(path, options)
+            ds.info["export_form"] = "yolo"
+        elif VocFormat().detect(path) > 0:
+            ds = VocFormat().read(path, options)
+            ds.info["export_form"] = "voc"
         else:
             raise UsageError(
-                f"'{path}' is not a Kaggle/Roboflow export (no data.yaml with train/valid/test, no VOC folders)"
+                f"'{path}' is not a Kaggle/Roboflow export: no data.yaml or classes.txt with YOLO labels, "
+                "and no VOC XML (in train/valid/test folders or annotations/)"
             )
         for img in ds.images:
             img.attributes["original_split"] = img.split

@@ -58,3 +58,36 @@ def test_yolo_export_groups_clip_frames(tmp_path: Path) -> None:
     groups = {i.file_name: i.group for i in ds.images}
     assert groups[f"{names[0]}.jpg"] == groups[f"{names[1]}.jpg"] is not None
     assert groups[f"{names[2]}.jpg"] is None
+
+
+def test_export_with_both_yolo_and_voc_and_no_split_folders(tmp_path: Path) -> None:
+    """A Kaggle 'YOLO + VOC' fire set: images/, labels/ (YOLO), annotations/ (VOC)."""
+    root = tmp_path / "fire-yolo-voc"
+    for stem in ("a", "b"):
+        _img(root / "images" / f"{stem}.jpg")
+        (root / "labels").mkdir(parents=True, exist_ok=True)
+        (root / "labels" / f"{stem}.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+        (root / "annotations").mkdir(parents=True, exist_ok=True)
+        (root / "annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><object><name>fire</name><bndbox><xmin>31</xmin>"
+            "<ymin>16</ymin><xmax>50</xmax><ymax>45</ymax></bndbox></object></annotation>"
+        )
+    (root / "classes.txt").write_text("fire\n")
+    ds = load_dataset(f"kaggle:{root}")
+    assert ds.info["export_form"] == "yolo" and len(ds) == 2 and ds.num_annotations == 2
+    assert ds.images[0].annotations[0].bbox == (30.0, 15.0, 50.0, 45.0)
+    voc = load_dataset(f"voc:{root}")
+    assert voc.images[0].annotations[0].bbox == (30.0, 15.0, 50.0, 45.0)
+
+
+def test_absolute_and_windows_paths_in_data_yaml(tmp_path: Path) -> None:
+    root = tmp_path / "colab"
+    for split in ("train", "valid"):
+        _img(root / split / "images" / f"{split}.jpg")
+        (root / split / "labels").mkdir(parents=True)
+        (root / split / "labels" / f"{split}.txt").write_text("0 0.5 0.5 0.25 0.5\n")
+    (root / "data.yaml").write_text(
+        "names: [fire]\ntrain: /content/drive/MyDrive/fire/train/images\nval: ..\\\\valid\\\\images\n"
+    )
+    ds = load_dataset(str(root))
+    assert sorted(i.attributes["original_split"] for i in ds.images) == ["train", "val"]
