@@ -334,11 +334,12 @@ def _lsh(
     found_j: list[NDArray[np.int32]] = []
     found_d: list[NDArray[np.float32]] = []
     checked = 0
-    mult = np.arange(1, params.bits + 1, dtype=np.int64) * np.int64(0x9E3779B97F4A7C15 >> 4)
     for _ in prog.track(range(params.tables), total=params.tables, description="LSH tables"):
         proj = rng.standard_normal((dim, params.bits)).astype(np.float32)
         offs = rng.uniform(0, params.width, params.bits).astype(np.float32)
         cells = np.floor((x @ proj + offs) / np.float32(params.width)).astype(np.int64)
+        # Random odd 64-bit weights: distinct cell vectors share a key only by chance.
+        mult = rng.integers(1, 1 << 62, params.bits, dtype=np.int64) * 2 + 1
         keys = (cells * mult).sum(axis=1)
         for left, right in _bucket_pairs(keys):
             a = np.minimum(left, right)

@@ -7,9 +7,10 @@ same number of boxes and every box found a partner with IoU >= the threshold.
 
 Region crops come from a reduced decode whose longer side is ``roi_size`` (default 512 px,
 never upscaled; a 426x240 video frame is used at full size). Each box (clipped to the
-image, widened to at least :data:`MIN_CROP` px around its centre) is cut out and resized
-to :data:`CROP_SIDE` x :data:`CROP_SIDE` (a stretch for non-square boxes; both crops of a
-pair are stretched alike when their boxes match). The region SSIM of two images is the
+image, widened to at least :data:`MIN_CROP` px around its centre) is cut out and, when
+its longer side exceeds :data:`CROP_SIDE` (64 px), area-reduced to it. Two matched
+regions are compared like two images (:func:`curate.dedupe.ssim.ssim`: both resized to
+their common size, enlarged to 16 px if smaller). The region SSIM of two images is the
 lowest SSIM over their matched box pairs.
 """
 
@@ -26,7 +27,7 @@ from curate.core.errors import ItemError
 from curate.core.imageio import read_reduced
 from curate.dedupe.signatures import ItemFailure
 
-CROP_SIDE = 32
+CROP_SIDE = 64
 MIN_CROP = 8
 DEFAULT_ROI_SIZE = 512
 
@@ -125,17 +126,27 @@ def boxes_may_match(
     return out
 
 
-def crop_regions(gray: NDArray[np.uint8], boxes_norm: NDArray[np.floating]) -> NDArray[np.uint8]:
-    """``(K, CROP_SIDE, CROP_SIDE)`` crops of the normalised boxes from a grayscale image."""
+def crop_regions(
+    gray: NDArray[np.uint8], boxes_norm: NDArray[np.floating]
+) -> tuple[NDArray[np.uint8], ...]:
+    """Crops of the normalised boxes from a grayscale image, each at most ``CROP_SIDE`` px.
+
+    A crop keeps its box's aspect; larger ones are area-reduced to a longer side of
+    ``CROP_SIDE``. Two crops are compared at their common size (see :func:`ssim`).
+    """
     h, w = gray.shape
-    out = np.zeros((len(boxes_norm), CROP_SIDE, CROP_SIDE), np.uint8)
-    for k, (x1, y1, x2, y2) in enumerate(np.asarray(boxes_norm, np.float64)):
+    out = []
+    for x1, y1, x2, y2 in np.asarray(boxes_norm, np.float64):
         bx1, bx2 = _span(x1 * w, x2 * w, w)
         by1, by2 = _span(y1 * h, y2 * h, h)
         region = gray[by1:by2, bx1:bx2]
-        interp = cv2.INTER_AREA if region.shape[0] >= CROP_SIDE else cv2.INTER_LINEAR
-        out[k] = cv2.resize(region, (CROP_SIDE, CROP_SIDE), interpolation=interp)
-    return out
+        side = max(region.shape)
+        if side > CROP_SIDE:
+            f = CROP_SIDE / side
+            size = (max(1, round(region.shape[1] * f)), max(1, round(region.shape[0] * f)))
+            region = cv2.resize(region, size, interpolation=cv2.INTER_AREA)
+        out.append(np.ascontiguousarray(region))
+    return tuple(out)
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
@@ -153,7 +164,7 @@ def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
 
 def roi_task(
     job: tuple[str, NDArray[np.float64], int, int | None],
-) -> NDArray[np.uint8] | ItemFailure:
+) -> tuple[NDArray[np.uint8], ...] | ItemFailure:
     """Worker task: decode ``path`` at ``roi_size`` and crop its normalised boxes."""
     path, boxes_norm, roi_size, max_pixels = job
     try:

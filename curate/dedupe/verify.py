@@ -58,7 +58,7 @@ class VerifyItem:
     pixel_hash: str | None = None
     boxes: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 4)))
     classes: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
-    crops: NDArray[np.uint8] | None = None
+    crops: tuple[NDArray[np.uint8], ...] | None = None
     path: str = ""
 
 
@@ -134,19 +134,14 @@ class _ChunkScorer:
         self.items = items
         self.spec = spec
         self._terms: dict[int, S.SsimTerms] = {}
-        self._crops: dict[tuple[int, int], S.SsimTerms] = {}
         self._full: dict[int, NDArray[np.uint8] | str] = {}
 
     def _roi_ssim(self, a: int, b: int, pairs: Sequence[tuple[int, int]]) -> float:
         """Lowest SSIM over matched regions (stops once at or below the floor)."""
-        ca, cb = self.items[a].crops, self.items[b].crops
-        assert ca is not None and cb is not None
+        ca, cb = self.items[a].crops or (), self.items[b].crops or ()
         low = 1.0
         for p, q in pairs:
-            for key, crops, k in (((a, p), ca, p), ((b, q), cb, q)):
-                if key not in self._crops:
-                    self._crops[key] = S.terms(crops[k])
-            low = min(low, S.ssim_terms(self._crops[(a, p)], self._crops[(b, q)]))
+            low = min(low, S.ssim(ca[p], cb[q]))
             if self.spec.roi_floor is not None and low <= self.spec.roi_floor:
                 break
         return low

@@ -1,0 +1,44 @@
+"""Synthetic scenes and small datasets for the dedupe tests (made in code)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem
+
+
+def make_scene(rng: np.random.Generator, h: int = 120, w: int = 160) -> np.ndarray:
+    """A textured RGB scene: a smooth background, random rectangles and ellipses, grain."""
+    base = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (w, h))
+    img = base.copy()
+    for _ in range(int(rng.integers(6, 12))):
+        colour = rng.uniform(0, 255, 3).tolist()
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        if rng.random() < 0.5:
+            cv2.rectangle(img, (x, y), (x + int(rng.integers(8, 50)), y + int(rng.integers(8, 40))), colour, -1)
+        else:
+            cv2.ellipse(img, (x, y), (int(rng.integers(5, 30)), int(rng.integers(5, 25))), float(rng.uniform(0, 180)), 0, 360, colour, -1)
+    img += rng.normal(0, 6, img.shape).astype(np.float32)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def save(arr: np.ndarray, path: Path, quality: int = 92) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(arr).save(path, quality=quality)
+    return path
+
+
+def item(path: Path, boxes: Sequence[tuple[float, float, float, float]] = (), *, split: str | None = None, cat: int = 0) -> ImageItem:
+    with Image.open(path) as im:
+        w, h = im.size
+    anns = [Annotation(bbox=tuple(map(float, b)), category_id=cat) for b in boxes]  # type: ignore[arg-type]
+    return ImageItem(path.name, path, w, h, annotations=anns, split=split)
+
+
+def dataset(items: list[ImageItem]) -> Dataset:
+    return Dataset([Category(0, "fire"), Category(1, "smoke")], items)

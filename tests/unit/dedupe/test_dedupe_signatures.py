@@ -1,0 +1,93 @@
+"""Signatures: what they hold, the byte format, the content-hash cache, failures."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from dedupe_helpers import make_scene, save
+
+from curate.core.errors import CorruptImageError, MissingFileError
+from curate.dedupe import signatures as G
+
+
+def test_signature_contents(tmp_path: Path, rng: np.random.Generator) -> None:
+    p = save(make_scene(rng, 300, 400), tmp_path / "a.jpg")
+    sig = G.compute_signature(p, G.hash_file(p), G.SignatureParams())
+    assert (sig.width, sig.height) == (400, 300)
+    assert sig.thumb.shape == (96, 128) and sig.thumb.dtype == np.uint8
+    assert sig.jpeg and sig.sharpness > 0
+    assert sig.hist.shape == (256,) and sig.feature.shape == (128,)
+
+
+def test_small_images_are_not_upscaled(tmp_path: Path, rng: np.random.Generator) -> None:
+    p = save(make_scene(rng, 40, 60), tmp_path / "small.png")
+    sig = G.compute_signature(p, G.hash_file(p), G.SignatureParams())
+    assert sig.thumb.shape == (40, 60) and not sig.jpeg
+
+
+def test_bytes_round_trip(tmp_path: Path, rng: np.random.Generator) -> None:
+    p = save(make_scene(rng), tmp_path / "a.png")
+    sig = G.compute_signature(p, "abc", G.SignatureParams())
+    back = G.Signature.from_bytes("abc", sig.to_bytes())
+    for name in ("thumb", "hist", "feature"):
+        assert np.array_equal(getattr(sig, name), getattr(back, name))
+    assert (back.width, back.height, back.jpeg) == (sig.width, sig.height, sig.jpeg)
+    with pytest.raises(ValueError):
+        G.Signature.from_bytes("abc", b"junk")
+
+
+def test_cache_is_reused_and_keyed_by_content(tmp_path: Path, rng: np.random.Generator) -> None:
+    img = make_scene(rng)
+    paths = [save(img, tmp_path / "a.png"), save(make_scene(rng), tmp_path / "b.png")]
+    copy = tmp_path / "renamed.png"
+    copy.write_bytes(paths[0].read_bytes())
+    cache = G.SignatureCache(tmp_path / "cache")
+    first = G.extract_signatures(paths, G.SignatureParams(), cache=cache)
+    assert first.cache_hits == 0
+    again = G.extract_signatures([*paths, copy], G.SignatureParams(), cache=cache)
+    assert again.cache_hits == 2
+    assert np.array_equal(again.signatures[2].thumb, first.signatures[0].thumb)  # type: ignore[union-attr]
+    # Another working size is another cache entry.
+    other = G.extract_signatures(paths, G.SignatureParams(size=64), cache=cache)
+    assert other.cache_hits == 0 and other.signatures[0].thumb.shape[1] == 64  # type: ignore[union-attr]
+    cache.close()
+
+
+def test_default_cache_dir_follows_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("SODKIT_CACHE_DIR", str(tmp_path / "c"))
+    assert G.default_cache_dir() == tmp_path / "c" / "signatures"
+    monkeypatch.delenv("SODKIT_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "x"))
+    assert G.default_cache_dir() == tmp_path / "x" / "sodkit" / "signatures"
+
+
+def test_unusable_cache_is_reported_not_fatal(tmp_path: Path, rng: np.random.Generator) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = G.SignatureCache(blocker / "cache")
+    p = save(make_scene(rng), tmp_path / "a.png")
+    ext = G.extract_signatures([p], G.SignatureParams(), cache=cache)
+    assert ext.signatures[0] is not None
+    assert cache.problem and "not usable" in cache.problem
+
+
+def test_failures_are_returned_per_image(tmp_path: Path, rng: np.random.Generator) -> None:
+    good = save(make_scene(rng), tmp_path / "good.jpg")
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(good.read_bytes()[:200])
+    missing = tmp_path / "missing.jpg"
+    ext = G.extract_signatures([good, bad, missing], G.SignatureParams())
+    assert ext.signatures[0] is not None and ext.signatures[1] is None
+    assert isinstance(ext.failures[1], CorruptImageError)
+    assert isinstance(ext.failures[2], MissingFileError)
+
+
+def test_pixel_hash_ignores_encoding(tmp_path: Path, rng: np.random.Generator) -> None:
+    img = make_scene(rng)
+    a = save(img, tmp_path / "a.png")
+    b = save(img, tmp_path / "b.bmp")
+    c = save(make_scene(rng), tmp_path / "c.png")
+    assert G.hash_file(a) != G.hash_file(b)
+    assert G.pixel_hash(a) == G.pixel_hash(b) != G.pixel_hash(c)
