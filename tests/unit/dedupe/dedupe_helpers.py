@@ -20,9 +20,24 @@ def make_scene(rng: np.random.Generator, h: int = 120, w: int = 160) -> np.ndarr
         colour = rng.uniform(0, 255, 3).tolist()
         x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
         if rng.random() < 0.5:
-            cv2.rectangle(img, (x, y), (x + int(rng.integers(8, 50)), y + int(rng.integers(8, 40))), colour, -1)
+            cv2.rectangle(
+                img,
+                (x, y),
+                (x + int(rng.integers(8, 50)), y + int(rng.integers(8, 40))),
+                colour,
+                -1,
+            )
         else:
-            cv2.ellipse(img, (x, y), (int(rng.integers(5, 30)), int(rng.integers(5, 25))), float(rng.uniform(0, 180)), 0, 360, colour, -1)
+            cv2.ellipse(
+                img,
+                (x, y),
+                (int(rng.integers(5, 30)), int(rng.integers(5, 25))),
+                float(rng.uniform(0, 180)),
+                0,
+                360,
+                colour,
+                -1,
+            )
     img += rng.normal(0, 6, img.shape).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
@@ -33,7 +48,13 @@ def save(arr: np.ndarray, path: Path, quality: int = 92) -> Path:
     return path
 
 
-def item(path: Path, boxes: Sequence[tuple[float, float, float, float]] = (), *, split: str | None = None, cat: int = 0) -> ImageItem:
+def item(
+    path: Path,
+    boxes: Sequence[tuple[float, float, float, float]] = (),
+    *,
+    split: str | None = None,
+    cat: int = 0,
+) -> ImageItem:
     with Image.open(path) as im:
         w, h = im.size
     anns = [Annotation(bbox=tuple(map(float, b)), category_id=cat) for b in boxes]  # type: ignore[arg-type]

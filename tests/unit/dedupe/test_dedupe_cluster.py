@@ -43,7 +43,9 @@ def _cands(table: dict[tuple[int, int], float]) -> Candidates:
 CHAIN = {(0, 1): 0.9, (1, 2): 0.9, (0, 2): 0.5, (3, 4): 0.95}
 
 
-def _run(mode: str, table: dict, n: int, priority=None, reference=None) -> tuple[C.Resolution, FakeScorer]:
+def _run(
+    mode: str, table: dict, n: int, priority=None, reference=None
+) -> tuple[C.Resolution, FakeScorer]:
     scorer = FakeScorer(table)
     cands = _cands(table)
     prio = list(range(n)) if priority is None else priority

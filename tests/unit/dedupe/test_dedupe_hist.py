@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dedupe_helpers import make_scene
 
 from curate.dedupe.hist import NUM_BINS, hsv_histogram, intersection, l1_radius
-
-from dedupe_helpers import make_scene
 
 
 def test_histogram_is_normalised(rng: np.random.Generator) -> None:

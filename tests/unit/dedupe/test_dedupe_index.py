@@ -80,7 +80,9 @@ def test_adjacency_rows_are_sorted_and_symmetric(rng: np.random.Generator) -> No
             assert k in adj.neighbours(int(j))[0]
 
 
-def test_feature_is_stable_under_brightness_and_far_for_other_scenes(rng: np.random.Generator) -> None:
+def test_feature_is_stable_under_brightness_and_far_for_other_scenes(
+    rng: np.random.Generator,
+) -> None:
     a = to_gray(make_scene(rng, 96, 128))
     bright = np.clip(a.astype(int) + 35, 0, 255).astype(np.uint8)
     other = to_gray(make_scene(rng, 96, 128))

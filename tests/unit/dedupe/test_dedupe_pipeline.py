@@ -41,7 +41,9 @@ def known(tmp_path: Path, rng: np.random.Generator) -> dict[str, Path]:
     with Image.open(p["s1"]) as im:
         decoded = np.asarray(im.convert("RGB"))
     p["s1_png"] = save(decoded, d / "s1_png.png")
-    p["s2_bright"] = save(np.clip(s[2].astype(int) + 25, 0, 255).astype(np.uint8), d / "s2_bright.jpg")
+    p["s2_bright"] = save(
+        np.clip(s[2].astype(int) + 25, 0, 255).astype(np.uint8), d / "s2_bright.jpg"
+    )
     p["s3_half"] = save(cv2.resize(s[3], (80, 60), interpolation=cv2.INTER_AREA), d / "s3_half.jpg")
     p["s4_q40"] = save(s[4], d / "s4_q40.jpg", quality=40)
     return p
@@ -50,7 +52,11 @@ def known(tmp_path: Path, rng: np.random.Generator) -> dict[str, Path]:
 COPIES = {"s0_copy": "s0", "s1_png": "s1", "s2_bright": "s2", "s3_half": "s3", "s4_q40": "s4"}
 
 
-def _ds(paths: dict[str, Path], boxes: dict[str, list] | None = None, splits: dict[str, str] | None = None):
+def _ds(
+    paths: dict[str, Path],
+    boxes: dict[str, list] | None = None,
+    splits: dict[str, str] | None = None,
+):
     # The half-size copy carries the same object, at half the coordinates.
     boxes = {"s3_half": [tuple(v / 2 for v in BOX)]} | (boxes or {})
     splits = splits or {}
@@ -188,7 +194,13 @@ def test_same_results_on_every_executor(known: dict[str, Path]) -> None:
     serial = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=SerialExecutor()))
     with make_executor(2) as pool:
         local = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=pool))
-    with LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None) as cluster, Client(cluster) as client, make_executor(scheduler=client) as dask:
+    with (
+        LocalCluster(
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+        ) as cluster,
+        Client(cluster) as client,
+        make_executor(scheduler=client) as dask,
+    ):
         on_dask = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=dask))
     for other in (local, on_dask):
         assert np.array_equal(other.resolution.status, serial.resolution.status)

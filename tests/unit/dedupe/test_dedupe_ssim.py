@@ -5,13 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 import pytest
+from dedupe_helpers import make_scene
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from skimage.metrics import structural_similarity
 
 from curate.dedupe import ssim as S
-
-from dedupe_helpers import make_scene
 
 
 def _skimage(a: np.ndarray, b: np.ndarray) -> float:
