@@ -1,0 +1,125 @@
+"""``curate dedupe`` and ``curate leaks`` through the real CLI app."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem
+from curate.io import write_dataset
+
+from .conftest import manifest
+
+
+def _scene(rng: np.random.Generator) -> np.ndarray:
+    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
+    for _ in range(8):
+        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
+        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+
+
+@pytest.fixture
+def data(tmp_path: Path) -> Path:
+    """A YOLO set: 4 scenes in train, an exact copy of one in val, a brighter copy in train."""
+    rng = np.random.default_rng(7)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    items = []
+    scenes = [_scene(rng) for _ in range(4)]
+    for k, img in enumerate(scenes):
+        Image.fromarray(img).save(raw / f"s{k}.jpg", quality=92)
+    shutil.copyfile(raw / "s0.jpg", raw / "s0_copy.jpg")
+    bright = np.clip(scenes[1].astype(int) + 25, 0, 255).astype(np.uint8)
+    Image.fromarray(bright).save(raw / "s1_bright.jpg", quality=92)
+    for name in ("s0", "s1", "s2", "s3", "s0_copy", "s1_bright"):
+        split = "val" if name == "s0_copy" else "train"
+        ann = [Annotation((20.0, 20.0, 60.0, 70.0), 0)]
+        items.append(ImageItem(f"{name}.jpg", raw / f"{name}.jpg", 160, 120, ann, split=split))
+    out = tmp_path / "yolo"
+    out.mkdir()
+    write_dataset(Dataset([Category(0, "fire")], items), out, "yolo")
+    return out
+
+
+def test_dedupe_writes_dataset_manifest_and_report(run, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run("dedupe", data, "--out", out, "--workers", "1")
+    assert "drop 2" in res.output
+    m = manifest(out)
+    assert {d["item"] for d in m["dropped"]} == {"s0_copy.jpg", "s1_bright.jpg"}
+    assert all(d["duplicate_of"] and d["reason"] for d in m["dropped"])
+    report = json.loads((out / "dedupe_report.json").read_text())
+    assert report["schema"] == "sodkit.dedupe.report/1" and report["counts"]["clusters"] == 2
+    assert (out / "dedupe_report.csv").is_file()
+    assert (out / "data.yaml").is_file()  # YOLO in, YOLO out
+
+
+def test_dry_run_writes_nothing_but_the_asked_report(run, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "never"
+    report = tmp_path / "plan.json"
+    res = run("dedupe", data, "--out", out, "--dry-run", "--report", report, "-j", "1")
+    assert "would keep 4 and drop 2" in res.output
+    assert not out.exists()
+    assert json.loads(report.read_text())["counts"]["dropped"] == 2
+    assert report.with_suffix(".csv").is_file()
+
+
+def test_refuses_a_non_empty_output(run, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "full"
+    out.mkdir()
+    (out / "x.txt").write_text("keep me")
+    res = run("dedupe", data, "--out", out, code=1)
+    assert "--overwrite" in res.output
+    assert (out / "x.txt").read_text() == "keep me"
+
+
+def test_out_is_required_unless_dry_run(run, data: Path) -> None:
+    res = run("dedupe", data, code=1)
+    assert "--out" in res.output
+
+
+def test_bad_threshold_is_one_clear_line(run, data: Path, tmp_path: Path) -> None:
+    res = run("dedupe", data, "--out", tmp_path / "o", "--ssim", "1.5", code=1)
+    assert "--ssim 1.5" in res.output
+
+
+def test_sweep_prints_a_table(run, data: Path) -> None:
+    res = run("dedupe", data, "--sweep", "-j", "1")
+    for t in ("0.80", "0.85", "0.98", "greedy", "connected"):
+        assert t in res.output
+
+
+def test_exact_only(run, data: Path, tmp_path: Path) -> None:
+    out = tmp_path / "exact"
+    run("dedupe", data, "--out", out, "--exact", "-j", "1", "--format", "coco")
+    m = manifest(out)
+    assert [d["item"] for d in m["dropped"]] == ["s0_copy.jpg"]
+    assert m["dropped"][0]["reason"] == "exact-file"
+    assert list((out / "annotations").glob("*.json"))  # COCO, one file per split
+
+
+def test_leaks_counts_and_fails_on_request(run, data: Path, tmp_path: Path) -> None:
+    js = tmp_path / "leaks.json"
+    res = run("leaks", data, "--json", js, "-j", "1")
+    assert "1 leaking cluster" in res.output
+    rep = json.loads(js.read_text())
+    leak = [c for c in rep["clusters"] if c["leak"]]
+    assert len(leak) == 1 and leak[0]["splits"] == ["train", "val"]
+    run("leaks", data, "--fail-on-leak", "-j", "1", code=1)
+
+
+def test_against_reference(run, data: Path, tmp_path: Path) -> None:
+    ref_out = tmp_path / "clean"
+    run("dedupe", data, "--out", ref_out, "-j", "1")
+    out = tmp_path / "inc"
+    res = run("dedupe", data, "--against", ref_out, "--out", out, "-j", "1")
+    # Every image is in the reference (or duplicates one there).
+    assert "keep 0" in res.output
+    assert len(manifest(out)["dropped"]) == 6
