@@ -137,3 +137,28 @@ def test_synth_writes_a_split_dataset(tmp_path):
     )
     assert result.exit_code == 0, result.output
     assert (out / "data.yaml").is_file() and (out / "manifest.json").is_file()
+
+
+def test_validate_compares_raw_and_curated(shapes, tmp_path):
+    raw = tmp_path / "raw"
+    spec = ShapesSpec(width=64, height=64, splits={"train": 6})
+    make_shapes_dataset(raw, spec, seed=5, fmt="yolo")
+    # A raw image identical to a curated test image must not be trained on.
+    test_img = sorted((shapes / "images" / "test").iterdir())[0]
+    (raw / "images" / "train" / "leak.png").write_bytes(test_img.read_bytes())
+    out = tmp_path / "cmp"
+    result = runner.invoke(
+        app,
+        ["validate", "--raw", str(raw), "--curated", str(shapes), "--out", str(out), *TINY],
+    )
+    assert result.exit_code == 0, result.output
+    for name in ("comparison.csv", "comparison.md", "comparison.png", "manifest.json"):
+        assert (out / name).is_file(), name
+    rows = list(csv.DictReader((out / "comparison.csv").read_text().splitlines()))
+    assert [r["run"] for r in rows] == ["raw", "curated"]
+    assert rows[0]["train_images"] == "6"  # 7 raw images, the leaked one left out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["counts"]["raw_images_dropped_as_test_duplicates"] == 1
+    assert manifest["counts"]["test_images"] == 4
+    assert (out / "runs" / "raw" / "best.pt").is_file()
+    assert "| run |" in (out / "comparison.md").read_text()
