@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on a built-in example: generate messy fire/smoke sources in three real
-# layouts, merge them through a class map, and write a leakage-free 8:1:1 split.
+# layouts, merge them through a class map, find leaks and near-duplicates, write a
+# leakage-free 8:1:1 split, look at the small-object statistics and tile.
 set -euo pipefail
 OUT="${DEMO_OUT:-demo-out}"
 HERE="$(cd "$(dirname "$0")" && pwd)"
@@ -15,17 +16,26 @@ echo "== 2. merge into one COCO dataset with one class map"
 curate merge bowfire:"$OUT/sources/bowfire" video:"$OUT/sources/video" kaggle:"$OUT/sources/kaggle" \
   --class-map "$HERE/class_map.yaml" --every 2 --out "$OUT/merged" --format coco
 
-echo "== 3. leakage-free, stratified 8:1:1 split, written as YOLO"
-curate split "$OUT/merged" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo
+echo "== 3. the Roboflow-style export leaks: the same frame sits in train and test"
+curate leaks yolo:"$OUT/sources/kaggle/data.yaml" --json "$OUT/leaks.json"
 
-echo "== 4. small-object statistics (tables, plots, one HTML report) and anchors"
+echo "== 4. near-duplicates (SSIM > 0.85), object-aware so frames where the fire changed survive"
+curate dedupe "$OUT/merged" --ssim 0.85 --sweep --dry-run
+curate dedupe "$OUT/merged" --ssim 0.85 --roi objects --out "$OUT/deduped"
+
+echo "== 5. leakage-free, stratified 8:1:1 split (clips and duplicate clusters never straddle splits), as YOLO"
+curate split "$OUT/deduped" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo \
+  --groups "$OUT/deduped/dedupe_report.json"
+
+echo "== 6. small-object statistics (tables, plots, one HTML report) and anchors"
 curate stats "$OUT/merged" --imgsz 640 --out "$OUT/stats"
 curate anchors "$OUT/merged" --n 9 --imgsz 640 --json "$OUT/anchors.json"
 
-echo "== 5. tile the merged set (160 px tiles, 20% overlap) so small objects keep their pixels"
+echo "== 7. tile the merged set (160 px tiles, 20% overlap) so small objects keep their pixels"
 curate tile "$OUT/merged" --out "$OUT/tiles" --size 160 --overlap 0.2 --min-visibility 0.3 --min-area 16 --format coco
 
 echo
 echo "demo done:"
-echo "  sources  $OUT/sources      merged COCO  $OUT/merged     YOLO splits  $OUT/split"
+echo "  sources  $OUT/sources      merged COCO  $OUT/merged     deduplicated  $OUT/deduped"
+echo "  YOLO splits  $OUT/split (data.yaml)"
 echo "  report   $OUT/stats/report.html                        tiles        $OUT/tiles"
