@@ -29,6 +29,7 @@ from curate.core import boxes as B
 from curate.core.dataset import Category, Dataset, ImageItem
 from curate.core.errors import UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS, read_image
+from curate.core.progress import NullProgress, Progress
 from curate.formats.base import ReadOptions
 from curate.io import load_dataset
 from train_bridge.config import AugmentConfig
@@ -119,8 +120,8 @@ class DetectionDataset(TorchDataset):
     colour jitter). :meth:`set_epoch` changes the random stream; :attr:`mix` turns Mosaic,
     MixUp and the random zoom/shift on or off (the engine turns them off for the no-aug
     epochs; colour and flip jitter stay). ``cache`` keeps
-    every decoded image, resized so its longer side is ``imgsz``, in memory (one copy per
-    loader worker process).
+    every decoded image, resized so its longer side is ``imgsz``, in memory; call
+    :meth:`fill_cache` before starting loader workers so they share the filled cache.
     """
 
     def __init__(
@@ -163,7 +164,7 @@ class DetectionDataset(TorchDataset):
         image = read_image(item.path, max_pixels=self.max_pixels)
         boxes, labels = item_targets(item, self._index_of)
         h, w = image.shape[:2]
-        if (w, h) != (item.width, item.height):
+        if item.width and item.height and (w, h) != (item.width, item.height):
             # Labels are in the frame the dataset recorded; follow them if the file differs.
             boxes = B.scale(boxes, w / item.width, h / item.height)
         r = self.imgsz / max(h, w)
@@ -176,6 +177,14 @@ class DetectionDataset(TorchDataset):
         if self._cache is not None:
             self._cache[index] = out
         return out
+
+    def fill_cache(self, progress: Progress | None = None) -> None:
+        """Decode every image now (with ``cache``), so loader workers start with a full cache."""
+        if self._cache is None:
+            return
+        progress = progress or NullProgress()
+        for i in progress.track(range(len(self)), total=len(self), description="caching images"):
+            self.load_resized(i)
 
     def _rng(self, index: int) -> np.random.Generator:
         return np.random.default_rng([self.seed, self.epoch, index])

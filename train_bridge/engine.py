@@ -261,6 +261,7 @@ def train(
     train_ds = DetectionDataset(
         train_images, classes, cfg.imgsz, augment=cfg.augment, seed=cfg.seed, cache=cfg.cache
     )
+    train_ds.fill_cache(progress)
     batches_per_epoch = len(train_ds) // cfg.batch if len(train_ds) >= cfg.batch else 1
     total_iters = batches_per_epoch * cfg.epochs
     warmup_iters = round(batches_per_epoch * cfg.warmup_epochs)

@@ -162,3 +162,49 @@ def test_validate_compares_raw_and_curated(shapes, tmp_path):
     assert manifest["counts"]["test_images"] == 4
     assert (out / "runs" / "raw" / "best.pt").is_file()
     assert "| run |" in (out / "comparison.md").read_text()
+
+
+def test_eval_with_tiles_merges_back_onto_parents(shapes, trained, tmp_path):
+    from curate.cli import app as curate_app
+
+    tiles = tmp_path / "tiles"
+    result = runner.invoke(
+        curate_app,
+        [
+            "tile",
+            str(shapes),
+            "--out",
+            str(tiles),
+            "--size",
+            "32",
+            "--keep-empty",
+            "1",
+            "-j",
+            "1",
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    metrics = tmp_path / "m.json"
+    result = runner.invoke(
+        app,
+        [
+            "eval",
+            str(shapes),
+            "--weights",
+            str(trained / "best.pt"),
+            "--tiles",
+            str(tiles),
+            "--full-pass",
+            "--conf",
+            "0",
+            "--out",
+            str(metrics),
+            "-q",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(metrics.read_text())
+    assert data["metrics"]["images"] == 4
+    test_ids = {r["image_id"] for r in data["predictions"]}
+    assert test_ids and all(isinstance(i, int) for i in test_ids)
