@@ -12,6 +12,7 @@ For vectorised work over all boxes (statistics, anchors, tiling) use
 from __future__ import annotations
 
 import copy
+import warnings
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -99,9 +100,11 @@ class Mask:
         from pycocotools import mask as mask_utils
 
         rle = self.to_rle(height, width)
-        return mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()}).astype(
-            bool
-        )
+        with warnings.catch_warnings():
+            # pycocotools' Cython decode under NumPy 2 warns about __array__(copy=...); harmless.
+            warnings.simplefilter("ignore", DeprecationWarning)
+            out = mask_utils.decode({"size": rle["size"], "counts": rle["counts"].encode()})
+        return out.astype(bool)
 
     def to_polygons(self, height: int, width: int) -> list[NDArray[np.float64]]:
         """Outer contours as ``(K, 2)`` float arrays (polygons pass through unchanged)."""
