@@ -164,17 +164,19 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     # YOLOX-s as published (300 epochs on COCO; fewer suit small curated sets).
     "yolox-s": {},
-    # Learns small synthetic shapes in a few minutes on 2 CPU cores: nano at 160 px, no
-    # Mosaic shrinking (objects are already small), mild zoom, short schedule.
+    # Learns 8-24 px synthetic shapes in about two minutes on 2 CPU cores (test AP50
+    # 0.87-0.90 after 24 epochs of 400 images): nano at 160 px, small batches with a high
+    # learning rate (0.025 at batch 8: more updates for the same compute), no Mosaic/MixUp
+    # (they shrink objects that are already small), mild zoom/shift.
     "cpu-smoke": {
         "model": "nano",
         "imgsz": 160,
-        "epochs": 12,
-        "batch": 16,
+        "epochs": 24,
+        "batch": 8,
         "device": "cpu",
-        "lr_per_64": 0.04,
-        "warmup_epochs": 1.0,
-        "no_aug_epochs": 3,
+        "lr_per_64": 0.2,
+        "warmup_epochs": 2.0,
+        "no_aug_epochs": 4,
         "workers": 0,
         "amp": False,
         "cache": True,
