@@ -212,16 +212,11 @@ class _ChunkScorer:
 def score_chunk(chunk: PairChunk) -> list[PairScore]:
     """Worker task: score every pair of a chunk.
 
-    OpenCV is held to one thread meanwhile: on these small images its thread pool costs
-    more than it saves, and the executor already runs one task per core.
+    (OpenCV's thread count is left alone: changing it in a forked worker can deadlock on
+    the thread pool state inherited from the parent.)
     """
     scorer = _ChunkScorer(chunk.items, chunk.spec)
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    try:
-        return [scorer.score(a, b) for a, b in chunk.pairs]
-    finally:
-        cv2.setNumThreads(threads)
+    return [scorer.score(a, b) for a, b in chunk.pairs]
 
 
 class Scorer:
@@ -270,8 +265,10 @@ class Scorer:
             results = self.executor.map(score_chunk, chunks, chunksize=1)
         else:
             results = map(score_chunk, chunks)
-        if description:
-            results = self.progress.track(results, total=len(chunks), description=description)
+        if description or len(todo) >= self.parallel_min:
+            results = self.progress.track(
+                results, total=len(chunks), description=description or "scoring pairs"
+            )
         for chunk_pairs, scores in zip(
             (todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)), results, strict=True
         ):
