@@ -165,26 +165,13 @@ def test_validate_compares_raw_and_curated(shapes, tmp_path):
 
 
 def test_eval_with_tiles_merges_back_onto_parents(shapes, trained, tmp_path):
-    from curate.cli import app as curate_app
+    from curate.io import load_dataset
+    from curate.tiling import TileConfig, tile_dataset
 
     tiles = tmp_path / "tiles"
-    result = runner.invoke(
-        curate_app,
-        [
-            "tile",
-            str(shapes),
-            "--out",
-            str(tiles),
-            "--size",
-            "32",
-            "--keep-empty",
-            "1",
-            "-j",
-            "1",
-            "-q",
-        ],
-    )
-    assert result.exit_code == 0, result.output
+    tiles.mkdir()
+    config = TileConfig(sizes=(32,), keep_empty=1.0)
+    tile_dataset(load_dataset(str(shapes)), tiles, "yolo", config)
     metrics = tmp_path / "m.json"
     result = runner.invoke(
         app,
