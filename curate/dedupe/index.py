@@ -131,23 +131,26 @@ class Candidates:
 
 @dataclass(slots=True)
 class Adjacency:
-    """Symmetric neighbour lists (CSR), each row sorted by distance."""
+    """Symmetric neighbour lists (CSR); :meth:`neighbours` returns a row sorted by distance."""
 
     indptr: NDArray[np.int64]
     nbr: NDArray[np.int32]
     dist: NDArray[np.float32]
 
     def neighbours(self, k: int) -> tuple[NDArray[np.int32], NDArray[np.float32]]:
+        """Neighbours of ``k``, nearest first (ties by index)."""
         a, b = self.indptr[k], self.indptr[k + 1]
-        return self.nbr[a:b], self.dist[a:b]
+        nbr, dist = self.nbr[a:b], self.dist[a:b]
+        order = np.lexsort((nbr, dist))
+        return nbr[order], dist[order]
 
 
 def adjacency(cands: Candidates, n: int) -> Adjacency:
-    """Both directions of every pair, grouped by image and sorted by distance."""
+    """Both directions of every pair, grouped by image (rows are sorted when read)."""
     src = np.concatenate([cands.i, cands.j])
     dst = np.concatenate([cands.j, cands.i])
     d = np.concatenate([cands.dist, cands.dist])
-    order = np.lexsort((dst, d, src))
+    order = np.argsort(src, kind="stable")
     counts = np.bincount(src, minlength=n)
     indptr = np.zeros(n + 1, np.int64)
     np.cumsum(counts, out=indptr[1:])

@@ -274,6 +274,8 @@ class SignatureCache:
             self.folder.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(self.folder / f"signatures-{tag}.sqlite", timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
+            # A cache may lose its last writes in a power cut; it must not cost an fsync each.
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS sig (hash TEXT PRIMARY KEY, data BLOB)")
             conn.execute("CREATE TABLE IF NOT EXISTS pix (hash TEXT PRIMARY KEY, pixels TEXT)")
             conn.commit()

@@ -14,7 +14,8 @@ full resolution (longer side capped at :data:`REFINE_MAX_SIDE`), and decisions u
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 import cv2
@@ -31,6 +32,8 @@ from curate.dedupe.roi import match_boxes
 
 REFINE_MAX_SIDE = 2048
 _CHUNK = 256
+#: Per-image SSIM terms kept in memory by the in-process scorer (least recently used go).
+_LOCAL_TERMS_BYTES = 128 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,13 +131,34 @@ def _gray_full(path: str, max_pixels: int | None) -> NDArray[np.uint8]:
 
 
 class _ChunkScorer:
-    """Scores pairs of one chunk, reusing per-image SSIM terms and full decodes."""
+    """Scores pairs, reusing per-image SSIM terms (up to ``terms_budget`` bytes) and decodes.
 
-    def __init__(self, items: Sequence[VerifyItem], spec: VerifySpec) -> None:
+    Workers make one per chunk; the in-process path keeps one for the whole run, so an
+    image's terms are computed about once however many pairs it is in.
+    """
+
+    def __init__(
+        self, items: Sequence[VerifyItem], spec: VerifySpec, terms_budget: int = 1 << 62
+    ) -> None:
         self.items = items
         self.spec = spec
-        self._terms: dict[int, S.SsimTerms] = {}
+        self._terms: OrderedDict[int, S.SsimTerms] = OrderedDict()
+        self._terms_bytes = 0
+        self._budget = terms_budget
         self._full: dict[int, NDArray[np.uint8] | str] = {}
+
+    def _cached_terms(self, k: int) -> S.SsimTerms:
+        got = self._terms.get(k)
+        if got is not None:
+            self._terms.move_to_end(k)
+            return got
+        got = S.terms(self.items[k].thumb)
+        self._terms[k] = got
+        self._terms_bytes += got.nbytes
+        while self._terms_bytes > self._budget and len(self._terms) > 2:
+            _, old = self._terms.popitem(last=False)
+            self._terms_bytes -= old.nbytes
+        return got
 
     def _roi_ssim(self, a: int, b: int, pairs: Sequence[tuple[int, int]]) -> float:
         """Lowest SSIM over matched regions (stops once at or below the floor)."""
@@ -149,11 +173,7 @@ class _ChunkScorer:
     def _ssim_terms(self, a: int, b: int) -> tuple[S.SsimTerms, S.SsimTerms]:
         ta, tb = self.items[a].thumb, self.items[b].thumb
         if ta.shape == tb.shape and min(ta.shape) >= S.MIN_SIDE:
-            if a not in self._terms:
-                self._terms[a] = S.terms(ta)
-            if b not in self._terms:
-                self._terms[b] = S.terms(tb)
-            return self._terms[a], self._terms[b]
+            return self._cached_terms(a), self._cached_terms(b)
         shape = S.common_shape(ta.shape, tb.shape)  # type: ignore[arg-type]
         return S.terms(S.resize_gray(ta, shape)), S.terms(S.resize_gray(tb, shape))
 
@@ -237,6 +257,7 @@ class Scorer:
         self.progress = progress or NullProgress()
         self.parallel_min = parallel_min
         self.memo: dict[tuple[int, int], PairScore] = {}
+        self._local = _ChunkScorer(items, spec, terms_budget=_LOCAL_TERMS_BYTES)
 
     def __len__(self) -> int:
         return len(self.memo)
@@ -260,19 +281,20 @@ class Scorer:
         )
         if not todo:
             return
-        chunks = [self._chunk(todo[k : k + _CHUNK]) for k in range(0, len(todo), _CHUNK)]
+        parts = [todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
+        results: Iterable[list[PairScore]]
         if self.executor is not None and len(todo) >= self.parallel_min:
+            chunks = [self._chunk(part) for part in parts]
             results = self.executor.map(score_chunk, chunks, chunksize=1)
         else:
-            results = map(score_chunk, chunks)
+            local = self._local
+            results = ([local.score(a, b) for a, b in part] for part in parts)
         if description or len(todo) >= self.parallel_min:
             results = self.progress.track(
-                results, total=len(chunks), description=description or "scoring pairs"
+                results, total=len(parts), description=description or "scoring pairs"
             )
-        for chunk_pairs, scores in zip(
-            (todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)), results, strict=True
-        ):
-            self.memo.update(zip(chunk_pairs, scores, strict=True))
+        for part, scores in zip(parts, results, strict=True):
+            self.memo.update(zip(part, scores, strict=True))
 
     def _chunk(self, pairs: Sequence[tuple[int, int]]) -> PairChunk:
         local: dict[int, int] = {}

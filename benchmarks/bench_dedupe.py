@@ -1,0 +1,465 @@
+"""Dedupe speed, scaling, recall and decisions, each against a baseline measured in this run.
+
+Run from the project root::
+
+    python benchmarks/bench_dedupe.py            # (a) (c) (d) on the shared data, (b) at 1k and 10k
+    python benchmarks/bench_dedupe.py --big      # (b) also at 100k tiny generated images
+
+It prints:
+
+(a) dedupe time on the FURG clip frames and on the Roboflow export, cold (empty signature
+    cache) and warm, as a ratio to the bare reduced-size decode of the same images
+    (``read_reduced(path, 128)`` through the same executor) and to all-pairs SSIM giving the
+    same decisions (brute force: every pair scored at 128 px with per-image terms reused,
+    timed on a random sample of pairs and extrapolated; said so in the output);
+(b) per-image cost and peak memory (max RSS of a fresh process) at 1k, 10k (and 100k)
+    generated images with 10 % planted near-duplicates;
+(c) recall, on the pairs all-pairs SSIM calls duplicates (> 0.85, 128 px), of a pHash-only
+    baseline (64-bit DCT hash, Hamming <= 6 and <= 10) and of ours (candidates and final
+    clusters); plus how often working-resolution decisions agree with full-resolution
+    SSIM on pairs near the threshold, without and with ``--refine-band``;
+(d) on the FURG clip at SSIM 0.85: images kept by greedy, connected and ``--roi objects``,
+    and a short sweep.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from curate.core.dataset import Category, Dataset, ImageItem
+from curate.core.imageio import read_image, read_reduced
+from curate.core.parallel import Executor, make_executor
+from curate.dedupe import DedupeOptions, Runtime, SignatureCache, find_duplicates, sweep
+from curate.dedupe import ssim as S
+from curate.dedupe.index import find_candidates, ssim_radius
+from curate.dedupe.signatures import SignatureParams, compute_signature
+from curate.io import load_dataset
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SODKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
+THRESHOLD = 0.85
+
+
+# -- helpers -------------------------------------------------------------------------------------
+
+
+def _bare(path: str) -> int:
+    return int(read_reduced(path, 128).shape[0])
+
+
+def _thumb(path: str) -> np.ndarray:
+    return compute_signature(path, "-", SignatureParams()).thumb
+
+
+def _brute_rows(job: tuple[list[np.ndarray], int, int, float]) -> list[tuple[int, int, float]]:
+    """All pairs (i, j > i) for rows [a, b): those with SSIM above ``floor``."""
+    thumbs, a, b, floor = job
+    terms = {}
+
+    def t(k: int) -> S.SsimTerms:
+        if k not in terms:
+            terms[k] = S.terms(thumbs[k])
+        return terms[k]
+
+    out = []
+    for i in range(a, b):
+        for j in range(i + 1, len(thumbs)):
+            if thumbs[i].shape == thumbs[j].shape:
+                v = S.ssim_terms(t(i), t(j))
+            else:
+                v = S.ssim(thumbs[i], thumbs[j])
+            if v > floor:
+                out.append((i, j, v))
+    return out
+
+
+def brute_force(
+    thumbs: list[np.ndarray], ex: Executor, floor: float = 0.75
+) -> dict[tuple[int, int], float]:
+    """Every pair with SSIM > floor (all pairs scored), through the executor."""
+    n = len(thumbs)
+    # Row blocks of about equal pair counts.
+    bounds = [0]
+    per = max(1, n * (n - 1) // 2 // 12)
+    acc = 0
+    for i in range(n):
+        acc += n - 1 - i
+        if acc >= per:
+            bounds.append(i + 1)
+            acc = 0
+    if bounds[-1] != n:
+        bounds.append(n)
+    jobs = [(thumbs, a, b, floor) for a, b in itertools.pairwise(bounds)]
+    out: dict[tuple[int, int], float] = {}
+    for rows in ex.map(_brute_rows, jobs, chunksize=1):
+        out.update({(i, j): v for i, j, v in rows})
+    return out
+
+
+def time_pairs(thumbs: list[np.ndarray], rng: np.random.Generator, samples: int = 3000) -> float:
+    """Seconds per pair of brute-force SSIM (per-image terms reused), from a random sample."""
+    n = len(thumbs)
+    a = rng.integers(0, n, samples)
+    b = rng.integers(0, n, samples)
+    terms = [S.terms(t) for t in thumbs]
+    t0 = time.perf_counter()
+    for i, j in zip(a.tolist(), b.tolist(), strict=True):
+        if terms[i].shape == terms[j].shape:
+            S.ssim_terms(terms[i], terms[j])
+        else:
+            S.ssim(thumbs[i], thumbs[j])
+    return (time.perf_counter() - t0) / samples
+
+
+def greedy_reference(n: int, priority: Sequence[int], dup: set[tuple[int, int]]) -> np.ndarray:
+    """Kept mask of greedy clustering over a complete duplicate graph (the brute-force answer)."""
+    nbrs: dict[int, set[int]] = {}
+    for i, j in dup:
+        nbrs.setdefault(i, set()).add(j)
+        nbrs.setdefault(j, set()).add(i)
+    kept = np.zeros(n, bool)
+    for i in priority:
+        if not any(kept[j] for j in nbrs.get(i, ())):
+            kept[i] = True
+    return kept
+
+
+def phash(gray: np.ndarray) -> int:
+    """64-bit perceptual hash: 32x32 DCT, top-left 8x8 against its median (as imagehash)."""
+    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8]
+    bits = (low > np.median(low)).ravel()
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+# -- (a) (c) (d) on real data --------------------------------------------------------------------
+
+
+def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, brute: bool) -> dict:
+    paths = [str(i.path) for i in ds.images]
+    n = len(paths)
+    list(ex.map(_bare, paths[:64]))  # warm the pool
+    t0 = time.perf_counter()
+    list(ex.map(_bare, paths))
+    bare = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for p in paths[: min(n, 300)]:
+        _bare(p)
+    bare_serial = (time.perf_counter() - t0) / min(n, 300) * n
+    with tempfile.TemporaryDirectory() as cache_dir:
+        cache = SignatureCache(cache_dir)
+        t0 = time.perf_counter()
+        plan = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
+        cold = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
+        warm = time.perf_counter() - t0
+        cache.close()
+    thumbs = [s.thumb for s in plan.signatures]  # type: ignore[union-attr]
+    per_pair = time_pairs(thumbs, rng)
+    all_pairs = n * (n - 1) // 2
+    workers = getattr(ex, "workers", 1)
+    brute_est = bare + all_pairs * per_pair / workers
+    print(f"\n== {name}: {n} images, {all_pairs:,} pairs")
+    print(
+        f"  bare reduced decode (128 px, {workers} workers): {bare:.2f} s  (serial {bare_serial:.2f} s)"
+    )
+    print(f"  dedupe cold cache: {cold:.2f} s  = {cold / bare:.2f}x bare decode")
+    print(f"  dedupe warm cache: {warm:.2f} s  = {warm / bare:.2f}x bare decode")
+    st = plan.stats
+    print(
+        f"    signatures {st['signatures_s']:.2f} s, candidates {st['candidates_s']:.2f} s "
+        f"({st['candidates']:,} pairs, {st['index_method']}), clustering {st['cluster_s']:.2f} s "
+        f"({st['pairs_scored']:,} pairs scored)"
+    )
+    print(
+        f"  brute force (estimated from {3000} timed pairs: {per_pair * 1e6:.0f} us/pair): "
+        f"{brute_est:.1f} s -> dedupe is {brute_est / cold:.0f}x faster (cold)"
+    )
+    out = {"plan": plan, "thumbs": thumbs, "bare": bare, "cold": cold, "warm": warm}
+    if brute:
+        t0 = time.perf_counter()
+        bf = brute_force(thumbs, ex)
+        took = time.perf_counter() - t0
+        print(f"  brute force measured: {took:.1f} s for all {all_pairs:,} pairs (+ decode)")
+        pos = {k for k, v in bf.items() if v > THRESHOLD}
+        kept_ref = greedy_reference(n, plan.priority, pos)
+        same = np.array_equal(kept_ref, plan.resolution.kept)
+        print(
+            f"  same kept set as brute-force greedy: {'yes' if same else 'NO'}"
+            f" ({int(kept_ref.sum())} vs {int(plan.resolution.kept.sum())})"
+        )
+        out["brute"] = bf
+    return out
+
+
+def recall_section(name: str, res: dict, ds: Dataset) -> None:
+    bf = res.get("brute")
+    if bf is None:
+        return
+    plan, thumbs = res["plan"], res["thumbs"]
+    pos = {k for k, v in bf.items() if v > THRESHOLD}
+    n = len(thumbs)
+    feats = np.stack([s.feature for s in plan.signatures]).astype(np.float32)  # type: ignore[union-attr]
+    cands = find_candidates(feats, ssim_radius(THRESHOLD), method="exact")
+    cset = set(zip(cands.i.tolist(), cands.j.tolist(), strict=True))
+    lsh = find_candidates(feats, ssim_radius(THRESHOLD), method="lsh")
+    lset = set(zip(lsh.i.tolist(), lsh.j.tolist(), strict=True))
+    conn = find_duplicates(ds, DedupeOptions(cluster="connected"))
+    cl = conn.resolution.cluster
+    together = sum(cl[i] == cl[j] for i, j in pos)
+    hashes = [phash(t) for t in thumbs]
+    print(f"\n== recall on {name}: {len(pos):,} pairs with SSIM > {THRESHOLD} (all pairs scored)")
+    if pos:
+        print(
+            f"  ours, candidate pairs (exact index): {len(pos & cset) / len(pos):.4f}"
+            f"  ({len(cset):,} candidates = {len(cset) / max(1, n * (n - 1) // 2):.1%} of pairs)"
+        )
+        print(f"  ours, candidate pairs (LSH forced): {len(pos & lset) / len(pos):.4f}")
+        print(
+            f"  ours, connected clusters hold both images: {together / len(pos):.4f}; "
+            "precision of every scored decision: 1.0000 (each is the exact SSIM)"
+        )
+        for ham in (6, 10):
+            hits = {
+                (i, j)
+                for i, j in itertools.combinations(range(n), 2)
+                if bin(hashes[i] ^ hashes[j]).count("1") <= ham
+            }
+            rec = len(hits & pos) / len(pos)
+            prec = len(hits & pos) / len(hits) if hits else 1.0
+            print(f"  pHash only, Hamming <= {ham:2d}: recall {rec:.4f}, precision {prec:.4f}")
+
+
+def agreement_section(ds: Dataset, res: dict, ex: Executor, rng: np.random.Generator) -> None:
+    """Working-resolution vs full-resolution decisions on pairs near the threshold."""
+    bf = res.get("brute")
+    if not bf:
+        return
+    items = ds.images
+    near = [k for k, v in bf.items() if 0.75 < v < 0.95]
+    if not near:
+        return
+    pick = [near[i] for i in rng.choice(len(near), min(400, len(near)), replace=False)]
+    full: dict[int, np.ndarray] = {}
+
+    def g(k: int) -> np.ndarray:
+        if k not in full:
+            full[k] = S.to_gray(read_image(items[k].path))
+        return full[k]
+
+    full_s = np.array([S.ssim(g(a), g(b)) for a, b in pick])
+    work = np.array([bf[k] for k in pick])
+    band = np.abs(full_s - THRESHOLD) <= 0.05
+    agree = ((work > THRESHOLD) == (full_s > THRESHOLD))[band].mean() if band.any() else 1.0
+    refined = np.where(np.abs(work - THRESHOLD) <= 0.1, full_s, work)
+    agree_r = ((refined > THRESHOLD) == (full_s > THRESHOLD))[band].mean() if band.any() else 1.0
+    share = float((np.abs(work - THRESHOLD) <= 0.1).mean())
+    print(
+        f"\n== working (128 px) vs full-resolution SSIM, {int(band.sum())} pairs with full SSIM within 0.05 of {THRESHOLD}"
+    )
+    print(f"  decisions agree: {agree:.3f} at 128 px; {agree_r:.3f} with --refine-band 0.1")
+    print(f"  mean (128 px - full) SSIM on them: {float((work - full_s)[band].mean()):+.3f}")
+    del share
+    with tempfile.TemporaryDirectory() as cache_dir:
+        rt = Runtime(executor=ex, cache=SignatureCache(cache_dir))
+        find_duplicates(ds, DedupeOptions(), runtime=rt)
+        t0 = time.perf_counter()
+        base = find_duplicates(ds, DedupeOptions(), runtime=rt)
+        t_base = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        ref = find_duplicates(ds, DedupeOptions(refine_band=0.1), runtime=rt)
+        t_ref = time.perf_counter() - t0
+    n_ref = sum(v.full_ssim is not None for v in ref.scorer.memo.values())
+    changed = int((base.resolution.kept != ref.resolution.kept).sum())
+    print(
+        f"  a run with --refine-band 0.1 (warm cache): {t_ref:.2f} s vs {t_base:.2f} s; "
+        f"{n_ref} pairs re-scored at full size, {changed} images change status, "
+        f"{len(ref.kept_new())} kept vs {len(base.kept_new())}"
+    )
+
+
+def furg_modes(ds: Dataset, ex: Executor) -> None:
+    rt = Runtime(executor=ex)
+    print("\n== FURG house6 at SSIM 0.85: images kept of", len(ds))
+    for label, opts in (
+        ("greedy", DedupeOptions()),
+        ("connected", DedupeOptions(cluster="connected")),
+        ("greedy --roi objects", DedupeOptions(roi="objects")),
+        ("connected --roi objects", DedupeOptions(roi="objects", cluster="connected")),
+    ):
+        t0 = time.perf_counter()
+        plan = find_duplicates(ds, opts, runtime=rt)
+        print(f"  {label:24s} {len(plan.kept_new()):4d}   ({time.perf_counter() - t0:.1f} s)")
+    rows = sweep(ds, DedupeOptions(), [0.85, 0.90, 0.93, 0.95, 0.97], runtime=rt)
+    print(
+        "  sweep (threshold: greedy / connected): "
+        + ", ".join(f"{r.threshold:.2f}: {r.kept_greedy}/{r.kept_connected}" for r in rows)
+    )
+
+
+# -- (b) scaling ---------------------------------------------------------------------------------
+
+
+def generate(folder: Path, n: int, seed: int = 0) -> list[Path]:
+    """``n`` tiny JPEG scenes (64x48), every tenth a near-duplicate of an earlier one."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths: list[Path] = []
+    scenes: list[np.ndarray] = []
+    for k in range(n):
+        p = folder / f"g{k:06d}.jpg"
+        if k % 10 == 9 and scenes:
+            src = scenes[int(rng.integers(0, len(scenes)))]
+            img = np.clip(src.astype(int) + int(rng.integers(-15, 16)), 0, 255).astype(np.uint8)
+            quality = 70
+        else:
+            img = _scene(rng)
+            scenes.append(img)
+            if len(scenes) > 1000:
+                scenes.pop(0)
+            quality = 90
+        if not p.exists():
+            cv2.imwrite(
+                str(p), cv2.cvtColor(img, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality]
+            )
+        paths.append(p)
+    return paths
+
+
+def _scene(rng: np.random.Generator, h: int = 48, w: int = 64) -> np.ndarray:
+    img = cv2.resize(rng.uniform(0, 255, (3, 4, 3)).astype(np.float32), (w, h))
+    for _ in range(int(rng.integers(3, 7))):
+        x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+        cv2.rectangle(
+            img,
+            (x, y),
+            (x + int(rng.integers(4, 24)), y + int(rng.integers(4, 18))),
+            rng.uniform(0, 255, 3).tolist(),
+            -1,
+        )
+    return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
+
+
+def scale_child(folder: str, n: int, workers: int) -> None:
+    """Run in a fresh process: dedupe the first ``n`` generated images; print JSON."""
+    paths = sorted(Path(folder).glob("g*.jpg"))[:n]
+    items = [ImageItem(p.name, p, 64, 48) for p in paths]
+    ds = Dataset([Category(0, "x")], items)
+    with make_executor(workers) as ex, tempfile.TemporaryDirectory() as cache_dir:
+        list(ex.map(_bare, [str(p) for p in paths[:64]]))
+        t0 = time.perf_counter()
+        list(ex.map(_bare, [str(p) for p in paths]))
+        bare = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        plan = find_duplicates(
+            ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=SignatureCache(cache_dir))
+        )
+        took = time.perf_counter() - t0
+    print(
+        json.dumps(
+            {
+                "n": n,
+                "seconds": took,
+                "bare": bare,
+                "dropped": len(plan.dropped()),
+                "rss_mb": rss_mb(),
+                "stats": {k: v for k, v in plan.stats.items() if not isinstance(v, dict)},
+            }
+        )
+    )
+
+
+def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
+    folder = keep or Path(tempfile.mkdtemp(prefix="sodkit-bench-"))
+    try:
+        t0 = time.perf_counter()
+        generate(folder, max(sizes))
+        print(
+            f"\n== scaling on generated 64x48 JPEGs (10 % near-duplicates; generated in {time.perf_counter() - t0:.0f} s)"
+        )
+        print(
+            f"  {'images':>7} {'s total':>8} {'us/image':>9} {'x bare':>7} {'index':>6} {'cands':>9} {'scored':>8} {'dropped':>8} {'peak RSS MB':>12}"
+        )
+        base = None
+        for n in sizes:
+            out = (
+                subprocess.run(
+                    [sys.executable, __file__, "--scale-child", str(folder), str(n), str(workers)],
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                )
+                .stdout.strip()
+                .splitlines()[-1]
+            )
+            r = json.loads(out)
+            per = r["seconds"] / n * 1e6
+            base = base or per
+            st = r["stats"]
+            print(
+                f"  {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method']:>6} "
+                f"{st['candidates']:9d} {st['pairs_scored']:8d} {r['dropped']:8d} {r['rss_mb']:12.0f}"
+                f"   (per image {per / base:.2f}x the smallest)"
+            )
+    finally:
+        if keep is None:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+# -- main ----------------------------------------------------------------------------------------
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--big", action="store_true", help="also scale to 100k generated images")
+    ap.add_argument("--no-brute", action="store_true", help="skip the measured all-pairs SSIM")
+    ap.add_argument("--keep-generated", type=Path, help="generate into (and keep) this folder")
+    ap.add_argument("--only", choices=["real", "scale"], help="run one part")
+    ap.add_argument("--scale-child", nargs=3, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.scale_child:
+        folder, n, workers = args.scale_child
+        scale_child(folder, int(n), int(workers))
+        return
+    rng = np.random.default_rng(0)
+    if args.only != "scale":
+        cache_root = Path(tempfile.mkdtemp(prefix="sodkit-frames-"))
+        os.environ.setdefault("SODKIT_CACHE_DIR", str(cache_root))
+        furg = load_dataset(f"video:{SHARED / 'furg-fire-video'}")
+        rf = load_dataset(str(SHARED / "roboflow-fire-smoke"))
+        with make_executor(args.workers) as ex:
+            r_furg = real_set("FURG house6 frames", furg, ex, rng, not args.no_brute)
+            r_rf = real_set("Roboflow fire export", rf, ex, rng, not args.no_brute)
+            recall_section("FURG", r_furg, furg)
+            recall_section("Roboflow", r_rf, rf)
+            agreement_section(rf, r_rf, ex, rng)
+            furg_modes(furg, ex)
+    if args.only != "real":
+        sizes = [1000, 10000] + ([100000] if args.big else [])
+        scaling(sizes, args.workers, args.keep_generated)
+
+
+if __name__ == "__main__":
+    main()
