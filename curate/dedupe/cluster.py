@@ -16,7 +16,7 @@ each round depends only on the data, never on the executor.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -24,7 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.progress import NullProgress, Progress
-from curate.dedupe.index import Adjacency, Candidates
+from curate.dedupe.index import Candidates
+from curate.dedupe.neighbours import Search
 from curate.dedupe.verify import PairScore, Scorer
 
 ClusterMode = Literal["greedy", "connected"]
@@ -121,7 +122,7 @@ def _new_resolution(n: int) -> Resolution:
 
 def greedy(
     priority: Sequence[int],
-    adj: Adjacency,
+    search: Search,
     scorer: Scorer,
     rule: DuplicateRule,
     *,
@@ -131,13 +132,13 @@ def greedy(
 ) -> Resolution:
     """Greedy clustering in ``priority`` order (see the module docstring).
 
-    Images go in blocks. First, pairs with images kept before the block are scored in
-    growing rounds (nearest 4, 16, 64, then all), in batches the executor can spread;
-    then the block is walked in order, scoring pairs with images kept earlier in the
-    block as they arise. An image is dropped at its nearest kept duplicate.
-    ``active``: images taking part (others stay UNDECIDED).
+    Images go in blocks. For each block the search finds neighbours among the images kept
+    so far, which are scored in growing rounds (nearest 1, 4, 16, 64, then all) in batches
+    the executor can spread; then the block is walked in order, scoring pairs with images
+    kept earlier in the block as they arise. An image is dropped at its nearest kept
+    duplicate. ``active``: images taking part (others stay UNDECIDED).
     """
-    n = len(adj.indptr) - 1
+    n = search.n
     prog = progress or NullProgress()
     ref = np.zeros(n, bool) if reference is None else reference
     act = np.ones(n, bool) if active is None else active
@@ -148,18 +149,12 @@ def greedy(
     order = [int(i) for i in priority if act[i] and not ref[i]]
     blocks = [order[k : k + _BLOCK] for k in range(0, len(order), _BLOCK)]
     for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
-        before: dict[int, list[int]] = {}
-        within: dict[int, list[int]] = {}
-        in_block = set(block)
-        for i in block:
-            nb, _ = adj.neighbours(i)
-            nb = nb[act[nb] & (ref[nb] | (rank[nb] < rank[i]))]
-            kept = res.status[nb] == KEPT
-            before[i] = nb[kept].tolist()
-            within[i] = [j for j in nb[~kept].tolist() if j in in_block]
+        before = search.before(block, res.status == KEPT)
         _score_before(block, before, scorer, rule)
+        found = {i: _first_duplicate(i, before[i], scorer, rule) for i in block}
+        within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
-            j, reason = _first_duplicate(i, before[i], scorer, rule)
+            j, reason = found[i]
             if j < 0:
                 later = [k for k in within[i] if res.status[k] == KEPT]
                 scorer.score([(i, k) for k in later])
@@ -213,7 +208,7 @@ def _first_duplicate(
 
 def connected(
     priority: Sequence[int],
-    cands: Candidates,
+    pairs: Iterable[Candidates],
     scorer: Scorer,
     rule: DuplicateRule,
     *,
@@ -221,47 +216,60 @@ def connected(
     active: NDArray[np.bool_] | None = None,
     progress: Progress | None = None,
 ) -> Resolution:
-    """Connected components of the duplicate graph over the candidate pairs."""
+    """Connected components of the duplicate graph over the candidate ``pairs`` (in tiles).
+
+    Within each tile the nearest pairs not yet joined are scored first and pairs already
+    in one component are skipped, which gives the same components as scoring them all.
+    """
     n = len(priority)
     prog = progress or NullProgress()
     ref = np.zeros(n, bool) if reference is None else reference
     act = np.ones(n, bool) if active is None else active
     res = _new_resolution(n)
     parent = np.arange(n, dtype=np.int64)
-    order = cands.order()
-    pi, pj = cands.i[order].astype(np.int64), cands.j[order].astype(np.int64)
-    live = act[pi] & act[pj] & ~(ref[pi] & ref[pj])
-    pending = np.flatnonzero(live)
-
-    def rounds() -> Iterator[int]:
-        # Score the nearest pairs not yet joined, join the duplicates, repeat: pairs that
-        # end up inside one component are never scored. Batches grow while few pairs join.
-        nonlocal pending
-        batch = 256
-        while len(pending):
-            roots = _roots(parent)
-            pending = pending[roots[pi[pending]] != roots[pj[pending]]]
-            if not len(pending):
-                return
-            take, pending = pending[:batch], pending[batch:]
-            pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
-            scorer.score(pairs)
-            joined = 0
-            for a, b in pairs:
-                s = scorer.get(a, b)
-                if s is not None and rule.decide(s) is not None:
-                    res.edges.append((a, b))
-                    joined += _union(parent, a, b)
-            batch = 256 if joined * 8 > len(pairs) else min(batch * 2, 65536)
-            yield len(pairs)
-
-    for _ in prog.track(rounds(), description="clustering (connected)"):
-        pass
+    for tile in prog.track(pairs, description="clustering (connected)"):
+        if not len(tile):
+            continue
+        order = tile.order()
+        pi, pj = tile.i[order].astype(np.int64), tile.j[order].astype(np.int64)
+        live = act[pi] & act[pj] & ~(ref[pi] & ref[pj])
+        _join_tile(pi[live], pj[live], parent, scorer, rule, res)
     roots = _roots(parent)
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
     _assign_components(roots, rank, ref, act, res)
     return res
+
+
+def _join_tile(
+    pi: NDArray[np.int64],
+    pj: NDArray[np.int64],
+    parent: NDArray[np.int64],
+    scorer: Scorer,
+    rule: DuplicateRule,
+    res: Resolution,
+) -> None:
+    """Score the nearest pairs not yet joined, join the duplicates, repeat.
+
+    Batches start at 256 pairs and double while few of them join components.
+    """
+    pending = np.arange(len(pi))
+    batch = 256
+    while len(pending):
+        roots = _roots(parent)
+        pending = pending[roots[pi[pending]] != roots[pj[pending]]]
+        if not len(pending):
+            return
+        take, pending = pending[:batch], pending[batch:]
+        pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
+        scorer.score(pairs)
+        joined = 0
+        for a, b in pairs:
+            s = scorer.get(a, b)
+            if s is not None and rule.decide(s) is not None:
+                res.edges.append((a, b))
+                joined += _union(parent, a, b)
+        batch = 256 if joined * 8 > len(pairs) else min(batch * 2, 65536)
 
 
 def _roots(parent: NDArray[np.int64]) -> NDArray[np.int64]:

@@ -197,6 +197,16 @@ def find_candidates(
     return cands
 
 
+def lsh_params(
+    features: NDArray[np.floating], radius: float, *, seed: int = 0, force: bool = False
+) -> object | None:
+    """The LSH parameters :func:`find_candidates` would use, or None when exact search is cheaper."""
+    x = np.ascontiguousarray(features, dtype=np.float32)
+    if len(x) < 2:
+        return None
+    return _choose_lsh(x, radius, np.random.default_rng(seed), force=force)
+
+
 # -- exact ------------------------------------------------------------------------------------
 
 

@@ -26,16 +26,19 @@ from curate.core.output import Manifest, atomic_output
 from curate.core.parallel import Executor
 from curate.core.progress import NullProgress, Progress
 from curate.dedupe import cluster as C
-from curate.dedupe.hist import l1_radius
+from curate.dedupe.hist import NUM_BINS, l1_radius
 from curate.dedupe.index import (
+    EXACT_LIMIT,
+    FEATURE_DIM,
     RADIUS_SCALE,
     Candidates,
     IndexMethod,
-    adjacency,
     find_candidates,
+    lsh_params,
     ssim_radius,
 )
-from curate.dedupe.roi import DEFAULT_ROI_SIZE, boxes_may_match, normalized_boxes, roi_task
+from curate.dedupe.neighbours import PairFilter, Search, Space
+from curate.dedupe.roi import DEFAULT_ROI_SIZE, BoxMatcher, normalized_boxes, roi_task
 from curate.dedupe.signatures import (
     ItemFailure,
     Signature,
@@ -152,12 +155,15 @@ class _Prepared:
     is_ref: NDArray[np.bool_]
     sigs: list[Signature | None]
     active: NDArray[np.bool_]
-    cands: Candidates
+    features: NDArray[np.float32]
+    hists: NDArray[np.float32] | None
+    exact_pairs: list[tuple[int, int]]
+    keep_pair: PairFilter | None
     scorer: Scorer
     priority: list[int]
     names: list[list[str]]
-    maybe_exact: NDArray[np.bool_]
     stats: dict[str, Any]
+    listed: Candidates | None = None
 
 
 def _priority(
@@ -192,7 +198,7 @@ def _prepare(
     runtime: Runtime,
     thresholds: Sequence[float],
 ) -> _Prepared:
-    """Signatures, candidates and a scorer for ``images`` (reference images first)."""
+    """Signatures, exact copies, features and a scorer for ``images`` (reference images first)."""
     o = options.resolved()
     prog = runtime.progress
     stats: dict[str, Any] = {}
@@ -218,9 +224,19 @@ def _prepare(
         stats["cache_problem"] = runtime.cache.problem
 
     t1 = time.perf_counter()
-    lowest = min(thresholds) if thresholds else None
-    cands = _candidates(sigs, active, is_ref, o, lowest, prog)
-    maybe_exact = _maybe_exact(sigs, cands)
+    n = len(images)
+    features = np.zeros((n, FEATURE_DIM), np.float32)
+    for i, sig in enumerate(sigs):
+        if sig is not None:
+            features[i] = sig.feature
+    hists = None
+    if o.hist is not None:
+        hists = np.zeros((n, NUM_BINS), np.float32)
+        for i, sig in enumerate(sigs):
+            if sig is not None:
+                hists[i] = sig.hist
+    exact_pairs, pixel = _exact_copies(images, sigs, features, active, runtime, o)
+    stats["exact_pairs"] = len(exact_pairs)
     boxes = [
         normalized_boxes(img.boxes(), img.width, img.height)
         if sigs[i] is not None
@@ -229,16 +245,8 @@ def _prepare(
     ]
     number: dict[str, int] = {}
     classes = [np.array([number.setdefault(c, len(number)) for c in nm], np.int64) for nm in names]
-    if o.roi == "objects" and len(cands):
-        # Object-aware duplicates need matching boxes (exact copies excepted).
-        keep = maybe_exact | boxes_may_match(cands.i, cands.j, boxes, classes, o.roi_iou)
-        stats["roi_prefilter_removed"] = int((~keep).sum())
-        cands, maybe_exact = cands.take(keep), maybe_exact[keep]
-    stats["index_method"] = cands.method
-    stats["candidates"] = len(cands)
-    stats["candidates_s"] = time.perf_counter() - t1
-
-    pixel = _pixel_hashes(images, sigs, cands, maybe_exact, active, runtime, o)
+    keep_pair = _roi_prefilter(boxes, classes, exact_pairs, o) if o.roi == "objects" else None
+    lowest = min(thresholds) if thresholds else None
     items = _verify_items(images, sigs, pixel, boxes, classes, o, runtime, active)
     spec = VerifySpec(
         ssim=o.ssim is not None,
@@ -253,9 +261,24 @@ def _prepare(
     )
     scorer = Scorer(items, spec, executor=runtime.executor, progress=prog)
     priority = _priority(images, sigs, is_ref, o.keep)
-    return _Prepared(
-        images, is_ref, sigs, active, cands, scorer, priority, names, maybe_exact, stats
+    prep = _Prepared(
+        images,
+        is_ref,
+        sigs,
+        active,
+        features,
+        hists,
+        exact_pairs,
+        keep_pair,
+        scorer,
+        priority,
+        names,
+        stats,
     )
+    prep.listed = _listed(prep, o, lowest, prog)
+    stats["index_method"] = "lsh" if prep.listed is not None else "exact"
+    stats["prepare_s"] = time.perf_counter() - t1
+    return prep
 
 
 def _roi_floor(o: DedupeOptions, lowest: float | None) -> float | None:
@@ -267,106 +290,156 @@ def _roi_floor(o: DedupeOptions, lowest: float | None) -> float | None:
     return lowest if o.ssim is not None else DEFAULT_SSIM
 
 
-def _candidates(
-    sigs: Sequence[Signature | None],
-    active: NDArray[np.bool_],
-    is_ref: NDArray[np.bool_],
-    o: DedupeOptions,
-    lowest: float | None,
-    prog: Progress,
-) -> Candidates:
-    """Candidate pairs (indices into the images) for the enabled methods and exact copies.
-
-    One search at the larger of the SSIM radius and the exact-copy radius; pairs beyond
-    the SSIM radius stay only when the images have the same size (possible exact copies).
-    Histogram radii are exact L1 bounds (L2 <= L1).
-    """
-    idx = np.flatnonzero(active)
-    if len(idx) < 2:
-        return Candidates.empty()
-    feats = np.stack([sigs[i].feature for i in idx])  # type: ignore[union-attr]
-    size = np.array([(sigs[i].width, sigs[i].height) for i in idx], np.int64)  # type: ignore[union-attr]
-    skip = is_ref[idx]
-    r_exact = ssim_radius(EXACT_SEARCH_SSIM, o.radius_scale)
-    r_main = ssim_radius(lowest, o.radius_scale) if o.ssim is not None and lowest else 0.0
-    search = dict(method=o.index, skip_mask=skip, seed=o.seed, progress=prog)
-    c = find_candidates(feats, max(r_main, r_exact), **search)  # type: ignore[arg-type]
-    same = (size[c.i] == size[c.j]).all(axis=1)
-    exact_ok = same & (c.dist <= r_exact)
-    c = c.take((c.dist <= r_main) | exact_ok)
-    exact_ok = (size[c.i] == size[c.j]).all(axis=1) & (c.dist <= r_exact)
+def _radii(o: DedupeOptions, threshold: float | None) -> list[float]:
+    """Radius of each feature space (SSIM first, then histogram) for a threshold."""
+    out = []
+    if o.ssim is not None:
+        out.append(ssim_radius(threshold or o.ssim, o.radius_scale))
     if o.hist is not None:
-        hists = np.stack([sigs[i].hist for i in idx])  # type: ignore[union-attr]
-        h_lowest = lowest if o.ssim is None and lowest else o.hist
-        h_radius = l1_radius(h_lowest)
-        if o.ssim is None:
-            c = c.take(exact_ok).union(find_candidates(hists, h_radius, **search))  # type: ignore[arg-type]
-        elif o.combine == "all":
-            diff = hists[c.i] - hists[c.j]
-            c = c.take((np.einsum("ij,ij->i", diff, diff) <= h_radius * h_radius) | exact_ok)
-        else:
-            c = c.union(find_candidates(hists, h_radius, **search))  # type: ignore[arg-type]
-    elif o.ssim is None:
-        c = c.take(exact_ok)
-    return Candidates(
-        idx[c.i].astype(np.int32), idx[c.j].astype(np.int32), c.dist, c.method, c.stats
-    )
-
-
-def _maybe_exact(sigs: Sequence[Signature | None], cands: Candidates) -> NDArray[np.bool_]:
-    """Candidate pairs that may be exact copies: same bytes, or same size and thumbnails.
-
-    Two JPEGs (or two non-JPEGs) with the same pixels decode to the same thumbnail; a
-    JPEG and a non-JPEG to one within :data:`PIXEL_CHECK_MAD`.
-    """
-    n = len(sigs)
-    ok = np.array([s is not None for s in sigs], bool)
-    size = np.array([(s.width, s.height) if s else (-1, -1) for s in sigs], np.int64).reshape(n, 2)
-    jpeg = np.array([bool(s and s.jpeg) for s in sigs], bool)
-    content: dict[str, int] = {}
-    content_id = np.array(
-        [content.setdefault(s.content_hash, k) if s else -1 for k, s in enumerate(sigs)], np.int64
-    )
-    thumbs: dict[bytes, int] = {}
-    thumb_id = np.array(
-        [
-            thumbs.setdefault(s.thumb.tobytes() + bytes(str(s.thumb.shape), "ascii"), k)
-            if s
-            else -1
-            for k, s in enumerate(sigs)
-        ],
-        np.int64,
-    )
-    a, b = cands.i.astype(np.int64), cands.j.astype(np.int64)
-    same_file = ok[a] & ok[b] & (content_id[a] == content_id[b])
-    sel = ok[a] & ok[b] & (size[a] == size[b]).all(axis=1) & ~same_file
-    out = same_file | (sel & (jpeg[a] == jpeg[b]) & (thumb_id[a] == thumb_id[b]))
-    for k in np.flatnonzero(sel & (jpeg[a] != jpeg[b])).tolist():
-        sa, sb = sigs[a[k]], sigs[b[k]]
-        shape = common_shape(sa.thumb.shape, sb.thumb.shape)  # type: ignore[union-attr, arg-type]
-        ta = resize_gray(sa.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
-        tb = resize_gray(sb.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
-        out[k] = float(np.abs(ta - tb).mean()) <= PIXEL_CHECK_MAD
+        # Exact: intersection > T means L1 < 2 (1 - T), and L2 <= L1.
+        out.append(l1_radius(threshold if o.ssim is None and threshold else o.hist))
     return out
+
+
+def _listed(
+    prep: _Prepared, o: DedupeOptions, lowest: float | None, prog: Progress
+) -> Candidates | None:
+    """LSH candidates for one feature space above EXACT_LIMIT images (None: search exactly)."""
+    spaces = _spaces(prep, o, lowest)
+    idx = np.flatnonzero(prep.active)
+    if len(spaces) != 1 or o.index == "exact" or (o.index == "auto" and len(idx) <= EXACT_LIMIT):
+        return None
+    x, radius = spaces[0].x[idx], spaces[0].radius
+    if lsh_params(x, radius, seed=o.seed, force=o.index == "lsh") is None:
+        return None
+    c = find_candidates(
+        x, radius, method="lsh", skip_mask=prep.is_ref[idx], seed=o.seed, progress=prog
+    )
+    return Candidates(idx[c.i].astype(np.int32), idx[c.j].astype(np.int32), c.dist, "lsh", c.stats)
+
+
+def _spaces(prep: _Prepared, o: DedupeOptions, threshold: float | None) -> list[Space]:
+    radii = _radii(o, threshold)
+    xs = ([prep.features] if o.ssim is not None else []) + (
+        [prep.hists] if prep.hists is not None else []
+    )
+    return [Space(x, r) for x, r in zip(xs, radii, strict=True)]
+
+
+def _search(prep: _Prepared, o: DedupeOptions, threshold: float | None, prog: Progress) -> Search:
+    """The candidate search at ``threshold`` (an LSH list is cut to the threshold's radius)."""
+    listed = prep.listed
+    if listed is not None and threshold is not None and o.ssim is not None:
+        listed = listed.take(listed.dist <= ssim_radius(threshold, o.radius_scale))
+    return Search(
+        _spaces(prep, o, threshold),
+        prep.active,
+        prep.is_ref,
+        extra=prep.exact_pairs,
+        combine=o.combine,
+        keep_pair=prep.keep_pair,
+        listed=listed,
+        progress=prog,
+    )
+
+
+def _roi_prefilter(
+    boxes: Sequence[NDArray[np.float64]],
+    classes: Sequence[NDArray[np.int64]],
+    exact_pairs: Sequence[tuple[int, int]],
+    o: DedupeOptions,
+) -> PairFilter:
+    """Object mode: a pair is a candidate only if its boxes can match (or it is an exact copy)."""
+    matcher = BoxMatcher(boxes, classes, o.roi_iou)
+    n = len(boxes)
+    exact = np.unique(np.array([min(p) * n + max(p) for p in exact_pairs], np.int64))
+
+    def keep(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.bool_]:
+        ok = matcher(a, b)
+        if len(exact):
+            ok |= np.isin(np.minimum(a, b) * n + np.maximum(a, b), exact)
+        return ok
+
+    return keep
+
+
+def _exact_copies(
+    images: Sequence[ImageItem],
+    sigs: Sequence[Signature | None],
+    features: NDArray[np.float32],
+    active: NDArray[np.bool_],
+    runtime: Runtime,
+    o: DedupeOptions,
+) -> tuple[list[tuple[int, int]], dict[int, str]]:
+    """Pairs of exact copies (each copy paired with the first of its group) and pixel hashes.
+
+    Same bytes: same content hash. Same pixels: only images of the same size can be; two
+    JPEGs (or two non-JPEGs) with the same pixels decode to the same thumbnail, a JPEG and
+    a non-JPEG to one within :data:`PIXEL_CHECK_MAD` (pairs found by a feature search at
+    the radius of SSIM :data:`EXACT_SEARCH_SSIM`). Those get a full-decode pixel hash.
+    """
+    by_content: dict[str, list[int]] = {}
+    by_thumb: dict[tuple[int, int, bool, bytes], list[int]] = {}
+    for i, sig in enumerate(sigs):
+        if sig is None:
+            continue
+        by_content.setdefault(sig.content_hash, []).append(i)
+        key = (
+            sig.width,
+            sig.height,
+            sig.jpeg,
+            sig.thumb.tobytes() + bytes(str(sig.thumb.shape), "ascii"),
+        )
+        by_thumb.setdefault(key, []).append(i)
+    pairs = [(g[0], k) for g in by_content.values() for k in g[1:]]
+    need: set[int] = set()
+    for group in by_thumb.values():
+        if len({sigs[k].content_hash for k in group}) > 1:  # type: ignore[union-attr]
+            need.update(group)
+    by_size: dict[tuple[int, int], list[int]] = {}
+    for i, sig in enumerate(sigs):
+        if sig is not None:
+            by_size.setdefault((sig.width, sig.height), []).append(i)
+    r_exact = ssim_radius(EXACT_SEARCH_SSIM, o.radius_scale)
+    for group in by_size.values():
+        jp = np.array([k for k in group if sigs[k].jpeg], np.int64)  # type: ignore[union-attr]
+        other = np.array([k for k in group if not sigs[k].jpeg], np.int64)  # type: ignore[union-attr]
+        if not len(jp) or not len(other):
+            continue
+        a, b, _ = Space(features, r_exact).within(jp, other)
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            sa, sb = sigs[x], sigs[y]
+            shape = common_shape(sa.thumb.shape, sb.thumb.shape)  # type: ignore[union-attr, arg-type]
+            ta = resize_gray(sa.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
+            tb = resize_gray(sb.thumb, shape).astype(np.int16)  # type: ignore[union-attr]
+            if float(np.abs(ta - tb).mean()) <= PIXEL_CHECK_MAD:
+                need.update((x, y))
+    pixel = _pixel_hashes(images, sigs, sorted(need), active, runtime, o)
+    by_pixels: dict[str, list[int]] = {}
+    for i, h in sorted(pixel.items()):
+        by_pixels.setdefault(h, []).append(i)
+    seen = {(min(p), max(p)) for p in pairs}
+    for group in by_pixels.values():
+        for k in group[1:]:
+            if sigs[k].content_hash != sigs[group[0]].content_hash:  # type: ignore[union-attr]
+                key = (min(group[0], k), max(group[0], k))
+                if key not in seen:
+                    seen.add(key)
+                    pairs.append((group[0], k))
+    return pairs, pixel
 
 
 def _pixel_hashes(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],
-    cands: Candidates,
-    maybe_exact: NDArray[np.bool_],
+    order: Sequence[int],
     active: NDArray[np.bool_],
     runtime: Runtime,
     o: DedupeOptions,
 ) -> dict[int, str]:
-    """Full-decode pixel hashes of the images in pairs that may be exact copies (not same file)."""
-    need: set[int] = set()
-    for a, b in zip(cands.i[maybe_exact].tolist(), cands.j[maybe_exact].tolist(), strict=True):
-        if sigs[a].content_hash != sigs[b].content_hash:  # type: ignore[union-attr]
-            need.update((a, b))
-    if not need:
+    """Full-decode pixel hashes of ``order`` (cached by content hash)."""
+    if not order:
         return {}
-    order = sorted(need)
     got = compute_pixel_hashes(
         [(str(images[i].path), sigs[i].content_hash) for i in order],  # type: ignore[union-attr]
         executor=runtime.executor,
@@ -435,16 +508,19 @@ def _verify_items(
 
 
 def _resolve(
-    prep: _Prepared, rule: C.DuplicateRule, mode: str, runtime: Runtime, radius: float | None
-) -> C.Resolution:
-    cands = prep.cands
-    if radius is not None and len(cands):
-        # A sweep searched at its lowest threshold; higher ones need only closer pairs.
-        cands = cands.take((cands.dist <= radius) | prep.maybe_exact)
+    prep: _Prepared,
+    o: DedupeOptions,
+    rule: C.DuplicateRule,
+    mode: str,
+    runtime: Runtime,
+    threshold: float | None = None,
+) -> tuple[C.Resolution, int]:
+    """Cluster with ``rule``; also return how many candidate pairs the search produced."""
+    search = _search(prep, o, threshold, runtime.progress)
     if mode == "connected":
         res = C.connected(
             prep.priority,
-            cands,
+            search.stream(),
             prep.scorer,
             rule,
             reference=prep.is_ref,
@@ -452,17 +528,17 @@ def _resolve(
             progress=runtime.progress,
         )
         C.link_reasons(res, prep.scorer, rule)
-        return res
-    adj = adjacency(cands, len(prep.images))
-    return C.greedy(
+        return res, search.found
+    res = C.greedy(
         prep.priority,
-        adj,
+        search,
         prep.scorer,
         rule,
         reference=prep.is_ref,
         active=prep.active,
         progress=runtime.progress,
     )
+    return res, search.found
 
 
 # -- plans -------------------------------------------------------------------------------------
@@ -590,7 +666,8 @@ def find_duplicates(
     prep = _prepare(images, is_ref, o, names, rt, thresholds)
     rule = o.rule()
     t1 = time.perf_counter()
-    res = _resolve(prep, rule, o.cluster, rt, None)
+    res, found = _resolve(prep, o, rule, o.cluster, rt)
+    prep.stats["candidates"] = found
     prep.stats["cluster_s"] = time.perf_counter() - t1
     prep.stats["pairs_scored"] = len(prep.scorer)
     prep.stats["total_s"] = time.perf_counter() - t0
@@ -644,10 +721,9 @@ def sweep(
     prep = _prepare(images, is_ref, o, _class_names(images, is_ref, dataset, reference), rt, ts)
     rows: list[SweepRow] = []
     for t in ts:
-        radius = ssim_radius(t, o.radius_scale) if o.ssim is not None else None
         counts = []
         for mode in ("greedy", "connected"):
-            res = _resolve(prep, o.rule(t), mode, rt, radius)
+            res, _ = _resolve(prep, o, o.rule(t), mode, rt, t)
             keep = prep.active & (res.status == C.KEPT) & ~is_ref
             counts.append(int(keep.sum()))
         rows.append(SweepRow(t, counts[0], counts[1]))

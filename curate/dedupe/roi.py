@@ -16,6 +16,7 @@ lowest SSIM over their matched box pairs.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -83,47 +84,53 @@ def match_boxes(
     return pairs if len(pairs) == len(boxes_a) else None
 
 
-def boxes_may_match(
-    a: NDArray[np.integer],
-    b: NDArray[np.integer],
-    boxes: list[NDArray[np.float64]],
-    classes: list[NDArray[np.int64]],
-    min_iou: float,
-) -> NDArray[np.bool_]:
-    """For pairs ``(a[k], b[k])``: False where their boxes certainly cannot match one-to-one.
+class BoxMatcher:
+    """Vectorised necessary test that two images' boxes can match one-to-one.
 
-    Vectorised necessary condition: same number of boxes, and every box of each image has
-    a same-class box in the other with IoU >= ``min_iou``. (The one-to-one matching itself
-    is checked when the pair is scored.)
+    True for a pair when both have the same number of boxes and every box of each has a
+    same-class box in the other with IoU >= ``min_iou``. (The one-to-one matching itself
+    is checked when the pair is scored.) Boxes are normalised XYXY, one array per image.
     """
-    n_boxes = np.array([len(x) for x in boxes], np.int64)
-    a = np.asarray(a, np.int64)
-    b = np.asarray(b, np.int64)
-    out = n_boxes[a] == n_boxes[b]
-    kmax = int(n_boxes.max()) if len(n_boxes) else 0
-    if kmax == 0:
+
+    def __init__(
+        self,
+        boxes: Sequence[NDArray[np.float64]],
+        classes: Sequence[NDArray[np.int64]],
+        min_iou: float,
+    ) -> None:
+        self.n_boxes = np.array([len(x) for x in boxes], np.int64)
+        self.kmax = int(self.n_boxes.max()) if len(self.n_boxes) else 0
+        self.pad = np.zeros((len(boxes), max(self.kmax, 1), 4))
+        self.cls = np.full((len(boxes), max(self.kmax, 1)), -1, np.int64)
+        for i, (bx, cl) in enumerate(zip(boxes, classes, strict=True)):
+            self.pad[i, : len(bx)] = bx
+            self.cls[i, : len(cl)] = cl
+        self.min_iou = min_iou
+
+    def __call__(self, a: NDArray[np.integer], b: NDArray[np.integer]) -> NDArray[np.bool_]:
+        a = np.asarray(a, np.int64)
+        b = np.asarray(b, np.int64)
+        n_boxes = self.n_boxes
+        out = n_boxes[a] == n_boxes[b]
+        for k in range(1, self.kmax + 1):
+            sel = np.flatnonzero(out & (n_boxes[a] == k))
+            for start in range(0, len(sel), 65536):
+                part = sel[start : start + 65536]
+                out[part] = self._all_matched(a[part], b[part], k)
         return out
-    pad = np.zeros((len(boxes), kmax, 4))
-    cls = np.full((len(boxes), kmax), -1, np.int64)
-    for i, (bx, cl) in enumerate(zip(boxes, classes, strict=True)):
-        pad[i, : len(bx)] = bx
-        cls[i, : len(cl)] = cl
-    for k in range(1, kmax + 1):
-        sel = np.flatnonzero(out & (n_boxes[a] == k))
-        for start in range(0, len(sel), 65536):
-            part = sel[start : start + 65536]
-            ba, bb = pad[a[part], :k], pad[b[part], :k]
-            lt = np.maximum(ba[:, :, None, :2], bb[:, None, :, :2])
-            rb = np.minimum(ba[:, :, None, 2:], bb[:, None, :, 2:])
-            inter = np.clip(rb - lt, 0, None).prod(axis=3)
-            area_a = (ba[:, :, 2] - ba[:, :, 0]) * (ba[:, :, 3] - ba[:, :, 1])
-            area_b = (bb[:, :, 2] - bb[:, :, 0]) * (bb[:, :, 3] - bb[:, :, 1])
-            union = area_a[:, :, None] + area_b[:, None, :] - inter
-            iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
-            same = cls[a[part], :k][:, :, None] == cls[b[part], :k][:, None, :]
-            good = np.where(same, iou, -1.0) >= min_iou
-            out[part] = good.any(axis=2).all(axis=1) & good.any(axis=1).all(axis=1)
-    return out
+
+    def _all_matched(self, a: NDArray[np.int64], b: NDArray[np.int64], k: int) -> NDArray[np.bool_]:
+        ba, bb = self.pad[a, :k], self.pad[b, :k]
+        lt = np.maximum(ba[:, :, None, :2], bb[:, None, :, :2])
+        rb = np.minimum(ba[:, :, None, 2:], bb[:, None, :, 2:])
+        inter = np.clip(rb - lt, 0, None).prod(axis=3)
+        area_a = (ba[:, :, 2] - ba[:, :, 0]) * (ba[:, :, 3] - ba[:, :, 1])
+        area_b = (bb[:, :, 2] - bb[:, :, 0]) * (bb[:, :, 3] - bb[:, :, 1])
+        union = area_a[:, :, None] + area_b[:, None, :] - inter
+        iou = np.where(union > 0, inter / np.where(union > 0, union, 1), 0.0)
+        same = self.cls[a, :k][:, :, None] == self.cls[b, :k][:, None, :]
+        good = np.where(same, iou, -1.0) >= self.min_iou
+        return good.any(axis=2).all(axis=1) & good.any(axis=1).all(axis=1)
 
 
 def crop_regions(

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from curate.dedupe import cluster as C
-from curate.dedupe.index import Candidates, adjacency
+from curate.dedupe.index import Candidates
+from curate.dedupe.neighbours import Search
 from curate.dedupe.verify import PairScore
 
 
@@ -50,10 +51,12 @@ def _run(
     cands = _cands(table)
     prio = list(range(n)) if priority is None else priority
     rule = C.DuplicateRule(ssim=0.85)
+    skip = np.zeros(n, bool) if reference is None else reference
+    search = Search([], np.ones(n, bool), skip, listed=cands)
     if mode == "greedy":
-        res = C.greedy(prio, adjacency(cands, n), scorer, rule, reference=reference)  # type: ignore[arg-type]
+        res = C.greedy(prio, search, scorer, rule, reference=reference)  # type: ignore[arg-type]
     else:
-        res = C.connected(prio, cands, scorer, rule, reference=reference)  # type: ignore[arg-type]
+        res = C.connected(prio, [cands], scorer, rule, reference=reference)  # type: ignore[arg-type]
     return res, scorer
 
 

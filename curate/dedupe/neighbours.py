@@ -1,0 +1,255 @@
+"""Candidate pairs as the cluster walks need them, with memory that grows linearly.
+
+Two shapes of the same thing (see :mod:`curate.dedupe.index` for the feature and bound):
+
+- :class:`Search` answers the greedy walk block by block: for a block of images, their
+  neighbours among the images kept so far (:meth:`Search.before`), then, for those with
+  no kept duplicate, among earlier images of the block (:meth:`Search.within`). Only kept
+  images are searched, so a clip whose 899 frames are all alike costs about 899
+  distances, not 403,651 pairs, and nothing quadratic is ever held.
+- :meth:`Search.stream` yields every candidate pair tile by tile (1024 rows at a time),
+  for connected components, which must see every pair between different components.
+
+A search combines one or two feature spaces (the SSIM structure feature, the colour
+histogram), each with its radius: with ``combine="all"`` a pair must be within both, with
+``"any"`` within either. Above :data:`~curate.dedupe.index.EXACT_LIMIT` images with one
+space, the candidates come from LSH instead (:func:`~curate.dedupe.index.find_candidates`)
+and are held as a list. Exact-copy pairs found by hashing are added to both.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from curate.core.progress import NullProgress, Progress
+from curate.dedupe.index import Adjacency, Candidates, adjacency
+
+PairFilter = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
+
+_ROWS = 1024
+_COLS = 8192
+
+
+@dataclass(slots=True)
+class Space:
+    """Features ``(N, D)`` float32 and the radius within which a pair is a candidate."""
+
+    x: NDArray[np.float32]
+    radius: float
+    sq: NDArray[np.float32] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
+        self.sq = np.einsum("ij,ij->i", self.x, self.x)
+
+    def within(
+        self, rows: NDArray[np.int64], cols: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """Pairs ``(rows[a], cols[b])`` within the radius (tiled matrix products)."""
+        out_r, out_c, out_d = [], [], []
+        r2 = np.float32(self.radius * self.radius)
+        xr, sr = self.x[rows], self.sq[rows]
+        for b in range(0, len(cols), _COLS):
+            cb = cols[b : b + _COLS]
+            d2 = sr[:, None] + self.sq[None, cb] - 2.0 * (xr @ self.x[cb].T)
+            ii, jj = np.nonzero(d2 <= r2)
+            out_r.append(rows[ii])
+            out_c.append(cb[jj])
+            out_d.append(np.sqrt(np.maximum(d2[ii, jj], 0)).astype(np.float32))
+        if not out_r:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+        return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_d)
+
+    def dist(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.float32]:
+        diff = self.x[a] - self.x[b]
+        return np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float32)
+
+
+@dataclass
+class Search:
+    """Candidate pairs over ``spaces`` (see the module docstring).
+
+    ``active``: images taking part. ``skip``: images whose pairs among themselves are not
+    wanted (a reference set). ``extra``: exact-copy pairs ``(i, j)``, always candidates.
+    ``keep_pair``: an extra test on pairs (object mode: boxes that can match).
+    ``listed``: when set, candidates come from this list (LSH) instead of the spaces.
+    """
+
+    spaces: Sequence[Space]
+    active: NDArray[np.bool_]
+    skip: NDArray[np.bool_]
+    extra: Sequence[tuple[int, int]] = ()
+    combine: Literal["all", "any"] = "all"
+    keep_pair: PairFilter | None = None
+    listed: Candidates | None = None
+    progress: Progress = field(default_factory=NullProgress)
+    found: int = field(default=0, init=False)
+    _adj: Adjacency | None = field(default=None, init=False)
+    _extra_of: dict[int, list[int]] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        for a, b in self.extra:
+            self._extra_of.setdefault(a, []).append(b)
+            self._extra_of.setdefault(b, []).append(a)
+        if self.listed is not None:
+            self._adj = adjacency(self.listed.union(self._extra_candidates()), len(self.active))
+
+    @property
+    def n(self) -> int:
+        return len(self.active)
+
+    def _extra_candidates(self) -> Candidates:
+        if not self.extra:
+            return Candidates.empty()
+        a = np.array([min(p) for p in self.extra], np.int32)
+        b = np.array([max(p) for p in self.extra], np.int32)
+        return Candidates(a, b, np.zeros(len(a), np.float32))
+
+    def _pairs(
+        self, rows: NDArray[np.int64], cols: NDArray[np.int64]
+    ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
+        """Pairs between ``rows`` and ``cols`` within the spaces' radii (distance of the first)."""
+        if not self.spaces:
+            return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+        first = self.spaces[0]
+        a, b, d = first.within(rows, cols)
+        if len(self.spaces) == 1:
+            return a, b, d
+        second = self.spaces[1]
+        if self.combine == "all":
+            ok = second.dist(a, b) <= second.radius
+            return a[ok], b[ok], d[ok]
+        a2, b2, _ = second.within(rows, cols)
+        key = np.concatenate([a, a2]) * self.n + np.concatenate([b, b2])
+        _, first_idx = np.unique(key, return_index=True)
+        aa = np.concatenate([a, a2])[first_idx]
+        bb = np.concatenate([b, b2])[first_idx]
+        return aa, bb, first.dist(aa, bb)
+
+    def _filter(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.bool_]:
+        ok = (a != b) & self.active[a] & self.active[b] & ~(self.skip[a] & self.skip[b])
+        if self.keep_pair is not None and ok.any():
+            ok[ok] = self.keep_pair(a[ok], b[ok])
+        return ok
+
+    # -- greedy: one block at a time ---------------------------------------------------------
+
+    def before(self, block: Sequence[int], kept: NDArray[np.bool_]) -> dict[int, list[int]]:
+        """For each image of ``block``: its neighbours among the ``kept`` images, nearest first."""
+        rows = np.asarray(block, np.int64)
+        if self._adj is not None:
+            return self._listed_rows(rows, lambda nb, i: kept[nb])
+        cols = np.flatnonzero(kept & self.active).astype(np.int64)
+        a, b, d = self._pairs(rows, cols)
+        ex_a, ex_b = self._extra_for(rows)
+        keep = kept[ex_b]
+        return self._group(rows, a, b, d, ex_a[keep], ex_b[keep])
+
+    def within(
+        self, rows_: Sequence[int], block: Sequence[int], rank: NDArray[np.int64]
+    ) -> dict[int, list[int]]:
+        """For each image of ``rows_``: its neighbours among earlier images of ``block``."""
+        rows = np.asarray(rows_, np.int64)
+        cols = np.asarray(block, np.int64)
+        if self._adj is not None:
+            in_block = np.zeros(self.n, bool)
+            in_block[cols] = True
+            return self._listed_rows(rows, lambda nb, i: in_block[nb] & (rank[nb] < rank[i]))
+        a, b, d = self._pairs(rows, cols)
+        earlier = rank[b] < rank[a]
+        ex_a, ex_b = self._extra_for(rows)
+        in_block = np.zeros(self.n, bool)
+        in_block[cols] = True
+        keep = in_block[ex_b] & (rank[ex_b] < rank[ex_a])
+        return self._group(rows, a[earlier], b[earlier], d[earlier], ex_a[keep], ex_b[keep])
+
+    def _group(
+        self,
+        rows: NDArray[np.int64],
+        a: NDArray[np.int64],
+        b: NDArray[np.int64],
+        d: NDArray[np.float32],
+        ex_a: NDArray[np.int64],
+        ex_b: NDArray[np.int64],
+    ) -> dict[int, list[int]]:
+        """Rows' neighbour lists, nearest first (ties by index), exact copies included once."""
+        if len(ex_a):
+            a = np.concatenate([a, ex_a])
+            b = np.concatenate([b, ex_b])
+            d = np.concatenate([d, np.zeros(len(ex_a), np.float32)])
+        ok = self._filter(a, b)
+        a, b, d = a[ok], b[ok], d[ok]
+        _, first = np.unique(a * self.n + b, return_index=True)
+        a, b, d = a[first], b[first], d[first]
+        order = np.lexsort((b, d, a))
+        a, b = a[order], b[order]
+        self.found += len(a)
+        out: dict[int, list[int]] = {int(i): [] for i in rows}
+        starts = np.searchsorted(a, rows, side="left")
+        ends = np.searchsorted(a, rows, side="right")
+        for i, lo, hi in zip(rows.tolist(), starts.tolist(), ends.tolist(), strict=True):
+            if lo < hi:
+                out[i] = b[lo:hi].tolist()
+        return out
+
+    def _listed_rows(
+        self,
+        rows: NDArray[np.int64],
+        select: Callable[[NDArray[np.int64], int], NDArray[np.bool_]],
+    ) -> dict[int, list[int]]:
+        adj = self._adj
+        if adj is None:
+            raise RuntimeError("no candidate list")
+        out: dict[int, list[int]] = {}
+        for i in rows.tolist():
+            nb, _ = adj.neighbours(i)
+            nb = nb.astype(np.int64)
+            nb = nb[self._filter(np.full(len(nb), i, np.int64), nb)]
+            out[i] = nb[select(nb, i)].tolist()
+            self.found += len(out[i])
+        return out
+
+    def _extra_for(self, rows: NDArray[np.int64]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        a: list[int] = []
+        b: list[int] = []
+        for i in rows.tolist():
+            for j in self._extra_of.get(i, ()):
+                a.append(i)
+                b.append(j)
+        return np.array(a, np.int64), np.array(b, np.int64)
+
+    # -- connected: every pair, tile by tile --------------------------------------------------
+
+    def stream(self) -> Iterator[Candidates]:
+        """Every candidate pair ``i < j``, in tiles (each a :class:`Candidates`)."""
+        if self.extra:
+            yield self._checked(self._extra_candidates())
+        if self.listed is not None:
+            step = 1 << 20
+            for k in range(0, len(self.listed), step):
+                part = self.listed.take(np.arange(k, min(k + step, len(self.listed))))
+                yield self._checked(part)
+            return
+        idx = np.flatnonzero(self.active).astype(np.int64)
+        starts = range(0, len(idx), _ROWS)
+        for s in self.progress.track(starts, total=len(starts), description="candidate pairs"):
+            rows = idx[s : s + _ROWS]
+            cols = idx[s:]
+            if self.skip[rows].all() and self.skip[cols].all():
+                continue
+            a, b, d = self._pairs(rows, cols)
+            upper = a < b
+            yield self._checked(
+                Candidates(a[upper].astype(np.int32), b[upper].astype(np.int32), d[upper])
+            )
+
+    def _checked(self, c: Candidates) -> Candidates:
+        if len(c):
+            c = c.take(self._filter(c.i.astype(np.int64), c.j.astype(np.int64)))
+        self.found += len(c)
+        return c

@@ -1,0 +1,93 @@
+"""The block search (greedy) and the tile stream (connected) find what a full pair list holds."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from curate.dedupe import cluster as C
+from curate.dedupe.index import find_candidates
+from curate.dedupe.neighbours import Search, Space
+from curate.dedupe.verify import PairScore
+
+
+class DistanceScorer:
+    """'SSIM' = 1 - feature distance, so decisions follow the features."""
+
+    def __init__(self, x: np.ndarray) -> None:
+        self.x = x
+        self.memo: dict[tuple[int, int], PairScore] = {}
+
+    def __len__(self) -> int:
+        return len(self.memo)
+
+    def get(self, a: int, b: int) -> PairScore | None:
+        return self.memo.get((min(a, b), max(a, b)))
+
+    def memo_get(self, a: int, b: int) -> PairScore:
+        return self.memo[(min(a, b), max(a, b))]
+
+    def score(self, pairs, *, description: str = "") -> None:
+        for a, b in pairs:
+            d = float(np.linalg.norm(self.x[a] - self.x[b]))
+            self.memo[(min(a, b), max(a, b))] = PairScore(ssim=1.0 - d)
+
+
+@pytest.fixture
+def feats(rng: np.random.Generator) -> np.ndarray:
+    centres = rng.normal(0, 1, (120, 8))
+    sizes = rng.integers(1, 6, len(centres))
+    pts = [c + rng.normal(0, 0.06, (k, 8)) for c, k in zip(centres, sizes, strict=True)]
+    x = np.concatenate(pts).astype(np.float32)
+    return x[rng.permutation(len(x))]
+
+
+def _both(x: np.ndarray, radius: float, skip: np.ndarray | None = None) -> tuple[Search, Search]:
+    n = len(x)
+    active = np.ones(n, bool)
+    skip = np.zeros(n, bool) if skip is None else skip
+    blocks = Search([Space(x, radius)], active, skip)
+    listed = Search(
+        [], active, skip, listed=find_candidates(x, radius, method="exact", skip_mask=skip)
+    )
+    return blocks, listed
+
+
+@pytest.mark.parametrize("mode", ["greedy", "connected"])
+def test_block_search_equals_pair_list(feats: np.ndarray, mode: str) -> None:
+    rule = C.DuplicateRule(ssim=0.85)
+    prio = list(range(len(feats)))
+    out = []
+    for search in _both(feats, 0.3):
+        scorer = DistanceScorer(feats)
+        if mode == "greedy":
+            res = C.greedy(prio, search, scorer, rule)  # type: ignore[arg-type]
+        else:
+            res = C.connected(prio, search.stream(), scorer, rule)  # type: ignore[arg-type]
+        out.append(res)
+    assert np.array_equal(out[0].status, out[1].status)
+    assert np.array_equal(out[0].dup_of, out[1].dup_of)
+    assert out[0].kept.sum() < len(feats)
+
+
+def test_stream_yields_every_pair_once(feats: np.ndarray) -> None:
+    blocks, listed = _both(feats, 0.3)
+    got = {(int(a), int(b)) for t in blocks.stream() for a, b in zip(t.i, t.j, strict=True)}
+    want = {(int(a), int(b)) for a, b in zip(listed.listed.i, listed.listed.j, strict=True)}  # type: ignore[union-attr]
+    assert got == want
+    assert blocks.found == len(want)
+
+
+def test_extra_pairs_and_filters(feats: np.ndarray) -> None:
+    n = len(feats)
+    far = (0, int(np.argmax(np.linalg.norm(feats - feats[0], axis=1))))
+    skip = np.zeros(n, bool)
+    skip[:10] = True
+    s = Search([Space(feats, 0.3)], np.ones(n, bool), skip, extra=[far])
+    kept = np.zeros(n, bool)
+    kept[0] = True
+    before = s.before([far[1]], kept)
+    assert before[far[1]] == [0]  # an exact copy is a candidate at any distance
+    pairs = {(int(a), int(b)) for t in s.stream() for a, b in zip(t.i, t.j, strict=True)}
+    assert far in pairs
+    assert not any(a < 10 and b < 10 for a, b in pairs)  # reference pairs are left out
