@@ -14,24 +14,27 @@ barely moves it. A fixed seeded Gaussian projection (Johnson-Lindenstrauss) take
 percent.
 
 **The bound.** Two images with SSIM > t lie within ``RADIUS_SCALE * sqrt(1 - t)`` of each
-other in that space. This is empirical: over 433k pairs (all 478,731 pairs of the
-Roboflow fire export and 403,651 of the FURG clip with SSIM > 0.5, plus 2,900 edited
-copies: JPEG quality 15-75, brightness -60..+70, gain 0.5-1.6, gamma, noise, blur,
-downscales to 1/4, shifts, crops, hue shifts), the largest ratio ``distance /
-sqrt(1 - SSIM)`` was 1.69; :data:`RADIUS_SCALE` = 2.1 leaves a 25 % margin.
+other in that space. This is empirical: over all 882,382 pairs of the Roboflow fire
+export and the FURG clip plus 2,900 edited copies of real photos (JPEG quality 15-75,
+brightness -60..+70, gain 0.5-1.6, gamma, noise, blur, downscales to 1/4, shifts, crops,
+hue shifts), the largest ratio ``distance / sqrt(1 - SSIM)`` among pairs with SSIM above
+any threshold from 0.5 to 0.98 was 1.69; :data:`RADIUS_SCALE` = 2.1 leaves a 25 % margin.
+``benchmarks/bench_dedupe.py`` re-measures the recall against all-pairs SSIM.
 
-**The search.** :func:`find_candidates` returns every pair within the radius:
+**The search.** Every pair within the radius is a candidate; nothing else is scored.
 
-- ``exact``: tiled matrix products over the features (no N x N matrix: tiles of
-  1024 x 4096), quadratic time with a small constant (128 multiply-adds per pair);
-- ``lsh``: E2LSH (Datar et al. 2004): ``L`` tables, each hashing ``b`` random projections
-  ``floor((a.x + o) / w)``; pairs that share a bucket in any table are checked against the
-  radius. A pair at distance ``d <= r`` collides in one table with probability at least
-  ``p(r)^b``, so it is missed with probability at most ``(1 - p(r)^b)^L``; ``b`` and ``L``
-  are chosen so that this is below :data:`LSH_MISS` (1e-4), at the least expected work
-  estimated from a sample of pair distances;
-- ``auto`` (default): ``exact`` up to :data:`EXACT_LIMIT` images, where it is cheaper,
-  else ``lsh``, falling back to ``exact`` when the sample says hashing would not prune.
+- For the greedy walk, :class:`curate.dedupe.neighbours.Search` compares each block of
+  images only with the images kept so far (tiled matrix products, 128 multiply-adds per
+  pair): no N x N matrix, no list of all pairs; connected components get the pairs as a
+  stream of tiles.
+- Above :data:`EXACT_LIMIT` images, :func:`find_candidates` with ``lsh`` gives the pairs
+  by E2LSH (Datar et al. 2004): ``L`` tables, each hashing ``b`` random projections
+  ``floor((a.x + o) / w)``; pairs that share a bucket in any table are checked against
+  the radius. A pair at distance ``d <= r`` collides in one table with probability at
+  least ``p(r)^b``, so it is missed with probability at most ``(1 - p(r)^b)^L``; ``b``,
+  ``L`` and ``w`` are chosen so that this is below :data:`LSH_MISS` (1e-4), at the least
+  work estimated from a sample of pair distances; when the sample says hashing would not
+  prune (near-identical data), the exact search is used instead.
 """
 
 from __future__ import annotations
