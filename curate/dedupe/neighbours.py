@@ -231,8 +231,9 @@ class Search:
             yield self._checked(self._extra_candidates())
         if self.listed is not None:
             step = 1 << 20
-            for k in range(0, len(self.listed), step):
-                part = self.listed.take(np.arange(k, min(k + step, len(self.listed))))
+            c = self.listed
+            for k in range(0, len(c), step):
+                part = Candidates(c.i[k : k + step], c.j[k : k + step], c.dist[k : k + step])
                 yield self._checked(part)
             return
         idx = np.flatnonzero(self.active).astype(np.int64)

@@ -423,9 +423,9 @@ def _exact_copies(
     for group in by_pixels.values():
         for k in group[1:]:
             if sigs[k].content_hash != sigs[group[0]].content_hash:  # type: ignore[union-attr]
-                key = (min(group[0], k), max(group[0], k))
-                if key not in seen:
-                    seen.add(key)
+                pair = (min(group[0], k), max(group[0], k))
+                if pair not in seen:
+                    seen.add(pair)
                     pairs.append((group[0], k))
     return pairs, pixel
 
@@ -807,8 +807,11 @@ def write_deduped(
     manifest.changed.extend(changes)
     with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         result = write_dataset(
-            ds, tmp, fmt, WriteOptions(link=link, progress=progress or NullProgress())
-        )  # type: ignore[arg-type]
+            ds,
+            tmp,
+            fmt,
+            WriteOptions(link=link, progress=progress or NullProgress()),  # type: ignore[arg-type]
+        )
         write_report(report, tmp / REPORT_JSON)
         for d in result.dropped:
             manifest.dropped.append({**d, "stage": "write"})
