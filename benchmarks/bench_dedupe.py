@@ -148,6 +148,13 @@ def phash(gray: np.ndarray) -> int:
 
 
 def rss_mb() -> float:
+    """Peak resident memory of this process (VmHWM; ru_maxrss would include the parent's)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -185,10 +192,16 @@ def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, bru
     brute_est = bare + all_pairs * per_pair / workers
     print(f"\n== {name}: {n} images, {all_pairs:,} pairs")
     print(
-        f"  bare reduced decode (128 px, {workers} workers): {bare:.2f} s  (serial {bare_serial:.2f} s)"
+        f"  medians of {REPEAT} runs; bare reduced decode (128 px, {workers} workers): "
+        f"{bare:.2f} s (serial {bare_serial:.2f} s)"
     )
-    print(f"  dedupe cold cache: {cold:.2f} s  = {cold / bare:.2f}x bare decode")
-    print(f"  dedupe warm cache: {warm:.2f} s  = {warm / bare:.2f}x bare decode")
+    runs = ", ".join(f"{c:.2f}/{w:.2f}" for c, w in zip(cold_runs, warm_runs, strict=True))
+    print(
+        f"  dedupe cold cache: {cold:.2f} s  = {cold / bare:.2f}x bare decode ({cold / bare_serial:.2f}x serial)"
+    )
+    print(
+        f"  dedupe warm cache: {warm:.2f} s  = {warm / bare:.2f}x bare decode   (cold/warm runs: {runs})"
+    )
     st = plan.stats
     print(
         f"    signatures {st['signatures_s']:.2f} s, exact copies and features {st['prepare_s']:.2f} s, "
