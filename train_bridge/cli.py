@@ -13,6 +13,7 @@ from curate.commands.common import (
     DataArg,
     MaxPixelsOpt,
     OnErrorOpt,
+    OutFormat,
     OverwriteOpt,
     QuietOpt,
     cli_errors,
@@ -73,11 +74,6 @@ class DeviceChoice(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-class OutFormat(str, Enum):
-    yolo = "yolo"
-    coco = "coco"
 
 
 Preset = Annotated[

@@ -70,11 +70,13 @@ def atomic_output(
     tag = uuid.uuid4().hex[:8]
     tmp = target.parent / f".{target.name}.tmp-{tag}"
     tmp.mkdir()
+    done = False
     try:
         yield tmp
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        done = True
+    finally:
+        if not done:  # any failure, Ctrl+C included: leave nothing half-written behind
+            shutil.rmtree(tmp, ignore_errors=True)
     if target.exists():
         old = target.parent / f".{target.name}.old-{tag}"
         os.replace(target, old)
