@@ -58,8 +58,7 @@ def convert_cmd(
         options={"to": to.value, "link": link.value, "on_error": on_error.value},
     )
     manifest.skipped = opts.policy.skipped
-    manifest.changed += ds.info.get("changed", [])
-    manifest.dropped += ds.info.get("dropped", [])
+    manifest.record_read(ds.info)
     manifest.counts = {"images_read": len(ds), "boxes_read": ds.num_annotations}
     console.print(
         f"read {ds.info.get('layout')} dataset: {len(ds)} images, {ds.num_annotations} boxes"

@@ -124,8 +124,7 @@ def merge_cmd(
     manifest.skipped = opts.policy.skipped
     manifest.dropped += report.dropped
     for _, ds in loaded:
-        manifest.dropped += ds.info.get("dropped", [])
-        manifest.changed += ds.info.get("changed", [])
+        manifest.record_read(ds.info)
     manifest.counts = {
         "images": len(merged),
         "boxes": merged.num_annotations,

@@ -84,8 +84,8 @@ def split_cmd(
         },
     )
     manifest.skipped = opts.policy.skipped
-    manifest.dropped += result.dropped + ds.info.get("dropped", [])
-    manifest.changed += ds.info.get("changed", [])
+    manifest.record_read(ds.info)
+    manifest.dropped += result.dropped
     manifest.counts = {
         "images_read": len(ds),
         "images_split": len(result.dataset),

@@ -182,8 +182,9 @@ def tile_cmd(
             "annotations_written": res.write.annotations,
         }
         manifest.skipped = opts.policy.skipped
-        manifest.dropped += ds.info.get("dropped", []) + res.plan.dropped + res.write.dropped
-        manifest.changed += ds.info.get("changed", []) + res.write.changed
+        manifest.record_read(ds.info)
+        manifest.dropped += res.plan.dropped + res.write.dropped
+        manifest.changed += res.write.changed
         manifest.outputs += ["images/", *res.write.files]
         manifest.write(tmp)
     _print_counts(res.plan)

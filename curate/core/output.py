@@ -110,6 +110,11 @@ class Manifest:
     outputs: list[str] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def record_read(self, info: dict[str, Any]) -> None:
+        """Add what a reader dropped or changed (``Dataset.info``) to this manifest."""
+        self.dropped += info.get("dropped", [])
+        self.changed += info.get("changed", [])
+
     def drop(self, item: str, reason: str, **details: Any) -> None:
         """Record an item (image or annotation) left out of the output, and why."""
         self.dropped.append({"item": item, "reason": reason, **details})
