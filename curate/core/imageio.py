@@ -10,6 +10,7 @@ dropped, 16-bit samples are scaled down (not clipped), palettes are expanded.
 
 from __future__ import annotations
 
+import io
 import os
 import warnings
 from contextlib import contextmanager
@@ -275,17 +276,22 @@ def read_reduced(
     *,
     gray: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    data: bytes | None = None,
 ) -> NDArray[np.uint8]:
     """Decode at reduced size: the longer side becomes about ``max_side`` (never upscaled).
 
     JPEGs are decoded with DCT scaling (``Image.draft``), which skips most of the work
     of a full decode; the result is then area-resized to the exact size. Returns
-    ``(h, w, 3)`` uint8 RGB or ``(h, w)`` uint8 gray.
+    ``(h, w, 3)`` uint8 RGB or ``(h, w)`` uint8 gray. ``data``: the file's bytes when
+    the caller has already read them (``path`` then only names the image in errors).
     """
     p = Path(path)
-    _check_exists(p)
+    if data is None:
+        _check_exists(p)
+    elif not data:
+        raise CorruptImageError(p, "image file is empty (0 bytes)", hint="re-export or remove it")
     try:
-        with _pillow_limit_off(), Image.open(p) as src:
+        with _pillow_limit_off(), Image.open(p if data is None else io.BytesIO(data)) as src:
             w, h = src.size
             if max_pixels is not None and w * h > max_pixels:
                 raise _too_large(p, ImageInfo(w, h, src.format or "", src.mode), max_pixels)

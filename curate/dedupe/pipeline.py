@@ -178,7 +178,7 @@ def _priority(
         w, h = (sig.width, sig.height) if sig is not None else (img.width, img.height)
         pixels = float(w * h)
         n_ann = float(len(img.annotations))
-        sharp = sig.sharpness if sig is not None else 0.0
+        sharp = sig.sharpness if sig is not None and keep == "sharpest" else 0.0
         first = 0.0 if ref else 1.0
         if keep == "most-annotations":
             keys.append((first, -n_ann, -pixels))

@@ -10,7 +10,8 @@ A :class:`Signature` holds what every later step needs, so no step decodes an im
 - ``hist``: ``(256,)`` float32 HSV colour histogram (see :mod:`curate.dedupe.hist`);
 - ``feature``: ``(2 * side**2,)`` float16 structure feature for the candidate index
   (see :func:`curate.dedupe.index.structure_feature`);
-- ``sharpness``: variance of the Laplacian of ``thumb`` (for ``--keep sharpest``);
+- ``sharpness``: variance of the Laplacian of ``thumb`` (for ``--keep sharpest``;
+  computed from ``thumb`` when first asked for, not stored);
 - ``jpeg``: whether the file is a JPEG (its reduced decode takes another path).
 
 The cache is one SQLite file per parameter set under the cache folder (default
@@ -27,6 +28,7 @@ import os
 import sqlite3
 import struct
 from collections.abc import Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -42,9 +44,9 @@ from curate.dedupe.hist import NUM_BINS, hsv_histogram
 from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
-SIGNATURE_VERSION = 1
+SIGNATURE_VERSION = 2
 CACHE_ENV = "SODKIT_CACHE_DIR"
-_HEADER = struct.Struct("<4sHIIHHfI")
+_HEADER = struct.Struct("<4sHIIHHI")
 _MAGIC = b"SDKS"
 _CHUNK = 1 << 20
 
@@ -73,8 +75,15 @@ class Signature:
     thumb: NDArray[np.uint8]
     hist: NDArray[np.float32]
     feature: NDArray[np.float16]
-    sharpness: float
     jpeg: bool
+    _sharpness: float | None = None
+
+    @property
+    def sharpness(self) -> float:
+        """Variance of the Laplacian of the thumbnail (higher: sharper)."""
+        if self._sharpness is None:
+            self._sharpness = float(cv2.Laplacian(self.thumb, cv2.CV_32F).var())
+        return self._sharpness
 
     def to_bytes(self) -> bytes:
         th, tw = self.thumb.shape
@@ -85,7 +94,6 @@ class Signature:
             self.height,
             th,
             tw,
-            self.sharpness,
             len(self.feature) | (int(self.jpeg) << 31),
         )
         return b"".join(
@@ -102,7 +110,7 @@ class Signature:
         """Rebuild from :meth:`to_bytes`; raises ``ValueError`` for bytes it did not write."""
         if len(data) < _HEADER.size:
             raise ValueError("signature record too short")
-        magic, version, width, height, th, tw, sharp, nfeat = _HEADER.unpack_from(data)
+        magic, version, width, height, th, tw, nfeat = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != SIGNATURE_VERSION:
             raise ValueError("not a signature record of this version")
         jpeg = bool(nfeat >> 31)
@@ -116,7 +124,22 @@ class Signature:
         hist = np.frombuffer(data, "<f4", NUM_BINS, off).astype(np.float32)
         off += 4 * NUM_BINS
         feature = np.frombuffer(data, "<f2", nfeat, off).astype(np.float16)
-        return cls(content_hash, width, height, thumb, hist, feature, float(sharp), jpeg)
+        return cls(content_hash, width, height, thumb, hist, feature, jpeg)
+
+
+def _read_bytes(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError) as exc:
+        raise MissingFileError(path, "image file does not exist", hint="check the path") from exc
+    except OSError as exc:
+        raise CorruptImageError(
+            path, f"cannot read file ({exc})", hint="check permissions"
+        ) from exc
+
+
+def _digest(data: bytes) -> str:
+    return hashlib.blake2b(data, digest_size=16).hexdigest()
 
 
 def hash_file(path: str | Path) -> str:
@@ -134,29 +157,27 @@ def hash_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def _is_jpeg(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\xff\xd8"
-
-
 def compute_signature(
     path: str | Path,
     content_hash: str,
     params: SignatureParams,
     size: tuple[int, int] | None = None,
+    data: bytes | None = None,
 ) -> Signature:
     """Decode ``path`` at reduced size and summarise it (raises :class:`ItemError` subclasses).
 
     ``size``: the displayed ``(width, height)`` when the caller knows it (a dataset's
-    reader does); otherwise it is read from the header.
+    reader does); otherwise it is read from the header. ``data``: the file's bytes when
+    the caller has read them already (the file is then not opened again).
     """
     p = Path(path)
-    rgb = read_reduced(p, params.size, max_pixels=params.max_pixels)
+    if data is None:
+        data = _read_bytes(p)
+    rgb = read_reduced(p, params.size, max_pixels=params.max_pixels, data=data)
     h, w = rgb.shape[:2]
     if size is None:
         size = (w, h) if max(w, h) < params.size else _header_size(p)
     gray = to_gray(rgb)
-    sharp = float(cv2.Laplacian(gray, cv2.CV_32F).var())
     return Signature(
         content_hash=content_hash,
         width=int(size[0]),
@@ -164,8 +185,7 @@ def compute_signature(
         thumb=gray,
         hist=hsv_histogram(rgb),
         feature=structure_feature(gray, params.feature_side),
-        sharpness=sharp,
-        jpeg=_is_jpeg(p),
+        jpeg=data[:2] == b"\xff\xd8",
     )
 
 
@@ -211,19 +231,55 @@ class ItemFailure:
         return cls_(self.where, self.rule, hint=self.hint)
 
 
-def _hash_task(path: str) -> str | ItemFailure:
-    try:
-        return hash_file(path)
-    except ItemError as err:
-        return ItemFailure.of(err)
+#: Read-only cache connections of this worker process, by database path.
+_WORKER_CACHE: dict[str, sqlite3.Connection] = {}
 
 
-def _signature_task(
-    job: tuple[str, str, SignatureParams, tuple[int, int] | None],
-) -> bytes | ItemFailure:
-    path, content_hash, params, size = job
+def _worker_lookup(db: str | None, content_hash: str) -> bytes | None:
+    """A cached signature record, read by the worker itself (None on any miss or problem).
+
+    On a Dask worker of another machine the path usually does not exist: that is a miss.
+    """
+    if db is None:
+        return None
+    conn = _WORKER_CACHE.get(db)
+    if conn is None:
+        try:
+            conn = sqlite3.connect(f"{Path(db).as_uri()}?mode=ro", uri=True, timeout=30)
+        except (sqlite3.Error, ValueError):
+            return None
+        _WORKER_CACHE[db] = conn
     try:
-        return compute_signature(path, content_hash, params, size).to_bytes()
+        row = conn.execute("SELECT data FROM sig WHERE hash = ?", (content_hash,)).fetchone()
+    except sqlite3.Error:
+        return None
+    return bytes(row[0]) if row else None
+
+
+@dataclass(frozen=True, slots=True)
+class SignatureJob:
+    """One image for :func:`_signature_task`; ``db``: the cache file to look in first."""
+
+    path: str
+    params: SignatureParams
+    size: tuple[int, int] | None
+    db: str | None
+
+
+def _signature_task(job: SignatureJob) -> tuple[str, bytes, bool] | ItemFailure:
+    """Read the file once: hash its bytes, take the cached signature or decode those bytes.
+
+    Returns ``(content_hash, signature record, from_cache)``.
+    """
+    p = Path(job.path)
+    try:
+        data = _read_bytes(p)
+        content_hash = _digest(data)
+        cached = _worker_lookup(job.db, content_hash)
+        if cached is not None:
+            return content_hash, cached, True
+        sig = compute_signature(p, content_hash, job.params, job.size, data=data)
+        return content_hash, sig.to_bytes(), False
     except ItemError as err:
         return ItemFailure.of(err)
 
@@ -254,7 +310,8 @@ class SignatureCache:
 
     Nothing is opened until the first lookup; the folder is created then. A cache that
     cannot be opened or written is reported through :attr:`problem` and then ignored:
-    caching only ever saves time.
+    caching only ever saves time. New signatures are written by a background thread
+    (the run goes on meanwhile); every other call, and :meth:`close`, waits for it first.
     """
 
     def __init__(self, folder: str | Path) -> None:
@@ -263,8 +320,16 @@ class SignatureCache:
         self._conns: dict[str, sqlite3.Connection] = {}
         self.hits = 0
         self.misses = 0
+        self._writer: ThreadPoolExecutor | None = None
+        self._pending: list[Future[None]] = []
+
+    def _wait(self) -> None:
+        pending, self._pending = self._pending, []
+        for fut in pending:
+            fut.result()
 
     def _conn(self, tag: str) -> sqlite3.Connection | None:
+        self._wait()
         if self.problem is not None:
             return None
         conn = self._conns.get(tag)
@@ -272,7 +337,9 @@ class SignatureCache:
             return conn
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.folder / f"signatures-{tag}.sqlite", timeout=30)
+            conn = sqlite3.connect(
+                self.folder / f"signatures-{tag}.sqlite", timeout=30, check_same_thread=False
+            )
             conn.execute("PRAGMA journal_mode=WAL")
             # A cache may lose its last writes in a power cut; it must not cost an fsync each.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -307,13 +374,20 @@ class SignatureCache:
 
     def _insert(self, tag: str, table: str, rows: Iterable[tuple[str, object]]) -> None:
         conn = self._conn(tag)
+        if conn is not None:
+            self._insert_on(conn, table, list(rows))
+
+    def db_path(self, tag: str) -> str | None:
+        """The cache file of ``tag`` for workers to read, or None when it holds nothing yet."""
+        conn = self._conn(tag)
         if conn is None:
-            return
+            return None
         try:
-            with conn:
-                conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", list(rows))
-        except sqlite3.Error as exc:
-            self.problem = f"signature cache write failed ({exc}); running without it"
+            if conn.execute("SELECT 1 FROM sig LIMIT 1").fetchone() is None:
+                return None
+        except sqlite3.Error:
+            return None
+        return str((self.folder / f"signatures-{tag}.sqlite").resolve())
 
     def get_signatures(self, tag: str, hashes: Sequence[str]) -> dict[str, Signature]:
         out: dict[str, Signature] = {}
@@ -326,8 +400,27 @@ class SignatureCache:
         self.misses += len(set(hashes)) - len(out)
         return out
 
-    def put_signatures(self, tag: str, sigs: Iterable[Signature]) -> None:
-        self._insert(tag, "sig", ((s.content_hash, s.to_bytes()) for s in sigs))
+    def put_signatures(self, tag: str, sigs: Iterable[Signature], *, wait: bool = True) -> None:
+        """Store signatures; with ``wait=False`` in the background (see the class docstring)."""
+        rows = [(s.content_hash, s.to_bytes()) for s in sigs]
+        if wait:
+            self._insert(tag, "sig", rows)
+            return
+        conn = self._conn(tag)
+        if conn is None:
+            return
+        if self._writer is None:
+            self._writer = ThreadPoolExecutor(1, thread_name_prefix="sodkit-cache")
+        self._pending.append(self._writer.submit(self._insert_on, conn, "sig", rows))
+
+    def _insert_on(
+        self, conn: sqlite3.Connection, table: str, rows: list[tuple[str, object]]
+    ) -> None:
+        try:
+            with conn:
+                conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", rows)
+        except sqlite3.Error as exc:
+            self.problem = f"signature cache write failed ({exc}); running without it"
 
     def get_pixel_hashes(self, hashes: Sequence[str]) -> dict[str, str]:
         return {k: str(v) for k, v in self._select("pixels", "pix", "pixels", hashes).items()}
@@ -336,6 +429,10 @@ class SignatureCache:
         self._insert("pixels", "pix", rows)
 
     def close(self) -> None:
+        self._wait()
+        if self._writer is not None:
+            self._writer.shutdown(wait=True)
+            self._writer = None
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
@@ -362,53 +459,49 @@ def extract_signatures(
     cache: SignatureCache | None = None,
     sizes: Sequence[tuple[int, int] | None] | None = None,
 ) -> Extraction:
-    """Hash every file, take cached signatures, compute the rest through ``executor``.
+    """One pass through ``executor``: each file is read once, hashed, and either found in
+    the cache (looked up by the worker) or decoded from the bytes already read.
 
     ``sizes``: displayed ``(width, height)`` per path when known (saves a header read).
     Failures are returned, not raised: the caller routes them through its error policy.
     """
     ex = executor or SerialExecutor()
     prog = progress or NullProgress()
-    strs = [str(p) for p in paths]
-    hashes: list[str | ItemFailure] = list(
-        prog.track(ex.map(_hash_task, strs), total=len(strs), description="hashing files")
-    )
-    failures: dict[int, ItemError] = {
-        i: h.error() for i, h in enumerate(hashes) if isinstance(h, ItemFailure)
-    }
-    good = sorted({h for h in hashes if isinstance(h, str)})
-    cached = cache.get_signatures(params.tag, good) if cache is not None else {}
-    by_hash: dict[str, Signature] = dict(cached)
-    todo: dict[str, int] = {}
-    for i, h in enumerate(hashes):
-        if isinstance(h, str) and h not in by_hash and h not in todo:
-            todo[h] = i
-    jobs = [(strs[i], h, params, sizes[i] if sizes else None) for h, i in todo.items()]
-    computed: list[Signature] = []
-    results = ex.map(_signature_task, jobs)
-    for (_, h, _, _), res in zip(
-        jobs, prog.track(results, total=len(jobs), description="signatures"), strict=True
-    ):
-        if isinstance(res, ItemFailure):
-            failures[todo[h]] = res.error()
-            continue
-        sig = Signature.from_bytes(h, res)
-        by_hash[h] = sig
-        computed.append(sig)
-    if cache is not None and computed:
-        cache.put_signatures(params.tag, computed)
+    db = cache.db_path(params.tag) if cache is not None else None
+    jobs = [
+        SignatureJob(str(p), params, sizes[i] if sizes else None, db) for i, p in enumerate(paths)
+    ]
     sigs: list[Signature | None] = []
-    for i, h in enumerate(hashes):
-        if isinstance(h, str) and i not in failures and h in by_hash:
-            sigs.append(by_hash[h])
-        else:
-            if isinstance(h, str) and i not in failures:
-                # Same bytes as a file that failed: the same failure.
-                first = todo.get(h)
-                if first is not None and first in failures:
-                    failures[i] = failures[first]
+    failures: dict[int, ItemError] = {}
+    by_hash: dict[str, Signature] = {}
+    computed: list[Signature] = []
+    hits = 0
+    results = prog.track(ex.map(_signature_task, jobs), total=len(jobs), description="signatures")
+    for i, res in enumerate(results):
+        if isinstance(res, ItemFailure):
+            failures[i] = res.error()
             sigs.append(None)
-    return Extraction(sigs, failures, cache_hits=len(cached))
+            continue
+        content_hash, record, from_cache = res
+        sig = by_hash.get(content_hash)
+        if sig is None:
+            try:
+                sig = Signature.from_bytes(content_hash, record)
+            except ValueError:
+                # A cache record this version cannot read: compute it here instead.
+                sig = compute_signature(jobs[i].path, content_hash, params, jobs[i].size)
+                from_cache = False
+            by_hash[content_hash] = sig
+            if not from_cache:
+                computed.append(sig)
+        hits += from_cache
+        sigs.append(sig)
+    if cache is not None:
+        cache.hits += hits
+        cache.misses += len(jobs) - hits - len(failures)
+        if computed:
+            cache.put_signatures(params.tag, computed, wait=False)
+    return Extraction(sigs, failures, cache_hits=hits)
 
 
 def compute_pixel_hashes(

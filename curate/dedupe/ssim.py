@@ -40,30 +40,34 @@ def _blur(a: NDArray[np.float32]) -> NDArray[np.float32]:
     return cv2.GaussianBlur(a, (WIN, WIN), SIGMA, borderType=cv2.BORDER_REFLECT)
 
 
+_SQRT2 = np.float32(np.sqrt(2.0))
+
+
 @dataclass(frozen=True, slots=True)
 class SsimTerms:
     """Per-image terms of SSIM, so a pair costs one joint filter and a few array operations.
 
-    ``x``: ``(H, W)`` centred pixels; the rest cover the interior where the SSIM map is
-    averaged (``PAD`` pixels in from each border): ``mu_c`` centred local means,
-    ``mu`` local means, ``mu2c = mu**2 + C1/2``, ``var_c = local variance + C2/2``,
-    ``sd`` local standard deviations, float32.
+    ``gray``: the ``(H, W)`` uint8 image itself (not copied). The rest cover the interior
+    where the SSIM map is averaged (``PAD`` pixels in from each border), float32, scaled
+    so that a pair needs as few operations as possible: ``mc`` local means minus the
+    centring offset, ``m2 = sqrt(2) * mean``, ``mu2c = mean**2 + C1/2``,
+    ``var_c = local variance + C2/2``, ``s2 = sqrt(2) * local standard deviation``.
     """
 
-    x: NDArray[np.float32]
-    mu_c: NDArray[np.float32]
-    mu: NDArray[np.float32]
+    gray: NDArray[np.uint8]
+    mc: NDArray[np.float32]
+    m2: NDArray[np.float32]
     mu2c: NDArray[np.float32]
     var_c: NDArray[np.float32]
-    sd: NDArray[np.float32]
+    s2: NDArray[np.float32]
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.x.shape  # type: ignore[return-value]
+        return self.gray.shape  # type: ignore[return-value]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.x, self.mu_c, self.mu, self.mu2c, self.var_c, self.sd))
+        return sum(a.nbytes for a in (self.gray, self.mc, self.m2, self.mu2c, self.var_c, self.s2))
 
 
 def _interior(a: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -71,30 +75,57 @@ def _interior(a: NDArray[np.float32]) -> NDArray[np.float32]:
     return np.ascontiguousarray(a[PAD : h - PAD, PAD : w - PAD])
 
 
+def _centred(gray: NDArray[np.uint8]) -> NDArray[np.float32]:
+    return gray.astype(np.float32) - np.float32(_OFFSET)
+
+
+def _mean(a: NDArray[np.float32]) -> float:
+    """Mean of a float32 map, accumulated in double precision (OpenCV: no float64 copy)."""
+    return float(cv2.mean(a)[0])
+
+
 def terms(gray: NDArray[np.uint8]) -> SsimTerms:
     """Precompute the per-image SSIM terms of a ``(H, W)`` uint8 image (both sides > 10)."""
     if min(gray.shape) <= 2 * PAD:
         raise ValueError(f"SSIM needs images larger than {WIN - 1} px, got {gray.shape}")
-    x = gray.astype(np.float32) - np.float32(_OFFSET)
+    x = _centred(gray)
     mu_full = _blur(x)
     var = _interior(_blur(x * x) - mu_full * mu_full)
-    mu_c = _interior(mu_full)
-    mu = mu_c + np.float32(_OFFSET)
+    mc = _interior(mu_full)
+    mu = mc + np.float32(_OFFSET)
     # Flush tiny variances (flat regions) to 0: products of float32 denormals are very slow.
-    var = np.where(var > 1e-6, var, np.float32(0))
+    var = cv2.threshold(var, 1e-6, 0, cv2.THRESH_TOZERO)[1]
     return SsimTerms(
-        x, mu_c, mu, mu * mu + np.float32(C1 / 2), var + np.float32(C2 / 2), np.sqrt(var)
+        gray,
+        mc,
+        mu * _SQRT2,
+        mu * mu + np.float32(C1 / 2),
+        var + np.float32(C2 / 2),
+        np.sqrt(var) * _SQRT2,
     )
+
+
+def _luminance_den(a: SsimTerms, b: SsimTerms) -> NDArray[np.float32]:
+    """``(mu_a**2 + mu_b**2 + C1) * (var_a + var_b + C2)`` per window."""
+    den = np.add(a.mu2c, b.mu2c)
+    den *= np.add(a.var_c, b.var_c)
+    return den
 
 
 def ssim_terms(a: SsimTerms, b: SsimTerms) -> float:
     """SSIM of two images of the same shape from their precomputed terms."""
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
-    cov = _interior(_blur(a.x * b.x)) - a.mu_c * b.mu_c
-    num = (a.mu * b.mu * 2 + np.float32(C1)) * (cov * 2 + np.float32(C2))
-    den = (a.mu2c + b.mu2c) * (a.var_c + b.var_c)
-    return float((num / den).mean(dtype=np.float64))
+    # Centred products keep float32 exact enough for the covariance.
+    cov2 = _interior(_blur(_centred(a.gray) * _centred(b.gray)))
+    cov2 -= a.mc * b.mc
+    cov2 *= 2
+    cov2 += np.float32(C2)
+    num = np.multiply(a.m2, b.m2)
+    num += np.float32(C1)
+    num *= cov2
+    num /= _luminance_den(a, b)
+    return _mean(num)
 
 
 def ssim_upper_bound(a: SsimTerms, b: SsimTerms) -> float:
@@ -106,10 +137,14 @@ def ssim_upper_bound(a: SsimTerms, b: SsimTerms) -> float:
     """
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
-    num = (a.mu * b.mu * 2 + np.float32(C1)) * (a.sd * b.sd * 2 + np.float32(C2))
-    den = (a.mu2c + b.mu2c) * (a.var_c + b.var_c)
+    num = np.multiply(a.m2, b.m2)
+    num += np.float32(C1)
+    cs = np.multiply(a.s2, b.s2)
+    cs += np.float32(C2)
+    num *= cs
+    num /= _luminance_den(a, b)
     # Float32 rounding can put the bound a hair under the exact value; keep it an upper bound.
-    return float((num / den).mean(dtype=np.float64)) + 1e-4
+    return _mean(num) + 1e-4
 
 
 def common_shape(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:

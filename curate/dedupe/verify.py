@@ -14,6 +14,7 @@ full resolution (longer side capped at :data:`REFINE_MAX_SIDE`), and decisions u
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -32,8 +33,12 @@ from curate.dedupe.roi import match_boxes
 
 REFINE_MAX_SIDE = 2048
 _CHUNK = 256
-#: Per-image SSIM terms kept in memory by the in-process scorer (least recently used go).
-_LOCAL_TERMS_BYTES = 128 << 20
+_MIN_CHUNK = 32
+_PROGRESS_MIN = 2048
+#: Per-image SSIM terms kept in memory (least recently used go): in this process, and in
+#: each worker process between chunks. About 400 KB per 128x128 thumbnail.
+_LOCAL_TERMS_BYTES = 384 << 20
+_WORKER_TERMS_BYTES = 256 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,35 +135,53 @@ def _gray_full(path: str, max_pixels: int | None) -> NDArray[np.uint8]:
     return gray
 
 
-class _ChunkScorer:
-    """Scores pairs, reusing per-image SSIM terms (up to ``terms_budget`` bytes) and decodes.
+class TermsCache:
+    """Per-image SSIM terms by content hash, least recently used dropped past ``budget`` bytes.
 
-    Workers make one per chunk; the in-process path keeps one for the whole run, so an
-    image's terms are computed about once however many pairs it is in.
+    Thread-safe: a Dask worker runs tasks in threads that share its process's cache.
     """
 
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self._items: OrderedDict[str, S.SsimTerms] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: str, thumb: NDArray[np.uint8]) -> S.SsimTerms:
+        with self._lock:
+            got = self._items.get(key)
+            if got is not None:
+                self._items.move_to_end(key)
+                return got
+        got = S.terms(thumb)
+        with self._lock:
+            if key not in self._items:
+                self._items[key] = got
+                self._bytes += got.nbytes
+            while self._bytes > self.budget and len(self._items) > 2:
+                _, old = self._items.popitem(last=False)
+                self._bytes -= old.nbytes
+        return got
+
+
+#: The terms a worker process keeps between chunks: neighbouring chunks share most images.
+_WORKER_TERMS = TermsCache(_WORKER_TERMS_BYTES)
+
+
+class _ChunkScorer:
+    """Scores pairs, reusing per-image SSIM terms (by content hash) and full-size decodes."""
+
     def __init__(
-        self, items: Sequence[VerifyItem], spec: VerifySpec, terms_budget: int = 1 << 62
+        self, items: Sequence[VerifyItem], spec: VerifySpec, terms: TermsCache | None = None
     ) -> None:
         self.items = items
         self.spec = spec
-        self._terms: OrderedDict[int, S.SsimTerms] = OrderedDict()
-        self._terms_bytes = 0
-        self._budget = terms_budget
+        self._terms = terms if terms is not None else TermsCache(1 << 62)
         self._full: dict[int, NDArray[np.uint8] | str] = {}
 
     def _cached_terms(self, k: int) -> S.SsimTerms:
-        got = self._terms.get(k)
-        if got is not None:
-            self._terms.move_to_end(k)
-            return got
-        got = S.terms(self.items[k].thumb)
-        self._terms[k] = got
-        self._terms_bytes += got.nbytes
-        while self._terms_bytes > self._budget and len(self._terms) > 2:
-            _, old = self._terms.popitem(last=False)
-            self._terms_bytes -= old.nbytes
-        return got
+        item = self.items[k]
+        return self._terms.get(f"{item.content_hash}:{item.thumb.shape}", item.thumb)
 
     def _roi_ssim(self, a: int, b: int, pairs: Sequence[tuple[int, int]]) -> float:
         """Lowest SSIM over matched regions (stops once at or below the floor)."""
@@ -235,7 +258,7 @@ def score_chunk(chunk: PairChunk) -> list[PairScore]:
     (OpenCV's thread count is left alone: changing it in a forked worker can deadlock on
     the thread pool state inherited from the parent.)
     """
-    scorer = _ChunkScorer(chunk.items, chunk.spec)
+    scorer = _ChunkScorer(chunk.items, chunk.spec, _WORKER_TERMS)
     return [scorer.score(a, b) for a, b in chunk.pairs]
 
 
@@ -257,7 +280,7 @@ class Scorer:
         self.progress = progress or NullProgress()
         self.parallel_min = parallel_min
         self.memo: dict[tuple[int, int], PairScore] = {}
-        self._local = _ChunkScorer(items, spec, terms_budget=_LOCAL_TERMS_BYTES)
+        self._local = _ChunkScorer(items, spec, TermsCache(_LOCAL_TERMS_BYTES))
 
     def __len__(self) -> int:
         return len(self.memo)
@@ -281,15 +304,21 @@ class Scorer:
         )
         if not todo:
             return
-        parts = [todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
+        pooled = self.executor is not None and len(todo) >= self.parallel_min
+        size = _CHUNK
+        if pooled:
+            # At least two chunks per worker, so a batch keeps every worker busy.
+            workers = max(1, int(getattr(self.executor, "workers", 1)))
+            size = min(_CHUNK, max(_MIN_CHUNK, -(-len(todo) // (2 * workers))))
+        parts = [todo[k : k + size] for k in range(0, len(todo), size)]
         results: Iterable[list[PairScore]]
-        if self.executor is not None and len(todo) >= self.parallel_min:
+        if pooled:
             chunks = [self._chunk(part) for part in parts]
             results = self.executor.map(score_chunk, chunks, chunksize=1)
         else:
             local = self._local
             results = ([local.score(a, b) for a, b in part] for part in parts)
-        if description or len(todo) >= self.parallel_min:
+        if description or len(todo) >= _PROGRESS_MIN:
             results = self.progress.track(
                 results, total=len(parts), description=description or "scoring pairs"
             )

@@ -47,7 +47,8 @@ def test_cache_is_reused_and_keyed_by_content(tmp_path: Path, rng: np.random.Gen
     first = G.extract_signatures(paths, G.SignatureParams(), cache=cache)
     assert first.cache_hits == 0
     again = G.extract_signatures([*paths, copy], G.SignatureParams(), cache=cache)
-    assert again.cache_hits == 2
+    # The renamed copy hits too: the cache is keyed by content, not by path.
+    assert again.cache_hits == 3
     assert np.array_equal(again.signatures[2].thumb, first.signatures[0].thumb)  # type: ignore[union-attr]
     # Another working size is another cache entry.
     other = G.extract_signatures(paths, G.SignatureParams(size=64), cache=cache)
@@ -91,3 +92,46 @@ def test_pixel_hash_ignores_encoding(tmp_path: Path, rng: np.random.Generator) -
     c = save(make_scene(rng), tmp_path / "c.png")
     assert G.hash_file(a) != G.hash_file(b)
     assert G.pixel_hash(a) == G.pixel_hash(b) != G.pixel_hash(c)
+
+
+def test_reduced_decode_from_bytes_equals_decode_from_path(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from curate.core.imageio import read_reduced
+
+    for name in ("a.jpg", "b.png"):
+        p = save(make_scene(rng, 300, 400), tmp_path / name)
+        assert np.array_equal(read_reduced(p, 128), read_reduced(p, 128, data=p.read_bytes()))
+    with pytest.raises(CorruptImageError, match="empty"):
+        read_reduced(tmp_path / "x.jpg", 128, data=b"")
+    with pytest.raises(CorruptImageError):
+        read_reduced(tmp_path / "x.jpg", 128, data=p.read_bytes()[:100])
+
+
+def test_pool_workers_read_the_cache_and_the_writes_land(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from curate.core.parallel import make_executor
+
+    paths = [save(make_scene(rng), tmp_path / f"{k}.jpg") for k in range(6)]
+    cache = G.SignatureCache(tmp_path / "cache")
+    with make_executor(2) as ex:
+        first = G.extract_signatures(paths, G.SignatureParams(), executor=ex, cache=cache)
+        # The first run's signatures are written in the background; the next call waits.
+        again = G.extract_signatures(paths, G.SignatureParams(), executor=ex, cache=cache)
+    cache.close()
+    assert first.cache_hits == 0 and again.cache_hits == len(paths)
+    for a, b in zip(first.signatures, again.signatures, strict=True):
+        assert a is not None and b is not None
+        assert a.content_hash == b.content_hash and np.array_equal(a.thumb, b.thumb)
+    # A fresh cache object on the same folder sees them too (they were committed).
+    reopened = G.SignatureCache(tmp_path / "cache")
+    assert (
+        len(
+            reopened.get_signatures(
+                G.SignatureParams().tag, [s.content_hash for s in first.signatures if s]
+            )
+        )
+        == 6
+    )
+    reopened.close()
