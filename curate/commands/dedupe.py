@@ -69,6 +69,11 @@ class Roi(str, Enum):
     objects = "objects"
 
 
+class Refine(str, Enum):
+    none = "none"
+    auto = "auto"
+
+
 class IndexChoice(str, Enum):
     auto = "auto"
     exact = "exact"
@@ -201,6 +206,14 @@ def dedupe_cmd(
     ] = None,
     link: LinkOpt = Link.hardlink,
     size: SizeOpt = 128,
+    refine: Annotated[
+        Refine,
+        typer.Option(
+            "--refine",
+            help="auto: re-score pairs whose working-resolution SSIM is in [T-0.15, T+0.07] at "
+            "full resolution, so decisions agree with full-resolution SSIM (slower).",
+        ),
+    ] = Refine.none,
     refine_band: Annotated[
         float,
         typer.Option(
@@ -232,6 +245,7 @@ def dedupe_cmd(
         roi_ssim=roi_ssim,
         merge_labels=merge_labels,
         size=size,
+        refine=refine.value,
         refine_band=refine_band,
         index=index.value,
         max_pixels=max_pixels,

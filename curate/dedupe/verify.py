@@ -7,9 +7,12 @@ decisions, so one scoring serves every threshold of a sweep.
 
 SSIM is computed on the working-resolution thumbnails (see :mod:`curate.dedupe.ssim`)
 after a cheap upper bound: pairs whose bound is at or below ``ssim_floor`` keep only the
-bound (they cannot pass any threshold above it). With ``refine_band > 0``, pairs whose
-working-resolution SSIM lies within the band of ``refine_threshold`` are scored again at
-full resolution (longer side capped at :data:`REFINE_MAX_SIDE`), and decisions use that.
+bound (they cannot pass any threshold above it). With a refinement band, pairs whose
+working-resolution SSIM lies in ``[refine_threshold - refine_below, refine_threshold +
+refine_above]`` are scored again at full resolution (longer side capped at
+:data:`REFINE_MAX_SIDE`), and decisions use that. Full-resolution terms and decodes are
+kept per image (least recently used dropped), so an image is decoded about once however
+many of its pairs are refined.
 """
 
 from __future__ import annotations
@@ -19,12 +22,11 @@ from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.errors import ItemError
-from curate.core.imageio import DEFAULT_MAX_PIXELS, read_image
+from curate.core.imageio import DEFAULT_MAX_PIXELS, read_reduced
 from curate.core.parallel import Executor
 from curate.core.progress import NullProgress, Progress
 from curate.dedupe import ssim as S
@@ -39,6 +41,9 @@ _PROGRESS_MIN = 2048
 #: each worker process between chunks. About 400 KB per 128x128 thumbnail.
 _LOCAL_TERMS_BYTES = 384 << 20
 _WORKER_TERMS_BYTES = 256 << 20
+#: Full-resolution decodes and terms kept for refinement (in a worker: half of each).
+_FULL_GRAY_BYTES = 256 << 20
+_FULL_TERMS_BYTES = 512 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,8 +56,19 @@ class VerifySpec:
     roi_iou: float = 0.5
     ssim_floor: float | None = None
     roi_floor: float | None = None
-    refine_band: float = 0.0
+    refine_below: float = 0.0
+    refine_above: float = 0.0
     refine_threshold: float = 0.85
+
+    @property
+    def refines(self) -> bool:
+        return self.refine_below > 0 or self.refine_above > 0
+
+    def in_band(self, value: float) -> bool:
+        """Whether a working-resolution SSIM must be re-scored at full resolution."""
+        t = self.refine_threshold
+        return self.refines and t - self.refine_below <= value <= t + self.refine_above
+
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
 
@@ -125,14 +141,11 @@ class PairChunk:
 
 
 def _gray_full(path: str, max_pixels: int | None) -> NDArray[np.uint8]:
-    rgb = read_image(path, max_pixels=max_pixels)
-    gray = S.to_gray(rgb)
-    side = max(gray.shape)
-    if side > REFINE_MAX_SIDE:
-        f = REFINE_MAX_SIDE / side
-        size = (max(1, round(gray.shape[1] * f)), max(1, round(gray.shape[0] * f)))
-        gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
-    return gray
+    """Full-resolution grayscale, longer side capped at :data:`REFINE_MAX_SIDE`.
+
+    Larger JPEGs are decoded with DCT scaling straight to at least the cap, then area-resized.
+    """
+    return S.to_gray(read_reduced(path, REFINE_MAX_SIDE, max_pixels=max_pixels))
 
 
 class TermsCache:
@@ -164,20 +177,77 @@ class TermsCache:
         return got
 
 
-#: The terms a worker process keeps between chunks: neighbouring chunks share most images.
+class FullResolution:
+    """Full-resolution grayscale decodes and their SSIM terms, each an LRU by content hash."""
+
+    def __init__(self, gray_budget: int, terms_budget: int) -> None:
+        self.gray_budget = gray_budget
+        self._grays: OrderedDict[str, NDArray[np.uint8]] = OrderedDict()
+        self._gray_bytes = 0
+        self._errors: dict[str, str] = {}
+        self.terms = TermsCache(terms_budget)
+        self._lock = threading.Lock()
+
+    def gray(self, item: VerifyItem, max_pixels: int | None) -> NDArray[np.uint8] | str:
+        """The decoded image, or the reason it could not be decoded."""
+        key = item.content_hash
+        with self._lock:
+            if key in self._errors:
+                return self._errors[key]
+            got = self._grays.get(key)
+            if got is not None:
+                self._grays.move_to_end(key)
+                return got
+        try:
+            got = _gray_full(item.path, max_pixels)
+        except ItemError as err:
+            with self._lock:
+                self._errors[key] = err.message
+            return err.message
+        with self._lock:
+            if key not in self._grays:
+                self._grays[key] = got
+                self._gray_bytes += got.nbytes
+            while self._gray_bytes > self.gray_budget and len(self._grays) > 2:
+                _, old = self._grays.popitem(last=False)
+                self._gray_bytes -= old.nbytes
+        return got
+
+    def ssim(self, a: VerifyItem, b: VerifyItem, max_pixels: int | None) -> float | str:
+        """Full-resolution SSIM of two images, or why it could not be computed."""
+        ga, gb = self.gray(a, max_pixels), self.gray(b, max_pixels)
+        if isinstance(ga, str):
+            return ga
+        if isinstance(gb, str):
+            return gb
+        if ga.shape == gb.shape and min(ga.shape) >= S.MIN_SIDE:
+            ta = self.terms.get(f"{a.content_hash}:full", ga)
+            tb = self.terms.get(f"{b.content_hash}:full", gb)
+            return S.ssim_terms(ta, tb)
+        return S.ssim(ga, gb)
+
+
+#: What a worker process keeps between chunks: neighbouring chunks share most images.
 _WORKER_TERMS = TermsCache(_WORKER_TERMS_BYTES)
+_WORKER_FULL = FullResolution(_FULL_GRAY_BYTES // 2, _FULL_TERMS_BYTES // 2)
 
 
 class _ChunkScorer:
     """Scores pairs, reusing per-image SSIM terms (by content hash) and full-size decodes."""
 
     def __init__(
-        self, items: Sequence[VerifyItem], spec: VerifySpec, terms: TermsCache | None = None
+        self,
+        items: Sequence[VerifyItem],
+        spec: VerifySpec,
+        terms: TermsCache | None = None,
+        full: FullResolution | None = None,
     ) -> None:
         self.items = items
         self.spec = spec
-        self._terms = terms if terms is not None else TermsCache(1 << 62)
-        self._full: dict[int, NDArray[np.uint8] | str] = {}
+        self._terms = terms if terms is not None else TermsCache(_LOCAL_TERMS_BYTES)
+        self._full = (
+            full if full is not None else FullResolution(_FULL_GRAY_BYTES, _FULL_TERMS_BYTES)
+        )
 
     def _cached_terms(self, k: int) -> S.SsimTerms:
         item = self.items[k]
@@ -199,16 +269,6 @@ class _ChunkScorer:
             return self._cached_terms(a), self._cached_terms(b)
         shape = S.common_shape(ta.shape, tb.shape)  # type: ignore[arg-type]
         return S.terms(S.resize_gray(ta, shape)), S.terms(S.resize_gray(tb, shape))
-
-    def _full_gray(self, k: int) -> NDArray[np.uint8] | str:
-        got = self._full.get(k)
-        if got is None:
-            try:
-                got = _gray_full(self.items[k].path, self.spec.max_pixels)
-            except ItemError as err:
-                got = err.message
-            self._full[k] = got
-        return got
 
     def score(self, a: int, b: int) -> PairScore:
         ia, ib = self.items[a], self.items[b]
@@ -243,12 +303,12 @@ class _ChunkScorer:
                     bound = ub
             if bound is None:
                 value = S.ssim_terms(ta, tb)
-                if spec.refine_band > 0 and abs(value - spec.refine_threshold) <= spec.refine_band:
-                    ga, gb = self._full_gray(a), self._full_gray(b)
-                    if isinstance(ga, str) or isinstance(gb, str):
-                        error = ga if isinstance(ga, str) else str(gb)
+                if spec.in_band(value):
+                    got = self._full.ssim(ia, ib, spec.max_pixels)
+                    if isinstance(got, str):
+                        error = got
                     else:
-                        full = S.ssim(ga, gb)
+                        full = got
         return PairScore(exact, value, bound, hist, roi_match, roi_ssim, full, error)
 
 
@@ -258,7 +318,7 @@ def score_chunk(chunk: PairChunk) -> list[PairScore]:
     (OpenCV's thread count is left alone: changing it in a forked worker can deadlock on
     the thread pool state inherited from the parent.)
     """
-    scorer = _ChunkScorer(chunk.items, chunk.spec, _WORKER_TERMS)
+    scorer = _ChunkScorer(chunk.items, chunk.spec, _WORKER_TERMS, _WORKER_FULL)
     return [scorer.score(a, b) for a, b in chunk.pairs]
 
 
@@ -280,7 +340,7 @@ class Scorer:
         self.progress = progress or NullProgress()
         self.parallel_min = parallel_min
         self.memo: dict[tuple[int, int], PairScore] = {}
-        self._local = _ChunkScorer(items, spec, TermsCache(_LOCAL_TERMS_BYTES))
+        self._local = _ChunkScorer(items, spec)
 
     def __len__(self) -> int:
         return len(self.memo)

@@ -90,6 +90,13 @@ def test_bad_threshold_is_one_clear_line(run, data: Path, tmp_path: Path) -> Non
     assert "--ssim 1.5" in res.output
 
 
+def test_refine_auto_runs_and_conflicts_with_a_band(run, data: Path, tmp_path: Path) -> None:
+    res = run("dedupe", data, "--dry-run", "--refine", "auto", "-j", "1")
+    assert "would keep 4 and drop 2" in res.output
+    res = run("dedupe", data, "--dry-run", "--refine", "auto", "--refine-band", "0.1", code=1)
+    assert "--refine auto" in res.output and "Traceback" not in res.output
+
+
 def test_sweep_prints_a_table(run, data: Path) -> None:
     res = run("dedupe", data, "--sweep", "-j", "1")
     for t in ("0.80", "0.85", "0.98", "greedy", "connected"):
