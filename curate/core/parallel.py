@@ -10,20 +10,72 @@
 All three have the same ``map(fn, items, chunksize=...)`` that yields results in input
 order, so results never depend on where they were computed. ``fn`` must be a
 module-level function (picklable).
+
+Why the local pool uses ``forkserver`` and not ``fork``: forking a parent whose OpenCV,
+OpenMP or BLAS thread pools are running copies their locks but not their threads, and a
+child that then touches the pool (``cv2.setNumThreads`` did) can hang for good. The fork
+server is a clean, single-threaded process started once per parent; it imports the entry
+script, NumPy, OpenCV and Pillow once (``_PRELOAD``), so each worker forks from it ready
+to work. Each worker then limits its native thread pools to one thread
+(:func:`_limit_native_threads`), so N workers keep N cores busy rather than fighting.
+Where there is no fork server (Windows), workers are spawned.
+
+What it costs, measured on 2 cores: mapping ``read_reduced(path, 128)`` over 979 JPEGs
+takes 0.41 s on a warm pool with either method (0.63 s serially); a pool of 2 starts in
+about 30 ms instead of 10 ms (110 ms without the preload, 170-210 ms with spawn). The
+first pool of a process waits for the server to import the entry script: 0.2 s under a
+bare script, about 0.55 s under the ``curate`` CLI, which imports every command. So a
+``curate dedupe --dry-run`` of those 979 images takes 2.6 s instead of 2.1 s; on real runs
+that fixed cost is noise, and a pool that cannot hang is worth it (the test suite, run
+with ``fork`` in its many-threaded process, did hang). ``ProcessExecutor(start_method=
+"fork")`` stays available to callers who know their process runs no native threads.
+
+A Dask scheduler address is checked before use: a bad shape, a refused or silent address,
+or a port that does not speak Dask (the dashboard's 8787, say) is a :class:`UsageError`
+after about ``connect_timeout`` seconds (10 by default, ``SODKIT_SCHEDULER_TIMEOUT`` to
+change it), never a traceback or a hang.
 """
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing as mp
 import os
+import socket
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from multiprocessing.context import BaseContext
 from typing import Any, Protocol, TypeVar
+from urllib.parse import urlsplit
 
 from typing_extensions import Self
 
+from curate.core.errors import UsageError
+
 T = TypeVar("T")
 R = TypeVar("R")
+
+# Imported once by the fork server, so workers start with them loaded. ``__main__`` is the
+# multiprocessing default (the entry script, imported once rather than once per worker).
+_PRELOAD = (
+    "__main__",
+    "numpy",
+    "cv2",
+    "PIL.Image",
+    "threadpoolctl",
+    "curate.core.imageio",
+    __name__,
+)
+# Native thread pools read these when they load; workers set them to 1.
+_THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+DEFAULT_CONNECT_TIMEOUT = 10.0
+TIMEOUT_ENV = "SODKIT_SCHEDULER_TIMEOUT"
+_SCHEMES = ("tcp", "tls", "inproc")
+_SCHEDULER_HINT = (
+    "is `dask scheduler` running there? It listens on port 8786, its dashboard on 8787; "
+    "or leave out --scheduler to run on local processes"
+)
 
 
 class Executor(Protocol):
@@ -80,15 +132,54 @@ class SerialExecutor(_Base):
             yield fn(x)
 
 
+def _limit_native_threads() -> None:
+    """Worker initializer: one thread for OpenCV, OpenMP and BLAS in this worker."""
+    for var in _THREAD_ENV:  # for libraries this worker loads later
+        os.environ[var] = "1"
+    import cv2
+
+    cv2.setNumThreads(1)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # not a dependency of ours; without it BLAS keeps its own count
+        return
+    threadpool_limits(1)  # NumPy's BLAS, loaded in the fork server before the variables
+
+
+def _pool_context(method: str | None) -> BaseContext:
+    """``forkserver`` (preloading :data:`_PRELOAD`) where the platform has it, else ``spawn``."""
+    available = mp.get_all_start_methods()
+    method = method or ("forkserver" if "forkserver" in available else "spawn")
+    if method not in available:
+        raise ValueError(f"start method {method!r} is not available here (one of {available})")
+    ctx = mp.get_context(method)
+    if method == "forkserver":
+        # Takes effect when this process starts its fork server (once); harmless after.
+        ctx.set_forkserver_preload(list(_PRELOAD))
+    return ctx
+
+
 class ProcessExecutor(_Base):
-    """A local process pool (fork where the platform has it: no re-import per worker)."""
+    """A local process pool: workers fork from a clean fork server, one native thread each.
+
+    ``start_method`` overrides the choice (``"fork"``, ``"spawn"``; for tests and benchmarks).
+    """
 
     name = "processes"
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, start_method: str | None = None) -> None:
         self.workers = workers or os.cpu_count() or 1
-        method = "fork" if "fork" in mp.get_all_start_methods() else "spawn"
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=mp.get_context(method))
+        ctx = _pool_context(start_method)
+        self.start_method = ctx.get_start_method()
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=ctx, initializer=_limit_native_threads
+        )
+        if self.start_method == "forkserver":
+            # Start the server now (it returns at once): its imports overlap with whatever
+            # the caller does before the first map, instead of delaying that map.
+            from multiprocessing import forkserver
+
+            forkserver.ensure_running()
 
     def map(
         self, fn: Callable[[T], R], items: Sequence[T], *, chunksize: int | None = None
@@ -109,20 +200,131 @@ class ProcessExecutor(_Base):
         self._pool.shutdown(wait=True, cancel_futures=True)
 
 
+def connect_timeout_default() -> float:
+    """Seconds to wait for a Dask scheduler: ``$SODKIT_SCHEDULER_TIMEOUT``, else 10."""
+    raw = os.environ.get(TIMEOUT_ENV)
+    if raw is None:
+        return DEFAULT_CONNECT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise UsageError(f"{TIMEOUT_ENV}={raw!r}: must be a number of seconds above 0")
+    return value
+
+
+def check_scheduler_address(address: str) -> str:
+    """Return ``address`` if it has the shape ``tcp://host:port``, ``tls://...`` or ``inproc://...``."""
+    if "://" not in address:
+        raise UsageError(
+            f"--scheduler {address!r}: the address needs a protocol, e.g. tcp://{address}"
+        )
+    parts = urlsplit(address)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES or not parts.netloc:
+        raise UsageError(
+            f"--scheduler {address!r}: not a Dask scheduler address "
+            "(expected tcp://HOST:PORT, tls://HOST:PORT or inproc://...; e.g. tcp://10.0.0.5:8786)"
+        )
+    if scheme != "inproc":
+        try:
+            port = parts.port
+        except ValueError:
+            port = None
+        if not parts.hostname or port is None:
+            raise UsageError(
+                f"--scheduler {address!r}: needs a host and a port (1-65535), "
+                f"e.g. {scheme}://{parts.hostname or '10.0.0.5'}:8786"
+            )
+    return address
+
+
+async def _handshake(address: str, timeout: float) -> None:
+    from distributed.comm import connect
+    from distributed.security import Security
+
+    args = Security().get_connection_args("client")
+    # distributed's connect retries until ``timeout``, but then waits for the handshake
+    # without one: a port that accepts and never answers (an HTTP server) hangs it forever.
+    comm = await asyncio.wait_for(connect(address, timeout=timeout, **args), timeout + 1)
+    await comm.close()
+
+
+def _why(address: str, exc: BaseException) -> str:
+    """A few words on why no Dask scheduler answered at ``address`` ("connection refused")."""
+    # distributed keeps only its last attempt's error, often one cut short by its own
+    # deadline; a plain TCP connect names the reason (refused, unknown host) for sure.
+    parts = urlsplit(address)
+    if parts.scheme.lower() in ("tcp", "tls") and parts.hostname and parts.port:
+        try:
+            with socket.create_connection((parts.hostname, parts.port), timeout=1.0):
+                pass
+        except OSError as err:
+            return (err.strerror or str(err) or "timed out").lower()
+        return "the port takes connections but does not answer as a Dask scheduler"
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror.lower()
+    return f"{type(exc).__name__}: {exc}" if str(exc) else "no answer"
+
+
+def _probe_scheduler(address: str, timeout: float) -> None:
+    """Raise :class:`UsageError` unless a Dask scheduler answers at ``address`` in time."""
+    # On a thread of its own: the caller may already run an event loop (a notebook).
+    with ThreadPoolExecutor(1, thread_name_prefix="sodkit-probe") as pool:
+        try:
+            pool.submit(asyncio.run, _handshake(address, timeout)).result()
+        # A port that does not speak Dask can send back anything, and decoding it fails in
+        # odd ways (a MemoryError for a garbage frame length was seen), hence the wide net.
+        except (asyncio.TimeoutError, OSError, ValueError, TypeError, MemoryError) as exc:
+            raise UsageError(
+                f"cannot reach the Dask scheduler at {address} within {timeout:g} s: "
+                f"{_why(address, exc)} ({_SCHEDULER_HINT})"
+            ) from exc
+
+
 class DaskExecutor(_Base):
-    """Runs chunks on a Dask distributed cluster."""
+    """Runs chunks on a Dask distributed cluster.
+
+    ``scheduler`` is an address (``tcp://host:port``, ``tls://...``, ``inproc://...``) or a
+    ``distributed.Client``, used as is and left open. An address that is malformed or where
+    no scheduler answers within ``connect_timeout`` seconds (default
+    :func:`connect_timeout_default`) is a :class:`UsageError`.
+    """
 
     name = "dask"
 
-    def __init__(self, scheduler: Any) -> None:
-        from distributed import Client
+    def __init__(self, scheduler: Any, *, connect_timeout: float | None = None) -> None:
+        try:
+            from distributed import Client
+        except ImportError as exc:
+            raise UsageError(
+                "--scheduler needs Dask distributed: pip install 'dask[distributed]'"
+            ) from exc
 
         if isinstance(scheduler, Client):
             self._client = scheduler
             self._owned = False
-        else:
-            self._client = Client(scheduler)
+        elif isinstance(scheduler, str):
+            address = check_scheduler_address(scheduler)
+            timeout = connect_timeout if connect_timeout is not None else connect_timeout_default()
+            if not address.lower().startswith("inproc://"):
+                _probe_scheduler(address, timeout)
+            try:
+                self._client = Client(address, timeout=timeout)
+            except (OSError, ValueError) as exc:
+                raise UsageError(
+                    f"cannot connect to the Dask scheduler at {address}: {_why(address, exc)} "
+                    f"({_SCHEDULER_HINT})"
+                ) from exc
             self._owned = True
+        else:
+            raise UsageError(
+                f"scheduler {scheduler!r}: expected an address such as tcp://host:8786 "
+                "or a distributed.Client"
+            )
         self.workers = max(1, sum(self._client.nthreads().values()))
 
     def map(
