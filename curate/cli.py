@@ -1,33 +1,72 @@
-"""The ``curate`` command: a thin Typer layer over the library (parse, call, print)."""
+"""The ``curate`` command: a thin Typer layer over the library (parse, call, print).
+
+Each command group lives in its own module with ``register(app)``. ``curate NAME ...``
+imports only the module of ``NAME`` (importing them all costs about half a second, paid
+again by every process pool's fork server); ``curate --help`` and ``curate.cli.app``
+(what the tests drive) have every command.
+"""
 
 from __future__ import annotations
 
 import importlib
+import sys
+from collections.abc import Iterable
+from typing import Any
 
 import typer
 
-app = typer.Typer(
-    name="curate",
-    help="Turn messy detection data into clean, training-ready small-object datasets.",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-)
+HELP = "Turn messy detection data into clean, training-ready small-object datasets."
 
-# One module per command group; each has ``register(app)``.
-COMMAND_MODULES = (
-    "curate.commands.merge",
-    "curate.commands.convert",
-    "curate.commands.split",
-    "curate.commands.dedupe",
-    "curate.commands.stats",
-    "curate.commands.tile",
-    "curate.commands.inspect",
-)
+#: Command name -> the module that registers it.
+COMMANDS: dict[str, str] = {
+    "merge": "curate.commands.merge",
+    "convert": "curate.commands.convert",
+    "split": "curate.commands.split",
+    "dedupe": "curate.commands.dedupe",
+    "leaks": "curate.commands.dedupe",
+    "stats": "curate.commands.stats",
+    "anchors": "curate.commands.stats",
+    "tile": "curate.commands.tile",
+    "untile": "curate.commands.tile",
+    "inspect": "curate.commands.inspect",
+}
 
-for _name in COMMAND_MODULES:
-    importlib.import_module(_name).register(app)
+
+def build_app(names: Iterable[str] | None = None) -> typer.Typer:
+    """A ``curate`` app with the commands ``names`` (all when None)."""
+    app = typer.Typer(
+        name="curate",
+        help=HELP,
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+    )
+
+    # A callback keeps ``curate NAME`` a group even when only NAME is registered.
+    @app.callback()
+    def _group() -> None:
+        """Turn messy detection data into clean, training-ready small-object datasets."""
+
+    wanted = list(COMMANDS) if names is None else list(names)
+    for module in dict.fromkeys(COMMANDS[n] for n in wanted):
+        importlib.import_module(module).register(app)
+    return app
+
+
+def __getattr__(name: str) -> Any:
+    """``curate.cli.app``: the app with every command, built on first use."""
+    if name == "app":
+        full = build_app()
+        globals()["app"] = full
+        return full
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _command_of(args: list[str]) -> str | None:
+    first = next((a for a in args if not a.startswith("-")), None)
+    return first if first in COMMANDS else None
 
 
 def main() -> None:
-    app()
+    name = _command_of(sys.argv[1:])
+    build_app(None if name is None else [name])()

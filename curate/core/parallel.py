@@ -14,19 +14,19 @@ module-level function (picklable).
 Why the local pool uses ``forkserver`` and not ``fork``: forking a parent whose OpenCV,
 OpenMP or BLAS thread pools are running copies their locks but not their threads, and a
 child that then touches the pool (``cv2.setNumThreads`` did) can hang for good. The fork
-server is a clean, single-threaded process started once per parent; it imports the entry
-script, NumPy, OpenCV and Pillow once (``_PRELOAD``), so each worker forks from it ready
-to work. Each worker then limits its native thread pools to one thread
+server is a clean, single-threaded process started once per parent; it imports NumPy,
+OpenCV and Pillow once (``_PRELOAD``), so each worker forks from it ready to work. As with
+``spawn`` (and Python 3.14's default), workers import the caller's main module, so scripts
+that start pools need the ``if __name__ == "__main__":`` guard. Each worker then limits its native thread pools to one thread
 (:func:`_limit_native_threads`), so N workers keep N cores busy rather than fighting.
 Where there is no fork server (Windows), workers are spawned.
 
 What it costs, measured on 2 cores: mapping ``read_reduced(path, 128)`` over 979 JPEGs
 takes 0.41 s on a warm pool with either method (0.63 s serially); a pool of 2 starts in
 about 30 ms instead of 10 ms (110 ms without the preload, 170-210 ms with spawn). The
-first pool of a process waits for the server to import the entry script: 0.2 s under a
-bare script, about 0.55 s under the ``curate`` CLI, which imports every command. So a
-``curate dedupe --dry-run`` of those 979 images takes 2.6 s instead of 2.1 s; on real runs
-that fixed cost is noise, and a pool that cannot hang is worth it (the test suite, run
+first pool of a process waits for the server's imports (about 0.2 s); the ``curate`` CLI
+imports only the command it runs, so its workers start quickly too. On real runs that
+fixed cost is noise, and a pool that cannot hang is worth it (the test suite, run
 with ``fork`` in its many-threaded process, did hang). ``ProcessExecutor(start_method=
 "fork")`` stays available to callers who know their process runs no native threads.
 
@@ -55,10 +55,10 @@ from curate.core.errors import UsageError
 T = TypeVar("T")
 R = TypeVar("R")
 
-# Imported once by the fork server, so workers start with them loaded. ``__main__`` is the
-# multiprocessing default (the entry script, imported once rather than once per worker).
+# Imported once by the fork server, so workers start with them loaded. Not ``__main__``
+# (multiprocessing's default): the server would run a user's script, and a script without
+# an ``if __name__ == "__main__":`` guard would fail there with a traceback.
 _PRELOAD = (
-    "__main__",
     "numpy",
     "cv2",
     "PIL.Image",
@@ -132,10 +132,16 @@ class SerialExecutor(_Base):
             yield fn(x)
 
 
-def _limit_native_threads() -> None:
-    """Worker initializer: one thread for OpenCV, OpenMP and BLAS in this worker."""
+def _limit_native_threads(forked: bool = False) -> None:
+    """Worker initializer: one thread for OpenCV, OpenMP and BLAS in this worker.
+
+    ``forked``: the worker is a plain ``fork`` of a parent that may run native thread
+    pools; touching them there can hang, so only the environment is set.
+    """
     for var in _THREAD_ENV:  # for libraries this worker loads later
         os.environ[var] = "1"
+    if forked:
+        return
     import cv2
 
     cv2.setNumThreads(1)
@@ -172,7 +178,10 @@ class ProcessExecutor(_Base):
         ctx = _pool_context(start_method)
         self.start_method = ctx.get_start_method()
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=ctx, initializer=_limit_native_threads
+            self.workers,
+            mp_context=ctx,
+            initializer=_limit_native_threads,
+            initargs=(self.start_method == "fork",),
         )
         if self.start_method == "forkserver":
             # Start the server now (it returns at once): its imports overlap with whatever

@@ -402,7 +402,10 @@ class SignatureCache:
 
     def put_signatures(self, tag: str, sigs: Iterable[Signature], *, wait: bool = True) -> None:
         """Store signatures; with ``wait=False`` in the background (see the class docstring)."""
-        rows = [(s.content_hash, s.to_bytes()) for s in sigs]
+        self.put_records(tag, [(s.content_hash, s.to_bytes()) for s in sigs], wait=wait)
+
+    def put_records(self, tag: str, rows: list[tuple[str, bytes]], *, wait: bool = True) -> None:
+        """Store ``(content hash, Signature.to_bytes())`` rows (see :meth:`put_signatures`)."""
         if wait:
             self._insert(tag, "sig", rows)
             return
@@ -474,7 +477,7 @@ def extract_signatures(
     sigs: list[Signature | None] = []
     failures: dict[int, ItemError] = {}
     by_hash: dict[str, Signature] = {}
-    computed: list[Signature] = []
+    computed: list[tuple[str, bytes]] = []
     hits = 0
     results = prog.track(ex.map(_signature_task, jobs), total=len(jobs), description="signatures")
     for i, res in enumerate(results):
@@ -490,17 +493,17 @@ def extract_signatures(
             except ValueError:
                 # A cache record this version cannot read: compute it here instead.
                 sig = compute_signature(jobs[i].path, content_hash, params, jobs[i].size)
-                from_cache = False
+                record, from_cache = sig.to_bytes(), False
             by_hash[content_hash] = sig
             if not from_cache:
-                computed.append(sig)
+                computed.append((content_hash, record))
         hits += from_cache
         sigs.append(sig)
     if cache is not None:
         cache.hits += hits
         cache.misses += len(jobs) - hits - len(failures)
         if computed:
-            cache.put_signatures(params.tag, computed, wait=False)
+            cache.put_records(params.tag, computed, wait=False)
     return Extraction(sigs, failures, cache_hits=hits)
 
 
