@@ -332,8 +332,16 @@ def _print_plan(plan: DedupePlan) -> None:
         + (f", {c['label_conflicts']} label conflicts" if c["label_conflicts"] else "")
     )
     stats = plan.stats
+    o = plan.options
+    if o.ssim is None:
+        scale = ""
+    elif o.refine_offsets[0] > 0 or o.refine_offsets[1] > 0:
+        refined = sum(s.full_ssim is not None for s in plan.scorer.memo.values())
+        scale = f"SSIM at {o.size} px, {refined} pairs re-scored at full resolution; "
+    else:
+        scale = f"SSIM at {o.size} px (--refine auto decides as full-resolution SSIM); "
     console.print(
-        f"[dim]{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
+        f"[dim]{scale}{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
         f"{stats.get('pairs_scored', 0)} scored, {stats.get('cache_hits', 0)} signatures from cache, "
         f"{stats.get('total_s', 0):.1f} s[/]"
     )
