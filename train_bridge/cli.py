@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -18,6 +20,7 @@ from curate.commands.common import (
     QuietOpt,
     cli_errors,
     console,
+    err_console,
     print_skipped,
     read_options,
 )
@@ -30,7 +33,7 @@ from train_bridge import checkpoint as ckpt
 from train_bridge.config import PRESETS, TrainConfig, make_config
 from train_bridge.data import load, split_images
 from train_bridge.device import resolve_device, use_amp
-from train_bridge.engine import prepare_run_dir, train
+from train_bridge.engine import finish_run_dir, prepare_run_dir, previous_run_dir, train
 from train_bridge.evaluate import (
     STAT_NAMES,
     EvalResult,
@@ -207,23 +210,39 @@ def train_cmd(
     _print_config(cfg)
     manifest = Manifest("train_bridge train", inputs=[data])
     manifest.skipped = opts.policy.skipped
-    result = train(
-        cfg,
-        train_images,
-        val_images or None,
-        ds.categories,
-        run_dir,
-        progress=opts.progress,
-        resume=resume,
-        on_epoch=_epoch_printer(cfg.epochs),
-        manifest=manifest,
-    )
+    with _keeps_previous_run(run_dir):
+        result = train(
+            cfg,
+            train_images,
+            val_images or None,
+            ds.categories,
+            run_dir,
+            progress=opts.progress,
+            resume=resume,
+            on_epoch=_epoch_printer(cfg.epochs),
+            manifest=manifest,
+        )
+    finish_run_dir(run_dir)
     print_skipped(opts.policy)
     best = "-" if result.best_ap50 is None else f"{result.best_ap50:.3f}"
     console.print(
         f"done in {result.seconds:.0f}s: best val AP50 {best}; weights [bold]{result.best}[/]",
         highlight=False,
     )
+
+
+@contextmanager
+def _keeps_previous_run(run_dir: Path) -> Iterator[None]:
+    """If the run fails or is interrupted, say where the run it replaced is kept."""
+    try:
+        yield
+    except BaseException:
+        backup = previous_run_dir(run_dir)
+        if backup.is_dir():
+            err_console.print(
+                f"[yellow]the run this one replaced is kept at '{backup}'[/]", highlight=False
+            )
+        raise
 
 
 def _predictor(

@@ -166,9 +166,28 @@ def prepare_run_dir(
         return out
     target = check_output(out, overwrite=overwrite, inputs=inputs)
     if target.exists() and any(target.iterdir()):
-        shutil.rmtree(target)
+        # --overwrite: the old run is moved aside, not deleted, until the new one finishes
+        # (finish_run_dir). If a backup is already there, an earlier replacement never
+        # finished: that backup is the last complete run, and the unfinished one goes.
+        backup = previous_run_dir(target)
+        if backup.exists():
+            shutil.rmtree(target)
+        else:
+            target.rename(backup)
     target.mkdir(parents=True, exist_ok=True)
     return target
+
+
+def previous_run_dir(out: Path) -> Path:
+    """Where ``--overwrite`` keeps the run it replaces until the new run has finished."""
+    return out.with_name(f".{out.name}.previous")
+
+
+def finish_run_dir(out: Path) -> None:
+    """The run in ``out`` finished: remove the run it replaced, if any."""
+    backup = previous_run_dir(out)
+    if backup.is_dir():
+        shutil.rmtree(backup)
 
 
 def write_csv(path: Path, history: Sequence[dict[str, Any]]) -> None:

@@ -34,7 +34,7 @@ from train_bridge import checkpoint as ckpt
 from train_bridge.config import TrainConfig
 from train_bridge.data import load
 from train_bridge.device import resolve_device, use_amp
-from train_bridge.engine import prepare_run_dir, train
+from train_bridge.engine import finish_run_dir, prepare_run_dir, train
 from train_bridge.evaluate import EvalResult, evaluate, fmt_metric
 from train_bridge.plots import plot_comparison
 from train_bridge.predict import Predictor
@@ -270,6 +270,7 @@ def validate(
     manifest.extra["comparison"] = comparison
     manifest.extra["ablation"] = ablation_rows
     manifest.write(out)
+    finish_run_dir(out)
     return ValidationReport(out, comparison, ablation_rows, len(test_images), leaked)
 
 
