@@ -145,7 +145,14 @@ def tile_cmd(
     if not dry_run:
         check_output(out, overwrite=overwrite, inputs=[path])
     opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
-    ds = load_dataset(data, opts)
+    # Connect first: a bad --scheduler is reported before the dataset is read.
+    executor = None if dry_run else make_executor(workers, scheduler)
+    try:
+        ds = load_dataset(data, opts)
+    except BaseException:
+        if executor is not None:
+            executor.close()
+        raise
     layout = str(ds.info.get("layout", ""))
     out_fmt = fmt.value if fmt else (layout if layout in ("coco", "yolo") else "coco")
     console.print(f"read {layout} dataset: {len(ds)} images, {ds.num_annotations} boxes")
@@ -171,7 +178,7 @@ def tile_cmd(
     manifest = Manifest("tile", inputs=[data], options=options)
     with (
         atomic_output(out, overwrite=overwrite, inputs=[path]) as tmp,
-        make_executor(workers, scheduler) as ex,
+        executor as ex,
     ):
         res = tile_dataset(
             ds, tmp, out_fmt, config, executor=ex, progress=opts.progress, policy=opts.policy
