@@ -263,6 +263,11 @@ def dedupe_cmd(
         if do_sweep:
             rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
             _print_sweep(rows, o, len(ds))
+            if o.refine != "none" or o.refine_band > 0:
+                err_console.print(
+                    f"[yellow]note:[/] --sweep counts decisions at {o.size} px; "
+                    "--refine/--refine-band are not applied to it"
+                )
             print_skipped(opts.policy)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
