@@ -430,6 +430,14 @@ def validate_cmd(
     seed: SeedOpt = None,
     workers: WorkersOpt = None,
     overwrite: OverwriteOpt = False,
+    resume: Annotated[
+        bool,
+        typer.Option(
+            "--resume",
+            help="Continue an interrupted run in --out: finished runs are reused, the "
+            "unfinished one resumes from its last.pt, with the stored configuration.",
+        ),
+    ] = False,
     on_error: OnErrorOpt = OnError.fail,
     quiet: QuietOpt = False,
 ) -> None:
@@ -449,7 +457,10 @@ def validate_cmd(
         seed=seed,
         workers=workers,
     )
-    _print_config(cfg)
+    if resume:
+        console.print("[yellow]resuming: the configuration stored in the run folder is used[/]")
+    else:
+        _print_config(cfg)
     opts = read_options(on_error, quiet=quiet)
 
     def show(name: str, row: dict[str, Any]) -> None:
@@ -467,6 +478,7 @@ def validate_cmd(
         test=test,
         ablation=ablation,
         overwrite=overwrite,
+        resume=resume,
         read_options=opts,
         progress=opts.progress,
         on_run=show,

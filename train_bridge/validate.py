@@ -19,6 +19,7 @@ import csv
 import hashlib
 import io
 import itertools
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -158,6 +159,9 @@ def write_table(rows: Sequence[dict[str, Any]], stem: Path) -> list[Path]:
 
 
 RunLog = Callable[[str, dict[str, Any]], None]
+#: What ``validate`` stores so an interrupted run can resume: settings, and a row per run.
+SETTINGS_FILE = "validate.json"
+RESULT_FILE = "result.json"
 
 
 def validate(
@@ -169,6 +173,7 @@ def validate(
     test: str | None = None,
     ablation: bool = False,
     overwrite: bool = False,
+    resume: bool = False,
     read_options: ReadOptions | None = None,
     progress: Progress | None = None,
     on_run: RunLog | None = None,
@@ -178,11 +183,22 @@ def validate(
     called after each run is evaluated.
     """
     progress = progress or NullProgress()
+    if resume:
+        config, ablation = _resume_settings(out, raw, curated, test)
     raw_ds = load(raw, read_options)
     cur_ds = load(curated, read_options)
     test_ds = load(test, read_options) if test is not None else cur_ds
     inputs = [Path(str(d.info.get("path", ""))) for d in (raw_ds, cur_ds, test_ds)]
-    out = prepare_run_dir(out, overwrite=overwrite, inputs=[p for p in inputs if str(p)])
+    if not resume:
+        out = prepare_run_dir(out, overwrite=overwrite, inputs=[p for p in inputs if str(p)])
+        settings = {
+            "raw": raw,
+            "curated": curated,
+            "test": test,
+            "ablation": ablation,
+            "config": config.to_dict(),
+        }
+        write_json_atomic(out / SETTINGS_FILE, settings)
 
     test_images = _test_images(test_ds, name="test" if test is not None else "curated")
     cur_train, cur_val = _train_split(cur_ds, name="curated")
@@ -216,6 +232,14 @@ def validate(
         categories, train_images, val_images = data[spec.data]
         cfg = config.replace(cbam=spec.cbam, mff=spec.mff, iou=spec.iou)
         run_dir = out / "runs" / spec.name
+        done = run_dir / RESULT_FILE
+        if resume and done.is_file():
+            # Finished and tested before the interruption: reuse its row.
+            row = json.loads(done.read_text(encoding="utf-8"))
+            results[key] = row
+            if on_run is not None:
+                on_run(spec.name, row)
+            return row
         run_dir.mkdir(parents=True, exist_ok=True)
         trained = train(
             cfg,
@@ -224,6 +248,7 @@ def validate(
             categories,
             run_dir,
             progress=progress,
+            resume=resume and (run_dir / "last.pt").is_file(),
             manifest=Manifest(
                 f"train_bridge train ({spec.name})", inputs=[raw if spec.data == "raw" else curated]
             ),
@@ -241,6 +266,7 @@ def validate(
             "train_seconds": trained.seconds,
             "per_class": metrics.per_class,
         }
+        write_json_atomic(done, row)
         results[key] = row
         if on_run is not None:
             on_run(spec.name, row)
@@ -272,6 +298,37 @@ def validate(
     manifest.write(out)
     finish_run_dir(out)
     return ValidationReport(out, comparison, ablation_rows, len(test_images), leaked)
+
+
+def _resume_settings(
+    out: Path, raw: str, curated: str, test: str | None
+) -> tuple[TrainConfig, bool]:
+    """The configuration and ablation switch stored by the interrupted run in ``out``.
+
+    The data must be the same as then; finished runs are reused, unfinished ones resume
+    from their ``last.pt``.
+    """
+    path = out / SETTINGS_FILE
+    if not path.is_file():
+        raise UsageError(
+            f"cannot resume: '{path}' does not exist (--resume needs the folder of an "
+            "interrupted `train_bridge validate` run)"
+        )
+    try:
+        stored = json.loads(path.read_text(encoding="utf-8"))
+        config = TrainConfig.from_dict(stored["config"])
+        ablation = bool(stored["ablation"])
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(f"cannot resume: '{path}' is not readable ({exc})") from exc
+    given = {"raw": raw, "curated": curated, "test": test}
+    changed = [k for k, v in given.items() if stored.get(k) != v]
+    if changed:
+        was = ", ".join(f"{k}={stored.get(k)!r}" for k in changed)
+        raise UsageError(
+            f"cannot resume: the run in '{out}' used other data ({was}); pass the same "
+            "RAW, CURATED and --test as the interrupted run"
+        )
+    return config, ablation
 
 
 def _test(

@@ -76,3 +76,38 @@ def test_missing_test_split_is_explained(tmp_path):
     make_shapes_dataset(cur, ShapesSpec(width=32, height=32, splits={"train": 2}))
     with pytest.raises(UsageError, match="no 'test' split"):
         validate(str(cur), str(cur), tmp_path / "o", make_config("cpu-smoke", epochs=1))
+
+
+def test_resume_reuses_finished_runs_and_continues_the_rest(tmp_path, monkeypatch):
+    import train_bridge.validate as V
+
+    torch.set_num_threads(min(torch.get_num_threads(), 2))
+    spec = ShapesSpec(width=32, height=32, min_size=6, max_size=10, max_objects=2)
+    cur = tmp_path / "cur"
+    make_shapes_dataset(
+        cur, ShapesSpec(**{**spec.__dict__, "splits": {"train": 4, "test": 2}}), fmt="coco"
+    )
+    raw = tmp_path / "raw"
+    make_shapes_dataset(raw, ShapesSpec(**{**spec.__dict__, "splits": {"train": 4}}), seed=1)
+    cfg = make_config("cpu-smoke", epochs=1, imgsz=32, batch=2)
+    out = tmp_path / "out"
+    first = validate(str(raw), str(cur), out, cfg)
+    # Interrupt the curated run after training: its result was never written.
+    (out / "runs" / "curated" / "result.json").unlink()
+    calls = []
+    real_train = V.train
+
+    def counting_train(*args, **kwargs):
+        calls.append(kwargs.get("resume"))
+        return real_train(*args, **kwargs)
+
+    monkeypatch.setattr(V, "train", counting_train)
+    # Another configuration on the command line: the stored one is used.
+    again = validate(str(raw), str(cur), out, make_config("cpu-smoke", epochs=5), resume=True)
+    assert calls == [True]  # only the curated run, continued from its last.pt
+    assert again.comparison[0] == first.comparison[0]
+    assert [r["run"] for r in again.comparison] == ["raw", "curated"]
+    with pytest.raises(UsageError, match="other data"):
+        validate(str(cur), str(cur), out, cfg, resume=True)
+    with pytest.raises(UsageError, match="does not exist"):
+        validate(str(raw), str(cur), tmp_path / "nothing", cfg, resume=True)
