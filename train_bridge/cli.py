@@ -33,7 +33,7 @@ from train_bridge import checkpoint as ckpt
 from train_bridge.config import PRESETS, TrainConfig, make_config
 from train_bridge.data import load, split_images
 from train_bridge.device import resolve_device, use_amp
-from train_bridge.engine import finish_run_dir, prepare_run_dir, previous_run_dir, train
+from train_bridge.engine import prepare_run_dir, previous_run_dir, train
 from train_bridge.evaluate import (
     STAT_NAMES,
     EvalResult,
@@ -222,7 +222,6 @@ def train_cmd(
             on_epoch=_epoch_printer(cfg.epochs),
             manifest=manifest,
         )
-    finish_run_dir(run_dir)
     print_skipped(opts.policy)
     best = "-" if result.best_ap50 is None else f"{result.best_ap50:.3f}"
     console.print(
@@ -233,16 +232,20 @@ def train_cmd(
 
 @contextmanager
 def _keeps_previous_run(run_dir: Path) -> Iterator[None]:
-    """If the run fails or is interrupted, say where the run it replaced is kept."""
+    """If the run fails or is interrupted, say where the run it replaced is kept.
+
+    (A run that finishes removes it: :func:`train_bridge.engine.finish_run_dir`.)
+    """
+    finished = False
     try:
         yield
-    except BaseException:
+        finished = True
+    finally:
         backup = previous_run_dir(run_dir)
-        if backup.is_dir():
+        if not finished and backup.is_dir():
             err_console.print(
                 f"[yellow]the run this one replaced is kept at '{backup}'[/]", highlight=False
             )
-        raise
 
 
 def _predictor(
@@ -470,19 +473,20 @@ def validate_cmd(
             highlight=False,
         )
 
-    report = validate(
-        raw,
-        curated,
-        out,
-        cfg,
-        test=test,
-        ablation=ablation,
-        overwrite=overwrite,
-        resume=resume,
-        read_options=opts,
-        progress=opts.progress,
-        on_run=show,
-    )
+    with _keeps_previous_run(out):
+        report = validate(
+            raw,
+            curated,
+            out,
+            cfg,
+            test=test,
+            ablation=ablation,
+            overwrite=overwrite,
+            resume=resume,
+            read_options=opts,
+            progress=opts.progress,
+            on_run=show,
+        )
     table = Table(title=f"test split: {report.test_images} images")
     for col in ("run", "AP", "AP50", "AP75", "AP_small"):
         table.add_column(col, justify="left" if col == "run" else "right")

@@ -417,4 +417,5 @@ def train(
             p.name for p in out_dir.iterdir() if p.is_file() and not p.name.startswith(".")
         )
         manifest.write(out_dir)
+    finish_run_dir(out_dir)
     return TrainResult(out_dir, best_path, last_path, best_ap50, cfg.epochs, seconds, history)

@@ -263,7 +263,7 @@ def dedupe_cmd(
         if do_sweep:
             rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
             _print_sweep(rows, o, len(ds))
-            if o.refine != "none" or o.refine_band > 0:
+            if o.refines:
                 err_console.print(
                     f"[yellow]note:[/] --sweep counts decisions at {o.size} px; "
                     "--refine/--refine-band are not applied to it"
@@ -340,9 +340,10 @@ def _print_plan(plan: DedupePlan) -> None:
     o = plan.options
     if o.ssim is None:
         scale = ""
-    elif o.refine_offsets[0] > 0 or o.refine_offsets[1] > 0:
-        refined = sum(s.full_ssim is not None for s in plan.scorer.memo.values())
-        scale = f"SSIM at {o.size} px, {refined} pairs re-scored at full resolution; "
+    elif o.refines:
+        scale = (
+            f"SSIM at {o.size} px, {stats['pairs_refined']} pairs re-scored at full resolution; "
+        )
     else:
         scale = f"SSIM at {o.size} px (--refine auto decides as full-resolution SSIM); "
     console.print(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -147,12 +148,11 @@ def tile_cmd(
     opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
     # Connect first: a bad --scheduler is reported before the dataset is read.
     executor = None if dry_run else make_executor(workers, scheduler)
-    try:
-        ds = load_dataset(data, opts)
-    except BaseException:
+    with ExitStack() as on_failure:
         if executor is not None:
-            executor.close()
-        raise
+            on_failure.callback(executor.close)
+        ds = load_dataset(data, opts)
+        on_failure.pop_all()  # read: the `with executor` below closes it
     layout = str(ds.info.get("layout", ""))
     out_fmt = fmt.value if fmt else (layout if layout in ("coco", "yolo") else "coco")
     console.print(f"read {layout} dataset: {len(ds)} images, {ds.num_annotations} boxes")

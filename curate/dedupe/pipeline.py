@@ -131,6 +131,11 @@ class DedupeOptions:
             )
 
     @property
+    def refines(self) -> bool:
+        """Whether some pairs are re-scored at full resolution (--refine or --refine-band)."""
+        return self.refine == "auto" or self.refine_band > 0
+
+    @property
     def refine_offsets(self) -> tuple[float, float]:
         """How far below and above the threshold working-resolution SSIM is re-scored."""
         if self.refine == "auto":
@@ -699,6 +704,7 @@ def find_duplicates(
     prep.stats["candidates"] = found
     prep.stats["cluster_s"] = time.perf_counter() - t1
     prep.stats["pairs_scored"] = len(prep.scorer)
+    prep.stats["pairs_refined"] = sum(v.full_ssim is not None for v in prep.scorer.memo.values())
     prep.stats["total_s"] = time.perf_counter() - t0
     return DedupePlan(
         options=o,

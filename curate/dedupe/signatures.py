@@ -48,7 +48,6 @@ SIGNATURE_VERSION = 2
 CACHE_ENV = "SODKIT_CACHE_DIR"
 _HEADER = struct.Struct("<4sHIIHHI")
 _MAGIC = b"SDKS"
-_CHUNK = 1 << 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,17 +143,7 @@ def _digest(data: bytes) -> str:
 
 def hash_file(path: str | Path) -> str:
     """BLAKE2b-128 hex digest of a file's bytes; :class:`MissingFileError` if it is absent."""
-    p = Path(path)
-    h = hashlib.blake2b(digest_size=16)
-    try:
-        with open(p, "rb") as fh:
-            while chunk := fh.read(_CHUNK):
-                h.update(chunk)
-    except FileNotFoundError as exc:
-        raise MissingFileError(p, "image file does not exist", hint="check the path") from exc
-    except OSError as exc:
-        raise CorruptImageError(p, f"cannot read file ({exc})", hint="check permissions") from exc
-    return h.hexdigest()
+    return _digest(_read_bytes(Path(path)))
 
 
 def compute_signature(
@@ -318,8 +307,6 @@ class SignatureCache:
         self.folder = Path(folder)
         self.problem: str | None = None
         self._conns: dict[str, sqlite3.Connection] = {}
-        self.hits = 0
-        self.misses = 0
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
 
@@ -396,16 +383,11 @@ class SignatureCache:
                 out[key] = Signature.from_bytes(key, bytes(data))  # type: ignore[arg-type]
             except ValueError:
                 continue
-        self.hits += len(out)
-        self.misses += len(set(hashes)) - len(out)
         return out
 
-    def put_signatures(self, tag: str, sigs: Iterable[Signature], *, wait: bool = True) -> None:
-        """Store signatures; with ``wait=False`` in the background (see the class docstring)."""
-        self.put_records(tag, [(s.content_hash, s.to_bytes()) for s in sigs], wait=wait)
-
     def put_records(self, tag: str, rows: list[tuple[str, bytes]], *, wait: bool = True) -> None:
-        """Store ``(content hash, Signature.to_bytes())`` rows (see :meth:`put_signatures`)."""
+        """Store ``(content hash, Signature.to_bytes())`` rows; with ``wait=False`` in the
+        background (see the class docstring)."""
         if wait:
             self._insert(tag, "sig", rows)
             return
@@ -499,11 +481,8 @@ def extract_signatures(
                 computed.append((content_hash, record))
         hits += from_cache
         sigs.append(sig)
-    if cache is not None:
-        cache.hits += hits
-        cache.misses += len(jobs) - hits - len(failures)
-        if computed:
-            cache.put_records(params.tag, computed, wait=False)
+    if cache is not None and computed:
+        cache.put_records(params.tag, computed, wait=False)
     return Extraction(sigs, failures, cache_hits=hits)
 
 

@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -33,12 +34,12 @@ from curate.dedupe import ssim as S
 from curate.dedupe.hist import intersection
 from curate.dedupe.roi import match_boxes
 
+V = TypeVar("V")
+
 REFINE_MAX_SIDE = 2048
 _CHUNK = 256
-_MIN_CHUNK = 32
-_PROGRESS_MIN = 2048
 #: Per-image SSIM terms kept in memory (least recently used go): in this process, and in
-#: each worker process between chunks. About 400 KB per 128x128 thumbnail.
+#: each worker process between chunks. About 290 KB per 128x128 thumbnail.
 _LOCAL_TERMS_BYTES = 384 << 20
 _WORKER_TERMS_BYTES = 256 << 20
 #: Full-resolution decodes and terms kept for refinement (in a worker: half of each).
@@ -59,17 +60,13 @@ class VerifySpec:
     refine_below: float = 0.0
     refine_above: float = 0.0
     refine_threshold: float = 0.85
-
-    @property
-    def refines(self) -> bool:
-        return self.refine_below > 0 or self.refine_above > 0
+    max_pixels: int | None = DEFAULT_MAX_PIXELS
 
     def in_band(self, value: float) -> bool:
         """Whether a working-resolution SSIM must be re-scored at full resolution."""
         t = self.refine_threshold
-        return self.refines and t - self.refine_below <= value <= t + self.refine_above
-
-    max_pixels: int | None = DEFAULT_MAX_PIXELS
+        refines = self.refine_below > 0 or self.refine_above > 0
+        return refines and t - self.refine_below <= value <= t + self.refine_above
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,70 +145,67 @@ def _gray_full(path: str, max_pixels: int | None) -> NDArray[np.uint8]:
     return S.to_gray(read_reduced(path, REFINE_MAX_SIDE, max_pixels=max_pixels))
 
 
-class TermsCache:
-    """Per-image SSIM terms by content hash, least recently used dropped past ``budget`` bytes.
+class ByteLru(Generic[V]):
+    """Values by key, least recently used dropped past ``budget`` bytes (at least 2 kept).
 
-    Thread-safe: a Dask worker runs tasks in threads that share its process's cache.
+    Thread-safe: a Dask worker runs tasks in threads that share its process's caches.
     """
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self._items: OrderedDict[str, S.SsimTerms] = OrderedDict()
+        self._items: OrderedDict[str, V] = OrderedDict()
+        self._sizes: dict[str, int] = {}
         self._bytes = 0
         self._lock = threading.Lock()
 
-    def get(self, key: str, thumb: NDArray[np.uint8]) -> S.SsimTerms:
+    def get(self, key: str, make: Callable[[], V], nbytes: Callable[[V], int]) -> V:
+        """The value of ``key``, made (outside the lock) when absent."""
         with self._lock:
             got = self._items.get(key)
             if got is not None:
                 self._items.move_to_end(key)
                 return got
-        got = S.terms(thumb)
+        got = make()
         with self._lock:
             if key not in self._items:
                 self._items[key] = got
-                self._bytes += got.nbytes
+                self._sizes[key] = nbytes(got)
+                self._bytes += self._sizes[key]
             while self._bytes > self.budget and len(self._items) > 2:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= old.nbytes
+                old, _ = self._items.popitem(last=False)
+                self._bytes -= self._sizes.pop(old)
         return got
+
+
+class TermsCache:
+    """Per-image SSIM terms by key (content hash and shape), within a byte budget."""
+
+    def __init__(self, budget: int) -> None:
+        self._lru: ByteLru[S.SsimTerms] = ByteLru(budget)
+
+    def get(self, key: str, gray: NDArray[np.uint8]) -> S.SsimTerms:
+        return self._lru.get(key, lambda: S.terms(gray), lambda t: t.nbytes)
 
 
 class FullResolution:
     """Full-resolution grayscale decodes and their SSIM terms, each an LRU by content hash."""
 
     def __init__(self, gray_budget: int, terms_budget: int) -> None:
-        self.gray_budget = gray_budget
-        self._grays: OrderedDict[str, NDArray[np.uint8]] = OrderedDict()
-        self._gray_bytes = 0
-        self._errors: dict[str, str] = {}
+        self._grays: ByteLru[NDArray[np.uint8] | str] = ByteLru(gray_budget)
         self.terms = TermsCache(terms_budget)
-        self._lock = threading.Lock()
 
     def gray(self, item: VerifyItem, max_pixels: int | None) -> NDArray[np.uint8] | str:
-        """The decoded image, or the reason it could not be decoded."""
-        key = item.content_hash
-        with self._lock:
-            if key in self._errors:
-                return self._errors[key]
-            got = self._grays.get(key)
-            if got is not None:
-                self._grays.move_to_end(key)
-                return got
-        try:
-            got = _gray_full(item.path, max_pixels)
-        except ItemError as err:
-            with self._lock:
-                self._errors[key] = err.message
-            return err.message
-        with self._lock:
-            if key not in self._grays:
-                self._grays[key] = got
-                self._gray_bytes += got.nbytes
-            while self._gray_bytes > self.gray_budget and len(self._grays) > 2:
-                _, old = self._grays.popitem(last=False)
-                self._gray_bytes -= old.nbytes
-        return got
+        """The decoded image, or the reason it could not be decoded (remembered too)."""
+
+        def decode() -> NDArray[np.uint8] | str:
+            try:
+                return _gray_full(item.path, max_pixels)
+            except ItemError as err:
+                return err.message
+
+        return self._grays.get(
+            item.content_hash, decode, lambda g: 0 if isinstance(g, str) else g.nbytes
+        )
 
     def ssim(self, a: VerifyItem, b: VerifyItem, max_pixels: int | None) -> float | str:
         """Full-resolution SSIM of two images, or why it could not be computed."""
@@ -364,21 +358,15 @@ class Scorer:
         )
         if not todo:
             return
-        pooled = self.executor is not None and len(todo) >= self.parallel_min
-        size = _CHUNK
-        if pooled:
-            # At least two chunks per worker, so a batch keeps every worker busy.
-            workers = max(1, int(getattr(self.executor, "workers", 1)))
-            size = min(_CHUNK, max(_MIN_CHUNK, -(-len(todo) // (2 * workers))))
-        parts = [todo[k : k + size] for k in range(0, len(todo), size)]
+        parts = [todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
         results: Iterable[list[PairScore]]
-        if pooled:
+        if self.executor is not None and len(todo) >= self.parallel_min:
             chunks = [self._chunk(part) for part in parts]
             results = self.executor.map(score_chunk, chunks, chunksize=1)
         else:
             local = self._local
             results = ([local.score(a, b) for a, b in part] for part in parts)
-        if description or len(todo) >= _PROGRESS_MIN:
+        if description or len(todo) >= self.parallel_min:
             results = self.progress.track(
                 results, total=len(parts), description=description or "scoring pairs"
             )
