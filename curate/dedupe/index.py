@@ -24,9 +24,10 @@ any threshold from 0.5 to 0.98 was 1.69; :data:`RADIUS_SCALE` = 2.1 leaves a 25 
 **The search.** Every pair within the radius is a candidate; nothing else is scored.
 
 - For the greedy walk, :class:`curate.dedupe.neighbours.Search` compares each block of
-  images only with the images kept so far (tiled matrix products, 128 multiply-adds per
-  pair): no N x N matrix, no list of all pairs; connected components get the pairs as a
-  stream of tiles.
+  images only with the images kept so far, held contiguously as they are kept (tiled
+  matrix products: one product of augmented rows per tile gives squared distances, see
+  :func:`close_pairs`): no N x N matrix, no list of all pairs; connected components get
+  the pairs as a stream of tiles.
 - Above :data:`EXACT_LIMIT` images, :func:`find_candidates` with ``lsh`` gives the pairs
   by E2LSH (Datar et al. 2004): ``L`` tables, each hashing ``b`` random projections
   ``floor((a.x + o) / w)``; pairs that share a bucket in any table are checked against
@@ -213,31 +214,66 @@ def lsh_params(
 # -- exact ------------------------------------------------------------------------------------
 
 
+def augmented(x: NDArray[np.floating]) -> NDArray[np.float32]:
+    """Rows ``[x, 1, |x|^2]``: the right-hand side of :func:`close_pairs` (float32, contiguous)."""
+    x = np.asarray(x, np.float32)
+    out = np.empty((len(x), x.shape[1] + 2), np.float32)
+    out[:, :-2] = x
+    out[:, -2] = 1.0
+    out[:, -1] = np.einsum("ij,ij->i", x, x)
+    return out
+
+
+def close_pairs(
+    rows: NDArray[np.float32], cols: NDArray[np.float32], radius: float, step: int = _COL_TILE
+) -> tuple[NDArray[np.intp], NDArray[np.intp], NDArray[np.float32]]:
+    """Index pairs ``(a, b)`` with ``|rows[a] - cols[b]| <= radius``, and their distances.
+
+    Both arguments are :func:`augmented` rows. One matrix product per tile gives the squared
+    distances directly: ``[-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2``, so a tile costs one
+    product, one comparison and one scan (no broadcast sums, no temporaries).
+    """
+    lhs = np.empty_like(rows)
+    np.multiply(rows[:, :-2], -2.0, out=lhs[:, :-2])
+    lhs[:, -2] = rows[:, -1]
+    lhs[:, -1] = 1.0
+    r2 = np.float32(radius * radius)
+    out_a, out_b, out_d = [], [], []
+    for b in range(0, len(cols), step):
+        d2 = lhs @ cols[b : b + step].T
+        ii, jj = np.nonzero(d2 <= r2)
+        out_a.append(ii)
+        out_b.append(jj + b)
+        out_d.append(np.sqrt(np.maximum(d2[ii, jj], 0)))
+    if not out_a:
+        return np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, np.float32)
+    return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
+
+
 def _exact(
     x: NDArray[np.float32], radius: float, skip: NDArray[np.bool_], prog: Progress
 ) -> Candidates:
     n = len(x)
-    sq = np.einsum("ij,ij->i", x, x)
-    r2 = np.float32(radius * radius)
+    aug = augmented(x)
     out_i: list[NDArray[np.int32]] = []
     out_j: list[NDArray[np.int32]] = []
     out_d: list[NDArray[np.float32]] = []
     starts = range(0, n, _ROW_TILE)
     for a in prog.track(starts, total=len(starts), description="candidate pairs"):
         a_end = min(n, a + _ROW_TILE)
-        for b in range(a, n, _COL_TILE):
-            b_end = min(n, b + _COL_TILE)
-            if skip[a:a_end].all() and skip[b:b_end].all():
+        lo = a
+        if skip[a:a_end].all():  # a reference block: only its pairs with later new images
+            later = np.flatnonzero(~skip[a:])
+            if not len(later):
                 continue
-            d2 = sq[a:a_end, None] + sq[None, b:b_end] - 2.0 * (x[a:a_end] @ x[b:b_end].T)
-            ii, jj = np.nonzero(d2 <= r2)
-            ii = ii + a
-            jj = jj + b
-            keep = (ii < jj) & ~(skip[ii] & skip[jj])
-            ii, jj = ii[keep], jj[keep]
-            out_i.append(ii.astype(np.int32))
-            out_j.append(jj.astype(np.int32))
-            out_d.append(np.sqrt(np.maximum(d2[ii - a, jj - b], 0)).astype(np.float32))
+            lo = a + int(later[0])
+        ii, jj, d = close_pairs(aug[a:a_end], aug[lo:], radius)
+        ii = ii + a
+        jj = jj + lo
+        keep = (ii < jj) & ~(skip[ii] & skip[jj])
+        out_i.append(ii[keep].astype(np.int32))
+        out_j.append(jj[keep].astype(np.int32))
+        out_d.append(d[keep])
     if not out_i:
         return Candidates.empty()
     return Candidates(np.concatenate(out_i), np.concatenate(out_j), np.concatenate(out_d), "exact")

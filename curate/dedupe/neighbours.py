@@ -27,7 +27,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.progress import NullProgress, Progress
-from curate.dedupe.index import Adjacency, Candidates, adjacency
+from curate.dedupe.index import Adjacency, Candidates, adjacency, augmented, close_pairs
 
 PairFilter = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
 
@@ -37,30 +37,39 @@ _COLS = 8192
 
 @dataclass(slots=True)
 class Space:
-    """Features ``(N, D)`` float32 and the radius within which a pair is a candidate."""
+    """Features ``(N, D)`` and the radius within which a pair is a candidate.
+
+    The features are held once, as :func:`~curate.dedupe.index.augmented` rows; ``x`` is a
+    view of them.
+    """
 
     x: NDArray[np.float32]
     radius: float
-    sq: NDArray[np.float32] = field(init=False)
+    aug: NDArray[np.float32] = field(init=False)
 
     def __post_init__(self) -> None:
-        self.x = np.ascontiguousarray(self.x, dtype=np.float32)
-        self.sq = np.einsum("ij,ij->i", self.x, self.x)
+        self.aug = augmented(self.x)
+        self.x = self.aug[:, :-2]
 
     def within(
-        self, rows: NDArray[np.int64], cols: NDArray[np.int64]
+        self,
+        rows: NDArray[np.int64],
+        cols: NDArray[np.int64],
+        held: NDArray[np.float32] | None = None,
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-        """Pairs ``(rows[a], cols[b])`` within the radius (tiled matrix products)."""
+        """Pairs ``(rows[a], cols[b])`` within the radius (tiled matrix products).
+
+        ``held``: ``aug[cols]`` when the caller keeps it (otherwise gathered tile by tile).
+        """
         out_r, out_c, out_d = [], [], []
-        r2 = np.float32(self.radius * self.radius)
-        xr, sr = self.x[rows], self.sq[rows]
+        lhs = self.aug[rows]
         for b in range(0, len(cols), _COLS):
             cb = cols[b : b + _COLS]
-            d2 = sr[:, None] + self.sq[None, cb] - 2.0 * (xr @ self.x[cb].T)
-            ii, jj = np.nonzero(d2 <= r2)
+            rhs = held[b : b + _COLS] if held is not None else self.aug[cb]
+            ii, jj, d = close_pairs(lhs, rhs, self.radius, step=_COLS)
             out_r.append(rows[ii])
             out_c.append(cb[jj])
-            out_d.append(np.sqrt(np.maximum(d2[ii, jj], 0)).astype(np.float32))
+            out_d.append(d)
         if not out_r:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
         return np.concatenate(out_r), np.concatenate(out_c), np.concatenate(out_d)
@@ -68,6 +77,46 @@ class Space:
     def dist(self, a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.float32]:
         diff = self.x[a] - self.x[b]
         return np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float32)
+
+
+class _Held:
+    """A growing contiguous copy of the kept images' rows in every space.
+
+    The greedy walk searches each block against all images kept so far; gathering them
+    again for every block would copy the whole kept set each time. Kept images are only
+    ever added, so they are appended here once (capacity doubles).
+    """
+
+    def __init__(self, spaces: Sequence[Space], n: int) -> None:
+        self.spaces = spaces
+        self.member = np.zeros(n, bool)
+        self.idx = np.empty(0, np.int64)
+        self.rows = [np.empty((0, s.aug.shape[1]), np.float32) for s in spaces]
+        self.size = 0
+
+    def update(
+        self, want: NDArray[np.bool_]
+    ) -> tuple[NDArray[np.int64], list[NDArray[np.float32]]]:
+        """Hold every image in ``want``; return the held indices and rows (views)."""
+        new = np.flatnonzero(want & ~self.member)
+        if len(new):
+            end = self.size + len(new)
+            if end > len(self.idx):
+                cap = max(end, 2 * len(self.idx), 1024)
+                self.idx = np.resize(self.idx, cap)
+                self.rows = [_grown(r, cap) for r in self.rows]
+            self.idx[self.size : end] = new
+            for r, s in zip(self.rows, self.spaces, strict=True):
+                r[self.size : end] = s.aug[new]
+            self.member[new] = True
+            self.size = end
+        return self.idx[: self.size], [r[: self.size] for r in self.rows]
+
+
+def _grown(a: NDArray[np.float32], rows: int) -> NDArray[np.float32]:
+    out = np.empty((rows, a.shape[1]), a.dtype)
+    out[: len(a)] = a
+    return out
 
 
 @dataclass
@@ -90,6 +139,7 @@ class Search:
     progress: Progress = field(default_factory=NullProgress)
     found: int = field(default=0, init=False)
     _adj: Adjacency | None = field(default=None, init=False)
+    _held: _Held | None = field(default=None, init=False)
     _extra_of: dict[int, list[int]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
@@ -111,20 +161,27 @@ class Search:
         return Candidates(a, b, np.zeros(len(a), np.float32))
 
     def _pairs(
-        self, rows: NDArray[np.int64], cols: NDArray[np.int64]
+        self,
+        rows: NDArray[np.int64],
+        cols: NDArray[np.int64],
+        held: Sequence[NDArray[np.float32]] | None = None,
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
-        """Pairs between ``rows`` and ``cols`` within the spaces' radii (distance of the first)."""
+        """Pairs between ``rows`` and ``cols`` within the spaces' radii (distance of the first).
+
+        ``held``: each space's rows of ``cols``, when held contiguously (:class:`_Held`).
+        """
         if not self.spaces:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
+        h = list(held) if held is not None else [None] * len(self.spaces)
         first = self.spaces[0]
-        a, b, d = first.within(rows, cols)
+        a, b, d = first.within(rows, cols, h[0])
         if len(self.spaces) == 1:
             return a, b, d
         second = self.spaces[1]
         if self.combine == "all":
             ok = second.dist(a, b) <= second.radius
             return a[ok], b[ok], d[ok]
-        a2, b2, _ = second.within(rows, cols)
+        a2, b2, _ = second.within(rows, cols, h[1])
         key = np.concatenate([a, a2]) * self.n + np.concatenate([b, b2])
         _, first_idx = np.unique(key, return_index=True)
         aa = np.concatenate([a, a2])[first_idx]
@@ -144,8 +201,12 @@ class Search:
         rows = np.asarray(block, np.int64)
         if self._adj is not None:
             return self._listed_rows(rows, lambda nb, i: kept[nb])
-        cols = np.flatnonzero(kept & self.active).astype(np.int64)
-        a, b, d = self._pairs(rows, cols)
+        if self._held is None:
+            self._held = _Held(self.spaces, self.n)
+        cols, held = self._held.update(kept & self.active)
+        a, b, d = self._pairs(rows, cols, held)
+        still = kept[b]  # held images are those kept so far; a caller may have un-kept one
+        a, b, d = a[still], b[still], d[still]
         ex_a, ex_b = self._extra_for(rows)
         keep = kept[ex_b]
         return self._group(rows, a, b, d, ex_a[keep], ex_b[keep])

@@ -47,6 +47,32 @@ def test_skip_mask_leaves_out_pairs_inside_the_reference(rng: np.random.Generato
     assert _pairs(c) == _brute(x, 0.4, skip)
 
 
+def test_reference_first_tiles_search_only_later_new_images(rng: np.random.Generator) -> None:
+    """A row tile made only of reference images is searched against the new images after it."""
+    x = _clustered(rng, 300, 5, dim=8)  # 1500 points: the first row tile is all reference
+    x[1100:1200] = x[:100] + rng.normal(0, 0.05, (100, 8)).astype(np.float32)
+    skip = np.zeros(len(x), bool)
+    skip[:1100] = True
+    c = I.find_candidates(x, 0.3, method="exact", skip_mask=skip)
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    ii, jj = np.nonzero(np.triu(d <= 0.3, 1))
+    want = {
+        (a, b) for a, b in zip(ii.tolist(), jj.tolist(), strict=True) if not (skip[a] and skip[b])
+    }
+    assert _pairs(c) == want
+    assert any(a < 1024 <= 1100 <= b for a, b in want)  # the tile's pairs with new images exist
+
+
+def test_close_pairs_is_one_product_of_augmented_rows(rng: np.random.Generator) -> None:
+    a = rng.normal(0, 1, (70, 5)).astype(np.float32)
+    b = rng.normal(0, 1, (130, 5)).astype(np.float32)
+    i, j, dist = I.close_pairs(I.augmented(a), I.augmented(b), 2.0, step=32)
+    d = np.linalg.norm(a[:, None] - b[None], axis=2)
+    want = set(zip(*np.nonzero(d <= 2.0), strict=True))
+    assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(int(p), int(q)) for p, q in want}
+    assert np.allclose(dist, d[i, j], atol=1e-4)
+
+
 def test_lsh_finds_all_close_pairs(rng: np.random.Generator) -> None:
     x = _clustered(rng, 400, 3)
     truth = _brute(x, 0.4)

@@ -91,3 +91,23 @@ def test_extra_pairs_and_filters(feats: np.ndarray) -> None:
     pairs = {(int(a), int(b)) for t in s.stream() for a, b in zip(t.i, t.j, strict=True)}
     assert far in pairs
     assert not any(a < 10 and b < 10 for a, b in pairs)  # reference pairs are left out
+
+
+def test_before_follows_the_kept_set_as_it_grows(rng: np.random.Generator) -> None:
+    """Kept images are held between blocks (past the first capacity); the answer is exact."""
+    x = rng.normal(0, 0.25, (2600, 6)).astype(np.float32)
+    n, radius = len(x), 0.3
+    s = Search([Space(x, radius)], np.ones(n, bool), np.zeros(n, bool))
+    kept = np.zeros(n, bool)
+    d = np.linalg.norm(x[:, None] - x[None], axis=2)
+    for start in range(0, n, 200):
+        block = list(range(start, min(n, start + 200)))
+        if start == 1400:
+            kept[:50] = False  # a caller may drop a kept image: it is not answered any more
+        got = s.before(block, kept)
+        for i in block:
+            cand = np.flatnonzero(kept & (d[i] <= radius))
+            want = sorted(cand.tolist(), key=lambda j: (round(float(d[i, j]), 5), j))
+            assert sorted(got[i]) == sorted(want)
+        kept[block[::2]] = True
+    assert kept.sum() > 1024
