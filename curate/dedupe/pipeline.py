@@ -271,7 +271,7 @@ def _prepare(
     stats["exact_pairs"] = len(exact_pairs)
     boxes = [
         normalized_boxes(img.boxes(), img.width, img.height)
-        if sigs[i] is not None
+        if sigs[i] is not None and img.annotations
         else np.zeros((0, 4))
         for i, img in enumerate(images)
     ]
@@ -413,23 +413,26 @@ def _exact_copies(
     the radius of SSIM :data:`EXACT_SEARCH_SSIM`). Those get a full-decode pixel hash.
     """
     by_content: dict[str, list[int]] = {}
-    by_thumb: dict[tuple[int, int, bool, bytes], list[int]] = {}
+    by_feature: dict[tuple[int, int, bool, bytes], list[int]] = {}
     for i, sig in enumerate(sigs):
         if sig is None:
             continue
         by_content.setdefault(sig.content_hash, []).append(i)
-        key = (
-            sig.width,
-            sig.height,
-            sig.jpeg,
-            sig.thumb.tobytes() + bytes(str(sig.thumb.shape), "ascii"),
-        )
-        by_thumb.setdefault(key, []).append(i)
+        # Equal thumbnails have equal features: group by the (small) feature first.
+        key = (sig.width, sig.height, sig.jpeg, sig.feature.tobytes())
+        by_feature.setdefault(key, []).append(i)
     pairs = [(g[0], k) for g in by_content.values() for k in g[1:]]
     need: set[int] = set()
-    for group in by_thumb.values():
-        if len({sigs[k].content_hash for k in group}) > 1:  # type: ignore[union-attr]
-            need.update(group)
+    for candidates in by_feature.values():
+        if len({sigs[k].content_hash for k in candidates}) < 2:  # type: ignore[union-attr]
+            continue
+        by_thumb: dict[bytes, list[int]] = {}
+        for k in candidates:
+            thumb = sigs[k].thumb  # type: ignore[union-attr]
+            by_thumb.setdefault(thumb.tobytes() + str(thumb.shape).encode(), []).append(k)
+        for group in by_thumb.values():
+            if len({sigs[k].content_hash for k in group}) > 1:  # type: ignore[union-attr]
+                need.update(group)
     by_size: dict[tuple[int, int], list[int]] = {}
     for i, sig in enumerate(sigs):
         if sig is not None:
