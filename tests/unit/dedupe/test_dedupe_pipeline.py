@@ -187,13 +187,17 @@ def test_write_outputs_report_and_groups(known: dict[str, Path], tmp_path: Path)
     assert len(coco["images"]) == 6
 
 
-def test_same_results_on_every_executor(known: dict[str, Path]) -> None:
+@pytest.mark.parametrize("options", [DedupeOptions(), DedupeOptions(refine_band=0.2)])
+def test_same_results_on_every_executor(known: dict[str, Path], options: DedupeOptions) -> None:
+    """Scores and decisions do not depend on where pairs are scored or refined."""
     from distributed import Client, LocalCluster
 
     ds = _ds(known)
-    serial = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=SerialExecutor()))
+    serial = find_duplicates(ds, options, runtime=Runtime(executor=SerialExecutor()))
+    if options.refine_band:
+        assert sum(s.full_ssim is not None for s in serial.scorer.memo.values()) >= 2
     with make_executor(2) as pool:
-        local = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=pool))
+        local = find_duplicates(ds, options, runtime=Runtime(executor=pool))
     with (
         LocalCluster(
             n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
@@ -201,7 +205,7 @@ def test_same_results_on_every_executor(known: dict[str, Path]) -> None:
         Client(cluster) as client,
         make_executor(scheduler=client) as dask,
     ):
-        on_dask = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=dask))
+        on_dask = find_duplicates(ds, options, runtime=Runtime(executor=dask))
     for other in (local, on_dask):
         assert np.array_equal(other.resolution.status, serial.resolution.status)
         assert np.array_equal(other.resolution.dup_of, serial.resolution.dup_of)
