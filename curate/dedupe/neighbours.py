@@ -83,8 +83,9 @@ class _Held:
     """A growing contiguous copy of the kept images' rows in every space.
 
     The greedy walk searches each block against all images kept so far; gathering them
-    again for every block would copy the whole kept set each time. Kept images are only
-    ever added, so they are appended here once (capacity doubles).
+    again for every block would copy the whole kept set each time. The walk only ever adds
+    kept images, so each is appended here once (capacity doubles); :meth:`Search.before`
+    still checks answers against the current kept mask.
     """
 
     def __init__(self, spaces: Sequence[Space], n: int) -> None:
