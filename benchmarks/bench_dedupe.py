@@ -37,6 +37,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+# Idle OpenBLAS threads spin for about 0.1 s after each call before they sleep; that counts
+# as CPU time without doing work. Let them sleep at once so the CPU figures below count work
+# (wall times do not change measurably). Set before NumPy loads OpenBLAS.
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+
 import cv2
 import numpy as np
 
@@ -159,6 +164,49 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def cpu_seconds() -> float | None:
+    """CPU time (user + system) of this process and all its live descendants (pool workers).
+
+    None without psutil (it comes with Dask's ``distributed``).
+    """
+    try:
+        import psutil
+    except ImportError:
+        return None
+    me = psutil.Process()
+    total = 0.0
+    for proc in [me, *me.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system
+    return total
+
+
+class Clock:
+    """Wall and CPU time of one measured step."""
+
+    def __init__(self) -> None:
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def __enter__(self) -> Clock:
+        self._t = time.perf_counter()
+        self._c = cpu_seconds()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.wall.append(time.perf_counter() - self._t)
+        c = cpu_seconds()
+        if c is not None and self._c is not None:
+            self.cpu.append(c - self._c)
+
+    def median(self) -> tuple[float, float | None]:
+        cpu = float(np.median(self.cpu)) if self.cpu else None
+        return float(np.median(self.wall)), cpu
+
+
 # -- (a) (c) (d) on real data --------------------------------------------------------------------
 
 
@@ -166,22 +214,25 @@ def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, bru
     paths = [str(i.path) for i in ds.images]
     n = len(paths)
     list(ex.map(_bare, paths[:64]))  # warm the pool
-    bare_runs, cold_runs, warm_runs = [], [], []
+    bare_clock, cold_clock, warm_clock = Clock(), Clock(), Clock()
     for _ in range(REPEAT):
         # Medians of REPEAT runs: this machine is shared and single runs vary by 2-3x.
-        t0 = time.perf_counter()
-        list(ex.map(_bare, paths))
-        bare_runs.append(time.perf_counter() - t0)
+        with bare_clock:
+            list(ex.map(_bare, paths))
         with tempfile.TemporaryDirectory() as cache_dir:
             cache = SignatureCache(cache_dir)
-            t0 = time.perf_counter()
-            plan = find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
-            cold_runs.append(time.perf_counter() - t0)
-            t0 = time.perf_counter()
-            find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
-            warm_runs.append(time.perf_counter() - t0)
+            with cold_clock:
+                plan = find_duplicates(
+                    ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache)
+                )
+                cache.close()  # the background cache writes are part of the cold run
+            with warm_clock:
+                find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
             cache.close()
-    bare, cold, warm = (float(np.median(r)) for r in (bare_runs, cold_runs, warm_runs))
+    (bare, bare_cpu), (cold, cold_cpu), (warm, _) = (
+        c.median() for c in (bare_clock, cold_clock, warm_clock)
+    )
+    cold_runs, warm_runs = cold_clock.wall, warm_clock.wall
     t0 = time.perf_counter()
     for p in paths[: min(n, 300)]:
         _bare(p)
@@ -203,6 +254,12 @@ def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, bru
     print(
         f"  dedupe warm cache: {warm:.2f} s  = {warm / bare:.2f}x bare decode   (cold/warm runs: {runs})"
     )
+    if bare_cpu and cold_cpu:
+        print(
+            f"  CPU time (all processes): bare decode {bare_cpu:.2f} s, dedupe cold {cold_cpu:.2f} s "
+            f"= {cold_cpu / bare_cpu:.2f}x: with perfect use of {workers} cores the wall-time ratio "
+            f"could not go below about {cold_cpu / workers / bare:.2f}x"
+        )
     st = plan.stats
     print(
         f"    signatures {st['signatures_s']:.2f} s, exact copies and features {st['prepare_s']:.2f} s, "
