@@ -6,7 +6,9 @@ A :class:`Signature` holds what every later step needs, so no step decodes an im
 - ``width``/``height``: the displayed size (EXIF orientation applied);
 - ``thumb``: ``(h, w)`` uint8 grayscale (ITU-R 601 luma) with the longer side ``size``
   (default 128, the SSIM working resolution; never upscaled), decoded by
-  :func:`curate.core.imageio.read_reduced` (JPEG DCT scaling, then box resize);
+  :func:`curate.core.imageio.read_reduced` (JPEG DCT scaling, other formats box-reduced
+  by the same power of two, then box resize: one picture gets one thumbnail whatever
+  its format);
 - ``hist``: ``(256,)`` float32 HSV colour histogram (see :mod:`curate.dedupe.hist`);
 - ``feature``: ``(2 * side**2,)`` float16 structure feature for the candidate index
   (see :func:`curate.dedupe.index.structure_feature`);
@@ -44,7 +46,7 @@ from curate.dedupe.hist import NUM_BINS, hsv_histogram
 from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
-SIGNATURE_VERSION = 2
+SIGNATURE_VERSION = 3
 CACHE_ENV = "SODKIT_CACHE_DIR"
 _HEADER = struct.Struct("<4sHIIHHI")
 _MAGIC = b"SDKS"

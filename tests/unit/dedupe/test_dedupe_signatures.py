@@ -108,6 +108,31 @@ def test_reduced_decode_from_bytes_equals_decode_from_path(
         read_reduced(tmp_path / "x.jpg", 128, data=p.read_bytes()[:100])
 
 
+@pytest.mark.parametrize(("h", "w"), [(480, 640), (375, 500), (1100, 1500), (130, 170)])
+def test_one_picture_gets_one_thumbnail_whether_jpeg_or_png(
+    tmp_path: Path, rng: np.random.Generator, h: int, w: int
+) -> None:
+    """A PNG holding a JPEG's decoded pixels is box-reduced by the JPEG's DCT scale first."""
+    from PIL import Image
+
+    from curate.core.imageio import draft_factor, read_image, read_reduced
+    from curate.dedupe.ssim import ssim, to_gray
+
+    scene = make_scene(rng, h, w)
+    scene = np.clip(scene + rng.normal(0, 12, scene.shape), 0, 255).astype(np.uint8)  # fine grain
+    jpg = tmp_path / "a.jpg"
+    Image.fromarray(scene).save(jpg, quality=95)
+    png = save(read_image(jpg), tmp_path / "a.png")
+    a, b = read_reduced(jpg, 128), read_reduced(png, 128)
+    assert a.shape == b.shape
+    assert ssim(to_gray(a), to_gray(b)) > 0.99
+    with Image.open(jpg) as im:
+        target = (max(1, w * 128 // max(w, h)), max(1, h * 128 // max(w, h)))
+        im.draft("RGB", target)
+        f = draft_factor((w, h), target)
+        assert im.size == (-(-w // f), -(-h // f))  # the scale Pillow's JPEG decoder picked
+
+
 def test_pool_workers_read_the_cache_and_the_writes_land(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
