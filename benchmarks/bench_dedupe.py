@@ -19,7 +19,10 @@ It prints:
     clusters); plus how often working-resolution decisions agree with full-resolution
     SSIM on pairs near the threshold: at 128 px alone and with ``--refine auto``;
 (d) on the FURG clip at SSIM 0.85: images kept by greedy, connected and ``--roi objects``,
-    and a short sweep.
+    and a short sweep;
+(e) edited copies of the COCO sample photos (re-encodes, brightness and gain, downscales,
+    PNG): SSIM of each kind of copy at full resolution and at 128 px, and precision and
+    recall of the clusters against the ground truth.
 """
 
 from __future__ import annotations
@@ -391,6 +394,97 @@ def agreement_section(
     )
 
 
+def _variants(rgb: np.ndarray) -> dict[str, tuple[np.ndarray, int | None]]:
+    """Edited copies of one photo: re-encodes, brightness and gain changes, downscales, PNG."""
+    h, w = rgb.shape[:2]
+
+    def shift(d: float, gain: float = 1.0) -> np.ndarray:
+        return np.clip(rgb.astype(np.float32) * gain + d, 0, 255).astype(np.uint8)
+
+    def down(k: int) -> np.ndarray:
+        return cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA)
+
+    return {
+        "q20": (rgb, 20),
+        "q50": (rgb, 50),
+        "q75": (rgb, 75),
+        "bright+20": (shift(20), 90),
+        "bright+40": (shift(40), 90),
+        "bright-40": (shift(-40), 90),
+        "gain0.7": (shift(0, 0.7), 90),
+        "gain1.3": (shift(0, 1.3), 90),
+        "half": (down(2), 90),
+        "quarter": (down(4), 90),
+        "png": (rgb, None),
+    }
+
+
+def near_duplicates_section(ex: Executor) -> None:
+    """(e) Copies of real photos with known ground truth: clusters vs truth, scales vs each other."""
+    from PIL import Image
+
+    src = sorted((SHARED / "coco-seg-sample" / "images").glob("*.jpg"))
+    if not src:
+        return
+    folder = Path(tempfile.mkdtemp(prefix="sodkit-variants-"))
+    try:
+        items, group, kind = [], [], []
+        for g, path in enumerate(src):
+            rgb = read_image(path)
+            shutil.copyfile(path, folder / path.name)
+            items.append(ImageItem(path.name, folder / path.name, rgb.shape[1], rgb.shape[0]))
+            group.append(g)
+            kind.append("original")
+            for name, (arr, quality) in _variants(rgb).items():
+                out = folder / f"{path.stem}_{name}.{'png' if quality is None else 'jpg'}"
+                Image.fromarray(arr).save(out, **({} if quality is None else {"quality": quality}))
+                items.append(ImageItem(out.name, out, arr.shape[1], arr.shape[0]))
+                group.append(g)
+                kind.append(name)
+        ds = Dataset([Category(0, "object")], items)
+        n = len(items)
+        print(
+            f"\n== near-duplicates of real photos: {len(src)} COCO photos x {len(kind) // len(src) - 1} "
+            f"edited copies = {n} images (ground truth: copies of one photo)"
+        )
+        thumbs = [S.to_gray(read_reduced(i.path, 128)) for i in items]
+        grays = [S.to_gray(read_image(i.path)) for i in items]
+        per_kind: dict[str, list[tuple[float, float]]] = {}
+        full: dict[tuple[int, int], float] = {}
+        for k in range(n):
+            if kind[k] != "original":
+                o = group.index(group[k])
+                full[(o, k)] = S.ssim(grays[o], grays[k])
+                per_kind.setdefault(kind[k], []).append(
+                    (full[(o, k)], S.ssim(thumbs[o], thumbs[k]))
+                )
+        print("  SSIM of each copy to its original, full resolution / 128 px (min .. max):")
+        for name, v in per_kind.items():
+            a = np.array(v)
+            print(
+                f"    {name:10s} full {a[:, 0].min():.3f} .. {a[:, 0].max():.3f}   "
+                f"128 px {a[:, 1].min():.3f} .. {a[:, 1].max():.3f}"
+            )
+        truth = {(a, b) for a, b in itertools.combinations(range(n), 2) if group[a] == group[b]}
+        brute = {(a, b) for a, b in truth if S.ssim(thumbs[a], thumbs[b]) > THRESHOLD}
+        for label, opts in (
+            ("greedy", DedupeOptions()),
+            ("connected", DedupeOptions(cluster="connected")),
+            ("connected --refine auto", DedupeOptions(cluster="connected", refine="auto")),
+        ):
+            plan = find_duplicates(ds, opts, runtime=Runtime(executor=ex))
+            cl = plan.resolution.cluster
+            pred = {(a, b) for a, b in itertools.combinations(range(n), 2) if cl[a] == cl[b]}
+            hit = len(pred & truth)
+            print(
+                f"  {label:24s} pairs in one cluster: precision {hit / max(1, len(pred)):.3f}, "
+                f"recall {hit / len(truth):.3f} (truth), {len(pred & brute) / max(1, len(brute)):.3f} "
+                f"(128 px SSIM > {THRESHOLD} within a group)"
+            )
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def furg_modes(ds: Dataset, ex: Executor) -> None:
     rt = Runtime(executor=ex)
     print("\n== FURG house6 at SSIM 0.85: images kept of", len(ds))
@@ -556,6 +650,7 @@ def main() -> None:
             agreement_section("FURG", furg, r_furg, ex, rng)
             agreement_section("Roboflow", rf, r_rf, ex, rng)
             furg_modes(furg, ex)
+            near_duplicates_section(ex)
     if args.only != "real":
         sizes = [1000, 10000] + ([100000] if args.big else [])
         scaling(sizes, args.workers, args.keep_generated)
