@@ -177,6 +177,16 @@ def dedupe_cmd(
     roi: RoiOpt = Roi.none,
     roi_iou: RoiIouOpt = 0.5,
     roi_ssim: RoiSsimOpt = None,
+    frame_window: Annotated[
+        int | None,
+        typer.Option(
+            "--frame-window",
+            min=1,
+            help="Compare two frames of one clip (video sources, Roboflow frame exports) only "
+            "when at most N frames apart; other pairs as usual. Bounds long static-camera "
+            "clips, where every frame resembles every other.",
+        ),
+    ] = None,
     against: Annotated[
         str | None,
         typer.Option(
@@ -243,6 +253,7 @@ def dedupe_cmd(
         roi=roi.value,
         roi_iou=roi_iou,
         roi_ssim=roi_ssim,
+        frame_window=frame_window,
         merge_labels=merge_labels,
         size=size,
         refine=refine.value,

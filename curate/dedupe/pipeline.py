@@ -87,6 +87,7 @@ class DedupeOptions:
     roi_iou: float = 0.5
     roi_ssim: float | None = None
     roi_size: int = DEFAULT_ROI_SIZE
+    frame_window: int | None = None
     merge_labels: bool = False
     size: int = 128
     refine: RefineMode = "none"
@@ -125,6 +126,8 @@ class DedupeOptions:
             raise UsageError(f"--refine {self.refine}: choose none or auto")
         if self.refine == "auto" and self.refine_band > 0:
             raise UsageError("--refine auto sets its own band; leave out --refine-band")
+        if self.frame_window is not None and self.frame_window < 1:
+            raise UsageError(f"--frame-window {self.frame_window}: must be at least 1 frame")
         if self.exact_only and (self.ssim is not None or self.hist is not None):
             raise UsageError(
                 "--exact keeps exact copies only; leave out --ssim/--hist or drop --exact"
@@ -277,7 +280,7 @@ def _prepare(
     ]
     number: dict[str, int] = {}
     classes = [np.array([number.setdefault(c, len(number)) for c in nm], np.int64) for nm in names]
-    keep_pair = _roi_prefilter(boxes, classes, exact_pairs, o) if o.roi == "objects" else None
+    keep_pair = _pair_filter(images, boxes, classes, exact_pairs, o)
     lowest = min(thresholds) if thresholds else None
     items = _verify_items(images, sigs, pixel, boxes, classes, o, runtime, active)
     spec = VerifySpec(
@@ -377,22 +380,56 @@ def _search(prep: _Prepared, o: DedupeOptions, threshold: float | None, prog: Pr
     )
 
 
-def _roi_prefilter(
+def _pair_filter(
+    images: Sequence[ImageItem],
     boxes: Sequence[NDArray[np.float64]],
     classes: Sequence[NDArray[np.int64]],
     exact_pairs: Sequence[tuple[int, int]],
     o: DedupeOptions,
-) -> PairFilter:
-    """Object mode: a pair is a candidate only if its boxes can match (or it is an exact copy)."""
-    matcher = BoxMatcher(boxes, classes, o.roi_iou)
+) -> PairFilter | None:
+    """Extra tests a pair must pass to be scored (exact copies always pass), or None.
+
+    Object mode: the boxes can match. ``--frame-window N``: two frames of one clip are at
+    most N frames apart (frames of different clips, and other images, are compared as usual).
+    """
+    tests: list[PairFilter] = []
+    if o.roi == "objects":
+        tests.append(BoxMatcher(boxes, classes, o.roi_iou))
+    if o.frame_window is not None:
+        tests.append(_frame_window(images, o.frame_window))
+    if not tests:
+        return None
     n = len(boxes)
     exact = np.unique(np.array([min(p) * n + max(p) for p in exact_pairs], np.int64))
 
     def keep(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.bool_]:
-        ok = matcher(a, b)
+        ok = np.ones(len(a), bool)
+        for test in tests:
+            live = np.flatnonzero(ok)
+            if not len(live):
+                break
+            ok[live] = test(a[live], b[live])
         if len(exact):
             ok |= np.isin(np.minimum(a, b) * n + np.maximum(a, b), exact)
         return ok
+
+    return keep
+
+
+def _frame_window(images: Sequence[ImageItem], window: int) -> PairFilter:
+    """Pairs of frames of one clip (``clip``/``frame`` attributes) at most ``window`` apart."""
+    clip_ids: dict[str, int] = {}
+    clip = np.full(len(images), -1, np.int64)
+    frame = np.zeros(len(images), np.int64)
+    for i, img in enumerate(images):
+        name, number = img.attributes.get("clip"), img.attributes.get("frame")
+        if name is not None and isinstance(number, int):
+            clip[i] = clip_ids.setdefault(str(name), len(clip_ids))
+            frame[i] = number
+
+    def keep(a: NDArray[np.int64], b: NDArray[np.int64]) -> NDArray[np.bool_]:
+        same = (clip[a] >= 0) & (clip[a] == clip[b])
+        return ~same | (np.abs(frame[a] - frame[b]) <= window)
 
     return keep
 

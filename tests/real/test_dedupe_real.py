@@ -81,6 +81,13 @@ def test_furg_object_mode_keeps_frames_where_fire_changed(furg: Dataset, runtime
     for d in plan.dropped()[:50]:
         s = plan.scorer.get(d, int(plan.resolution.dup_of[d]))
         assert s is not None and s.roi_match and (s.roi_ssim is None or s.roi_ssim > 0.85)
+    # A window of 30 frames (1 s) scores a fraction of the pairs; the duplicates are local.
+    windowed = find_duplicates(furg, DedupeOptions(roi="objects", frame_window=30), runtime=runtime)
+    assert windowed.stats["pairs_scored"] < plan.stats["pairs_scored"] / 2
+    assert abs(len(windowed.kept_new()) - kept) <= kept // 20
+    frame = [img.attributes["frame"] for img in furg.images]
+    for d in windowed.dropped():
+        assert abs(frame[d] - frame[int(windowed.resolution.dup_of[d])]) <= 30
 
 
 def test_furg_sweep_is_monotone(furg: Dataset, runtime: Runtime) -> None:

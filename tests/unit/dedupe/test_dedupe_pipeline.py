@@ -12,7 +12,7 @@ import pytest
 from dedupe_helpers import dataset, item, make_scene, save
 from PIL import Image
 
-from curate.core.errors import CorruptImageError, ErrorPolicy, OnError
+from curate.core.errors import CorruptImageError, ErrorPolicy, OnError, UsageError
 from curate.core.parallel import SerialExecutor, make_executor
 from curate.dedupe import (
     DedupeOptions,
@@ -284,3 +284,30 @@ def test_refine_options_are_checked() -> None:
     assert DedupeOptions(refine_band=0.1).refine_offsets == (0.1, 0.1)
     with pytest.raises(UsageError, match="refine"):
         DedupeOptions(refine="auto", refine_band=0.1).resolved()
+
+
+@pytest.mark.parametrize("mode", ["greedy", "connected"])
+def test_frame_window_compares_frames_of_one_clip_only_when_close(
+    known: dict[str, Path], mode: str
+) -> None:
+    """Frames far apart in one clip are not compared; other clips, stills and exact copies are."""
+    ds = _ds(known)
+    where = {
+        "s2": ("clip", 0),
+        "s2_bright": ("clip", 500),  # far from s2 in the same clip
+        "s3": ("clip", 10),
+        "s3_half": ("clip", 12),  # close to s3
+        "s0": ("clip", 20),
+        "s0_copy": ("clip", 900),  # same bytes: an exact copy is compared at any distance
+        "s4": ("clip", 30),
+        "s4_q40": ("other", 30),  # another clip: compared as usual
+    }
+    for img in ds.images:
+        if img.path.stem in where:
+            img.attributes["clip"], img.attributes["frame"] = where[img.path.stem]
+    plain = _dropped(find_duplicates(ds, DedupeOptions(cluster=mode)))
+    windowed = _dropped(find_duplicates(ds, DedupeOptions(cluster=mode, frame_window=50)))
+    assert plain == COPIES
+    assert windowed == {k: v for k, v in COPIES.items() if k != "s2_bright"}
+    with pytest.raises(UsageError, match="frame-window"):
+        DedupeOptions(frame_window=0).resolved()
