@@ -45,6 +45,7 @@ from curate.dedupe.signatures import (
     SignatureCache,
     SignatureParams,
     compute_pixel_hashes,
+    crops_key,
     extract_signatures,
 )
 from curate.dedupe.ssim import common_shape, resize_gray
@@ -545,9 +546,17 @@ def _verify_items(
     crops: dict[int, Any] = {}
     if o.roi == "objects":
         todo = [i for i in range(len(images)) if active[i] and len(boxes[i])]
+        keys = {i: crops_key(sigs[i].content_hash, boxes[i], o.roi_size) for i in todo}  # type: ignore[union-attr]
+        cache = runtime.cache
+        cached = cache.get_crops(sorted(set(keys.values()))) if cache is not None else {}
+        for i in todo:
+            if keys[i] in cached:
+                crops[i] = cached[keys[i]]
+        todo = [i for i in todo if i not in crops]
         jobs = [(str(images[i].path), boxes[i], o.roi_size, o.max_pixels) for i in todo]
         ex = runtime.executor
         results = ex.map(roi_task, jobs) if ex is not None else map(roi_task, jobs)
+        fresh: list[tuple[str, tuple[NDArray[np.uint8], ...]]] = []
         for i, res in zip(
             todo,
             runtime.progress.track(results, total=len(jobs), description="object regions"),
@@ -558,6 +567,9 @@ def _verify_items(
                 active[i] = False
             else:
                 crops[i] = res
+                fresh.append((keys[i], res))
+        if cache is not None and fresh:
+            cache.put_crops(fresh)
     items: list[VerifyItem] = []
     empty_thumb = np.zeros((1, 1), np.uint8)
     empty_hist = np.zeros(1, np.float32)

@@ -20,7 +20,8 @@ The cache is one SQLite file per parameter set under the cache folder (default
 ``$SODKIT_CACHE_DIR/signatures``, else ``$XDG_CACHE_HOME/sodkit/signatures``, else
 ``~/.cache/sodkit/signatures``), keyed by content hash, so renamed or copied files hit it
 and an edited file misses it. Values are plain bytes (no pickle). Full-decode pixel hashes
-(exact copies with different bytes) are cached in a second table.
+(exact copies with different bytes) and the object-region crops of ``--roi objects`` (keyed
+by content, boxes and decode size: :func:`crops_key`) are cached in their own tables.
 """
 
 from __future__ import annotations
@@ -297,7 +298,7 @@ def default_cache_dir() -> Path:
 
 
 class SignatureCache:
-    """Signatures and pixel hashes in one SQLite file per parameter set, keyed by content hash.
+    """Signatures, pixel hashes and object-region crops, one SQLite file per parameter set.
 
     Nothing is opened until the first lookup; the folder is created then. A cache that
     cannot be opened or written is reported through :attr:`problem` and then ignored:
@@ -334,6 +335,7 @@ class SignatureCache:
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("CREATE TABLE IF NOT EXISTS sig (hash TEXT PRIMARY KEY, data BLOB)")
             conn.execute("CREATE TABLE IF NOT EXISTS pix (hash TEXT PRIMARY KEY, pixels TEXT)")
+            conn.execute("CREATE TABLE IF NOT EXISTS roi (hash TEXT PRIMARY KEY, data BLOB)")
             conn.commit()
         except (OSError, sqlite3.Error) as exc:
             self.problem = (
@@ -415,6 +417,18 @@ class SignatureCache:
     def put_pixel_hashes(self, rows: Iterable[tuple[str, str]]) -> None:
         self._insert("pixels", "pix", rows)
 
+    def get_crops(self, keys: Sequence[str]) -> dict[str, tuple[NDArray[np.uint8], ...]]:
+        """Object-region crops by :func:`crops_key` (records it cannot read are misses)."""
+        out: dict[str, tuple[NDArray[np.uint8], ...]] = {}
+        for key, data in self._select("regions", "roi", "data", keys).items():
+            crops = crops_from_bytes(bytes(data))  # type: ignore[arg-type]
+            if crops is not None:
+                out[key] = crops
+        return out
+
+    def put_crops(self, rows: Iterable[tuple[str, tuple[NDArray[np.uint8], ...]]]) -> None:
+        self._insert("regions", "roi", ((k, crops_to_bytes(c)) for k, c in rows))
+
     def close(self) -> None:
         self._wait()
         if self._writer is not None:
@@ -423,6 +437,50 @@ class SignatureCache:
         for conn in self._conns.values():
             conn.close()
         self._conns.clear()
+
+
+# -- object regions ---------------------------------------------------------------------------
+
+_CROP_HEAD = struct.Struct("<4sHH")
+_CROP_SHAPE = struct.Struct("<HH")
+_CROP_MAGIC = b"SDKR"
+
+
+def crops_key(content_hash: str, boxes_norm: NDArray[np.floating], roi_size: int) -> str:
+    """Cache key of an image's object-region crops: its content, its boxes and the decode size."""
+    h = hashlib.blake2b(digest_size=16)
+    h.update(f"{content_hash}:{roi_size}:v{SIGNATURE_VERSION}:".encode())
+    h.update(np.ascontiguousarray(boxes_norm, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def crops_to_bytes(crops: Sequence[NDArray[np.uint8]]) -> bytes:
+    parts = [_CROP_HEAD.pack(_CROP_MAGIC, SIGNATURE_VERSION, len(crops))]
+    for c in crops:
+        parts.append(_CROP_SHAPE.pack(*c.shape))
+        parts.append(np.ascontiguousarray(c, dtype=np.uint8).tobytes())
+    return b"".join(parts)
+
+
+def crops_from_bytes(data: bytes) -> tuple[NDArray[np.uint8], ...] | None:
+    """Crops from :func:`crops_to_bytes`, or None for bytes it did not write."""
+    if len(data) < _CROP_HEAD.size:
+        return None
+    magic, version, count = _CROP_HEAD.unpack_from(data)
+    if magic != _CROP_MAGIC or version != SIGNATURE_VERSION:
+        return None
+    off = _CROP_HEAD.size
+    out = []
+    for _ in range(count):
+        if off + _CROP_SHAPE.size > len(data):
+            return None
+        h, w = _CROP_SHAPE.unpack_from(data, off)
+        off += _CROP_SHAPE.size
+        if off + h * w > len(data):
+            return None
+        out.append(np.frombuffer(data, np.uint8, h * w, off).reshape(h, w))
+        off += h * w
+    return tuple(out) if off == len(data) else None
 
 
 # -- extraction -----------------------------------------------------------------------------

@@ -311,3 +311,32 @@ def test_frame_window_compares_frames_of_one_clip_only_when_close(
     assert windowed == {k: v for k, v in COPIES.items() if k != "s2_bright"}
     with pytest.raises(UsageError, match="frame-window"):
         DedupeOptions(frame_window=0).resolved()
+
+
+def test_object_regions_come_from_the_cache_on_a_second_run(
+    known: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Crops are cached by content, boxes and decode size: a changed box is a miss."""
+    from curate.dedupe import pipeline as P
+
+    decoded: list[str] = []
+    real_task = P.roi_task
+
+    def counting(job):  # type: ignore[no-untyped-def]
+        decoded.append(Path(job[0]).stem)
+        return real_task(job)
+
+    monkeypatch.setattr(P, "roi_task", counting)
+    cache = SignatureCache(tmp_path / "cache")
+    o = DedupeOptions(roi="objects")
+    first = find_duplicates(_ds(known), o, runtime=Runtime(cache=cache))
+    assert len(decoded) == len(known)
+    decoded.clear()
+    second = find_duplicates(_ds(known), o, runtime=Runtime(cache=cache))
+    assert decoded == []
+    assert second.scorer.memo == first.scorer.memo
+    assert np.array_equal(second.resolution.status, first.resolution.status)
+    moved = _ds(known, boxes={"s5": [(5.0, 5.0, 60.0, 50.0)]})
+    find_duplicates(moved, o, runtime=Runtime(cache=cache))
+    assert decoded == ["s5"]
+    cache.close()

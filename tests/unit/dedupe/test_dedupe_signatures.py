@@ -160,3 +160,15 @@ def test_pool_workers_read_the_cache_and_the_writes_land(
         == 6
     )
     reopened.close()
+
+
+def test_crop_records_round_trip_and_junk_is_a_miss(rng: np.random.Generator) -> None:
+    crops = (rng.integers(0, 255, (12, 30), dtype=np.uint8), np.zeros((8, 8), np.uint8))
+    back = G.crops_from_bytes(G.crops_to_bytes(crops))
+    assert back is not None and all(np.array_equal(a, b) for a, b in zip(crops, back, strict=True))
+    assert G.crops_from_bytes(G.crops_to_bytes(())) == ()
+    for junk in (b"", b"SDKR", G.crops_to_bytes(crops)[:-1], b"x" * 40):
+        assert G.crops_from_bytes(junk) is None
+    boxes = np.array([[0.1, 0.2, 0.3, 0.4]])
+    assert G.crops_key("h", boxes, 512) != G.crops_key("h", boxes + 0.01, 512)
+    assert G.crops_key("h", boxes, 512) != G.crops_key("h", boxes, 256)
