@@ -389,12 +389,9 @@ class SignatureCache:
                 continue
         return out
 
-    def put_records(self, tag: str, rows: list[tuple[str, bytes]], *, wait: bool = True) -> None:
-        """Store ``(content hash, Signature.to_bytes())`` rows; with ``wait=False`` in the
-        background (see the class docstring)."""
-        if wait:
-            self._insert(tag, "sig", rows)
-            return
+    def put_records(self, tag: str, rows: list[tuple[str, bytes]]) -> None:
+        """Store ``(content hash, Signature.to_bytes())`` rows in the background (see the
+        class docstring)."""
         conn = self._conn(tag)
         if conn is None:
             return
@@ -542,7 +539,7 @@ def extract_signatures(
         hits += from_cache
         sigs.append(sig)
     if cache is not None and computed:
-        cache.put_records(params.tag, computed, wait=False)
+        cache.put_records(params.tag, computed)
     return Extraction(sigs, failures, cache_hits=hits)
 
 

@@ -48,7 +48,8 @@ def test_write_table(tmp_path):
     assert "| raw |" in md and "| 0.500 |" in md and "| - |" in md
 
 
-def test_tiny_ablation_run(tmp_path):
+def _tiny_raw_and_curated(tmp_path):
+    """A 4-image raw set, a curated one with a 2-image test split, and a one-epoch CPU config."""
     torch.set_num_threads(min(torch.get_num_threads(), 2))
     spec = ShapesSpec(width=32, height=32, min_size=6, max_size=10, max_objects=2)
     cur = tmp_path / "cur"
@@ -57,7 +58,11 @@ def test_tiny_ablation_run(tmp_path):
     )
     raw = tmp_path / "raw"
     make_shapes_dataset(raw, ShapesSpec(**{**spec.__dict__, "splits": {"train": 4}}), seed=1)
-    cfg = make_config("cpu-smoke", epochs=1, imgsz=32, batch=2)
+    return raw, cur, make_config("cpu-smoke", epochs=1, imgsz=32, batch=2)
+
+
+def test_tiny_ablation_run(tmp_path):
+    raw, cur, cfg = _tiny_raw_and_curated(tmp_path)
     out = tmp_path / "out"
     report = validate(str(raw), str(cur), out, cfg, ablation=True)
     assert [r["run"] for r in report.comparison] == ["raw", "curated"]
@@ -81,15 +86,7 @@ def test_missing_test_split_is_explained(tmp_path):
 def test_resume_reuses_finished_runs_and_continues_the_rest(tmp_path, monkeypatch):
     import train_bridge.validate as V
 
-    torch.set_num_threads(min(torch.get_num_threads(), 2))
-    spec = ShapesSpec(width=32, height=32, min_size=6, max_size=10, max_objects=2)
-    cur = tmp_path / "cur"
-    make_shapes_dataset(
-        cur, ShapesSpec(**{**spec.__dict__, "splits": {"train": 4, "test": 2}}), fmt="coco"
-    )
-    raw = tmp_path / "raw"
-    make_shapes_dataset(raw, ShapesSpec(**{**spec.__dict__, "splits": {"train": 4}}), seed=1)
-    cfg = make_config("cpu-smoke", epochs=1, imgsz=32, batch=2)
+    raw, cur, cfg = _tiny_raw_and_curated(tmp_path)
     out = tmp_path / "out"
     first = validate(str(raw), str(cur), out, cfg)
     # Interrupt the curated run after training: its result was never written.
