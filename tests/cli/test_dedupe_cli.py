@@ -130,3 +130,13 @@ def test_against_reference(run, data: Path, tmp_path: Path) -> None:
     # Every image is in the reference (or duplicates one there).
     assert "keep 0" in res.output
     assert len(manifest(out)["dropped"]) == 6
+
+
+def test_frame_window_from_the_cli(run, data: Path, tmp_path: Path) -> None:
+    """Images that are no video frames are compared as usual; the option is recorded."""
+    report = tmp_path / "plan.json"
+    res = run("dedupe", data, "--dry-run", "--frame-window", "5", "--report", report, "-j", "1")
+    assert "would keep 4 and drop 2" in res.output
+    assert json.loads(report.read_text())["options"]["frame_window"] == 5
+    res = run("dedupe", data, "--dry-run", "--frame-window", "0", code=2)
+    assert "--frame-window" in res.output and "Traceback" not in res.output
