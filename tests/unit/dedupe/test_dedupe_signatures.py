@@ -172,3 +172,31 @@ def test_crop_records_round_trip_and_junk_is_a_miss(rng: np.random.Generator) ->
     boxes = np.array([[0.1, 0.2, 0.3, 0.4]])
     assert G.crops_key("h", boxes, 512) != G.crops_key("h", boxes + 0.01, 512)
     assert G.crops_key("h", boxes, 512) != G.crops_key("h", boxes, 256)
+
+
+def test_worker_import_leaves_the_pipeline_unloaded() -> None:
+    """A worker running the signature task imports only what that task needs."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys, curate.dedupe.signatures; "
+        "print(json.dumps(sorted(m for m in sys.modules if m.startswith('curate.'))))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], check=True, capture_output=True, text=True
+    ).stdout
+    loaded = set(json.loads(out))
+    assert "curate.dedupe.signatures" in loaded
+    assert not loaded & {"curate.dedupe.pipeline", "curate.io", "curate.formats", "curate.sources"}
+
+
+def test_package_names_load_on_use() -> None:
+    import curate.dedupe as D
+
+    for name in D.__all__:
+        assert getattr(D, name).__name__ == name
+    assert set(D.__all__) <= set(dir(D))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        _ = D.nope  # type: ignore[attr-defined]
