@@ -11,7 +11,9 @@ It prints:
     cache) and warm, as a ratio to the bare reduced-size decode of the same images
     (``read_reduced(path, 128)`` through the same executor) and to all-pairs SSIM giving the
     same decisions (brute force: every pair scored at 128 px with per-image terms reused,
-    timed on a random sample of pairs and extrapolated; said so in the output);
+    timed on a random sample of pairs and extrapolated; said so in the output); and once
+    more with every run in a new process, as one CLI run is (pool start and first-run
+    costs included, which the medians of runs in one process leave out);
 (b) per-image cost and peak memory (max RSS of a fresh process) at 1k, 10k (and 100k)
     generated images with 10 % planted near-duplicates;
 (c) recall, on the pairs all-pairs SSIM calls duplicates (> 0.85, 128 px), of a pHash-only
@@ -213,7 +215,9 @@ class Clock:
 # -- (a) (c) (d) on real data --------------------------------------------------------------------
 
 
-def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, brute: bool) -> dict:
+def real_set(
+    name: str, spec: str, ds: Dataset, ex: Executor, rng: np.random.Generator, brute: bool
+) -> dict:
     paths = [str(i.path) for i in ds.images]
     n = len(paths)
     list(ex.map(_bare, paths[:64]))  # warm the pool
@@ -263,6 +267,7 @@ def real_set(name: str, ds: Dataset, ex: Executor, rng: np.random.Generator, bru
             f"= {cold_cpu / bare_cpu:.2f}x: with perfect use of {workers} cores the wall-time ratio "
             f"could not go below about {cold_cpu / workers / bare:.2f}x"
         )
+    fresh_processes(spec, workers)
     st = plan.stats
     print(
         f"    signatures {st['signatures_s']:.2f} s, exact copies and features {st['prepare_s']:.2f} s, "
@@ -556,6 +561,46 @@ def _scene(rng: np.random.Generator, h: int = 48, w: int = 64) -> np.ndarray:
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
 
 
+def fresh_child(mode: str, spec: str, workers: int) -> None:
+    """Run in a fresh process, as one CLI run is: start a pool, then either the bare reduced
+    decode of every image or a dedupe with an empty cache; print the seconds as JSON."""
+    ds = load_dataset(spec)
+    paths = [str(i.path) for i in ds.images]
+    t0 = time.perf_counter()
+    with make_executor(workers) as ex, tempfile.TemporaryDirectory() as cache_dir:
+        if mode == "bare":
+            list(ex.map(_bare, paths))
+        else:
+            cache = SignatureCache(cache_dir)
+            find_duplicates(ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=cache))
+            cache.close()
+        took = time.perf_counter() - t0
+    print(json.dumps({"seconds": took}))
+
+
+def fresh_processes(spec: str, workers: int, repeat: int = 3) -> None:
+    """(a) once more, each run in a new process: pool start and first-run costs included."""
+    runs: dict[str, list[tuple[float, float]]] = {"bare": [], "dedupe": []}
+    for _ in range(repeat):
+        for mode in runs:
+            t0 = time.perf_counter()
+            out = subprocess.run(
+                [sys.executable, __file__, "--fresh-child", mode, spec, str(workers)],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
+            whole = time.perf_counter() - t0
+            runs[mode].append((json.loads(out.splitlines()[-1])["seconds"], whole))
+    (bare, bare_all), (dd, dd_all) = (np.median(np.array(runs[m]), axis=0) for m in runs)
+    print(
+        f"  in a fresh process each (as one CLI run; medians of {repeat}): pool start + bare decode "
+        f"{bare:.2f} s, pool start + dedupe cold {dd:.2f} s = {dd / bare:.2f}x; whole processes "
+        f"with Python start, imports and loading the dataset: {bare_all:.2f} s vs {dd_all:.2f} s "
+        f"= {dd_all / bare_all:.2f}x"
+    )
+
+
 def scale_child(folder: str, n: int, workers: int) -> None:
     """Run in a fresh process: dedupe the first ``n`` generated images; print JSON."""
     paths = sorted(Path(folder).glob("g*.jpg"))[:n]
@@ -635,7 +680,12 @@ def main() -> None:
     ap.add_argument("--keep-generated", type=Path, help="generate into (and keep) this folder")
     ap.add_argument("--only", choices=["real", "scale"], help="run one part")
     ap.add_argument("--scale-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--fresh-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.fresh_child:
+        mode, spec, workers = args.fresh_child
+        fresh_child(mode, spec, int(workers))
+        return
     if args.scale_child:
         folder, n, workers = args.scale_child
         scale_child(folder, int(n), int(workers))
@@ -644,11 +694,13 @@ def main() -> None:
     if args.only != "scale":
         cache_root = Path(tempfile.mkdtemp(prefix="sodkit-frames-"))
         os.environ.setdefault("SODKIT_CACHE_DIR", str(cache_root))
-        furg = load_dataset(f"video:{SHARED / 'furg-fire-video'}")
-        rf = load_dataset(str(SHARED / "roboflow-fire-smoke"))
+        furg_spec = f"video:{SHARED / 'furg-fire-video'}"
+        rf_spec = str(SHARED / "roboflow-fire-smoke")
+        furg, rf = load_dataset(furg_spec), load_dataset(rf_spec)
         with make_executor(args.workers) as ex:
-            r_furg = real_set("FURG house6 frames", furg, ex, rng, not args.no_brute)
-            r_rf = real_set("Roboflow fire export", rf, ex, rng, not args.no_brute)
+            brute = not args.no_brute
+            r_furg = real_set("FURG house6 frames", furg_spec, furg, ex, rng, brute)
+            r_rf = real_set("Roboflow fire export", rf_spec, rf, ex, rng, brute)
             recall_section("FURG", r_furg, furg)
             recall_section("Roboflow", r_rf, rf)
             agreement_section("FURG", furg, r_furg, ex, rng)
