@@ -267,13 +267,13 @@ def real_set(
             f"= {cold_cpu / bare_cpu:.2f}x: with perfect use of {workers} cores the wall-time ratio "
             f"could not go below about {cold_cpu / workers / bare:.2f}x"
         )
-    fresh_processes(spec, workers)
     st = plan.stats
     print(
         f"    signatures {st['signatures_s']:.2f} s, exact copies and features {st['prepare_s']:.2f} s, "
         f"search and clustering {st['cluster_s']:.2f} s ({st['candidates']:,} candidate pairs "
         f"found, {st['index_method']}; {st['pairs_scored']:,} pairs scored)"
     )
+    fresh_processes(spec, workers)
     print(
         f"  brute force (estimated from {3000} timed pairs: {per_pair * 1e6:.0f} us/pair): "
         f"{brute_est:.1f} s -> dedupe is {brute_est / cold:.0f}x faster (cold)"
@@ -594,7 +594,7 @@ def fresh_processes(spec: str, workers: int, repeat: int = 3) -> None:
             runs[mode].append((json.loads(out.splitlines()[-1])["seconds"], whole))
     (bare, bare_all), (dd, dd_all) = (np.median(np.array(runs[m]), axis=0) for m in runs)
     print(
-        f"  in a fresh process each (as one CLI run; medians of {repeat}): pool start + bare decode "
+        f"  in a new process each (like one CLI run; medians of {repeat}): pool start + bare decode "
         f"{bare:.2f} s, pool start + dedupe cold {dd:.2f} s = {dd / bare:.2f}x; whole processes "
         f"with Python start, imports and loading the dataset: {bare_all:.2f} s vs {dd_all:.2f} s "
         f"= {dd_all / bare_all:.2f}x"
