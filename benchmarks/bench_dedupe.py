@@ -561,6 +561,14 @@ def _scene(rng: np.random.Generator, h: int = 48, w: int = 64) -> np.ndarray:
     return np.clip(img + rng.normal(0, 4, img.shape), 0, 255).astype(np.uint8)
 
 
+def _child(*args: str) -> dict:
+    """Run this script in a new process with ``args``; the JSON of its last output line."""
+    out = subprocess.run(
+        [sys.executable, __file__, *args], check=True, capture_output=True, text=True
+    ).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
 def fresh_child(mode: str, spec: str, workers: int) -> None:
     """Run in a fresh process, as one CLI run is: start a pool, then either the bare reduced
     decode of every image or a dedupe with an empty cache; print the seconds as JSON."""
@@ -584,14 +592,8 @@ def fresh_processes(spec: str, workers: int, repeat: int = 3) -> None:
     for _ in range(repeat):
         for mode in runs:
             t0 = time.perf_counter()
-            out = subprocess.run(
-                [sys.executable, __file__, "--fresh-child", mode, spec, str(workers)],
-                check=True,
-                capture_output=True,
-                text=True,
-            ).stdout.strip()
-            whole = time.perf_counter() - t0
-            runs[mode].append((json.loads(out.splitlines()[-1])["seconds"], whole))
+            out = _child("--fresh-child", mode, spec, str(workers))
+            runs[mode].append((out["seconds"], time.perf_counter() - t0))
     (bare, bare_all), (dd, dd_all) = (np.median(np.array(runs[m]), axis=0) for m in runs)
     print(
         f"  in a new process each (like one CLI run; medians of {repeat}): pool start + bare decode "
@@ -643,17 +645,7 @@ def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
         )
         base = None
         for n in sizes:
-            out = (
-                subprocess.run(
-                    [sys.executable, __file__, "--scale-child", str(folder), str(n), str(workers)],
-                    check=True,
-                    capture_output=True,
-                    text=True,
-                )
-                .stdout.strip()
-                .splitlines()[-1]
-            )
-            r = json.loads(out)
+            r = _child("--scale-child", str(folder), str(n), str(workers))
             per = r["seconds"] / n * 1e6
             base = base or per
             st = r["stats"]

@@ -52,7 +52,7 @@ def greedy_match(
         # The common case for small objects, without array overhead (same arithmetic).
         if int(classes_a[0]) != int(classes_b[0]):
             return []
-        return [(0, 0)] if _iou_one(boxes_a[0], boxes_b[0]) >= min_iou else []
+        return [(0, 0)] if B.iou_one(boxes_a[0], boxes_b[0]) >= min_iou else []
     iou = B.iou(boxes_a, boxes_b)
     same = np.asarray(classes_a)[:, None] == np.asarray(classes_b)[None, :]
     iou = np.where(same, iou, -1.0)
@@ -70,16 +70,6 @@ def greedy_match(
         used_b.add(b)
         pairs.append((a, b))
     return pairs
-
-
-def _iou_one(a: NDArray[np.floating], b: NDArray[np.floating]) -> float:
-    """IoU of two XYXY boxes, as :func:`curate.core.boxes.iou` computes it."""
-    ax1, ay1, ax2, ay2 = (float(v) for v in a)
-    bx1, by1, bx2, by2 = (float(v) for v in b)
-    inter = max(min(ax2, bx2) - max(ax1, bx1), 0.0) * max(min(ay2, by2) - max(ay1, by1), 0.0)
-    union = max(ax2 - ax1, 0.0) * max(ay2 - ay1, 0.0) + max(bx2 - bx1, 0.0) * max(by2 - by1, 0.0)
-    union -= inter
-    return inter / union if union > 0 else 0.0
 
 
 def match_boxes(
