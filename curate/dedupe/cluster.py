@@ -9,6 +9,13 @@
   literature's reading; each component keeps its highest-priority image. Pairs already in
   one component are never scored, which gives the same components as scoring every pair.
 
+With a refinement band, a pair whose working-resolution SSIM is inside the band is
+re-scored at full resolution only when a decision waits for it: in greedy mode when it
+comes before the image's first certain duplicate in nearest-first order, in connected
+mode when its two images are not joined yet. The kept set and the clusters are those of
+refining every such pair (in greedy mode each dropped image's duplicate too; in connected
+mode the chain of links shown in the report may take another path).
+
 Reference images (``--against``) are kept first and never dropped; a new image that is a
 duplicate of a reference image is dropped. Both modes are deterministic: the work done in
 each round depends only on the data, never on the executor.
@@ -17,7 +24,7 @@ each round depends only on the data, never on the executor.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 import numpy as np
@@ -79,6 +86,12 @@ class DuplicateRule:
                 return None
             passed.append("roi")
         return "+".join(passed)
+
+    def needs_full(self, s: PairScore) -> bool:
+        """Whether the decision on ``s`` (its reason included) waits for a full-resolution SSIM."""
+        if not s.unsettled or self.ssim is None:
+            return False
+        return self.decide(replace(s, full_ssim=1.0)) != self.decide(replace(s, full_ssim=0.0))
 
 
 @dataclass(slots=True)
@@ -151,6 +164,7 @@ def greedy(
     for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
         before = search.before(block, res.status == KEPT)
         _score_before(block, before, scorer, rule)
+        settle(scorer, rule, [(i, before[i]) for i in block])
         found = {i: _first_duplicate(i, before[i], scorer, rule) for i in block}
         within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
@@ -158,6 +172,7 @@ def greedy(
             if j < 0:
                 later = [k for k in within[i] if res.status[k] == KEPT]
                 scorer.score([(i, k) for k in later])
+                settle(scorer, rule, [(i, later)])
                 j, reason = _first_duplicate(i, later, scorer, rule)
             if j < 0:
                 res.status[i] = KEPT
@@ -182,6 +197,7 @@ def _score_before(
         if not want:
             return
         scorer.score(want)
+        settle(scorer, rule, [(i, before[i][: done[i] + limit]) for i in open_])
         still = []
         for i in open_:
             seen = before[i][done[i] : done[i] + limit]
@@ -190,6 +206,31 @@ def _score_before(
             if not found and done[i] < len(before[i]):
                 still.append(i)
         open_ = still
+
+
+def settle(scorer: Scorer, rule: DuplicateRule, walks: Sequence[tuple[int, Sequence[int]]]) -> None:
+    """Refine what the first duplicate of each walk ``(i, candidates)`` waits for.
+
+    A walk goes through its scored pairs in order and ends at its first certain duplicate
+    (or at the first unscored pair, as :func:`_first_duplicate` does); the pair it stops
+    at for want of a full-resolution SSIM is refined, with those of every other walk in one
+    batch, until no walk waits.
+    """
+    pos = [0] * len(walks)
+    while True:
+        need: list[tuple[int, int]] = []
+        for w, (i, cands) in enumerate(walks):
+            k = pos[w]
+            while k < len(cands):
+                s = scorer.get(i, cands[k])
+                if s is not None and rule.needs_full(s):
+                    need.append((i, cands[k]))
+                    break
+                k = len(cands) if s is None or rule.decide(s) is not None else k + 1
+            pos[w] = k
+        if not need:
+            return
+        scorer.refine(need)
 
 
 def _first_duplicate(
@@ -264,7 +305,19 @@ def _join_tile(
         pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
         scorer.score(pairs)
         joined = 0
+        waiting: list[tuple[int, int]] = []
         for a, b in pairs:
+            s = scorer.get(a, b)
+            if s is not None and rule.needs_full(s):
+                waiting.append((a, b))
+            elif s is not None and rule.decide(s) is not None:
+                res.edges.append((a, b))
+                joined += _union(parent, a, b)
+        # Refine only the pairs that could still join two components.
+        waiting = [(a, b) for a, b in waiting if _find(parent, a) != _find(parent, b)]
+        if waiting:
+            scorer.refine(waiting)
+        for a, b in waiting:
             s = scorer.get(a, b)
             if s is not None and rule.decide(s) is not None:
                 res.edges.append((a, b))
@@ -281,13 +334,15 @@ def _roots(parent: NDArray[np.int64]) -> NDArray[np.int64]:
         parent[:] = grand
 
 
+def _find(parent: NDArray[np.int64], a: int) -> int:
+    while parent[a] != a:
+        a = int(parent[a])
+    return a
+
+
 def _union(parent: NDArray[np.int64], a: int, b: int) -> int:
     """Join the sets of ``a`` and ``b``; 1 when they were apart."""
-    ra, rb = a, b
-    while parent[ra] != ra:
-        ra = int(parent[ra])
-    while parent[rb] != rb:
-        rb = int(parent[rb])
+    ra, rb = _find(parent, a), _find(parent, b)
     if ra == rb:
         return 0
     parent[max(ra, rb)] = min(ra, rb)

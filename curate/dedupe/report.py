@@ -24,7 +24,9 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
              "score": 0.93, "scores": {"ssim": 0.93, "hist": 0.97, ...}}
           ],
           "pairs": [{"a": "a.jpg", "b": "b.jpg", "duplicate": true, "reason": "ssim",
-                     "ssim": 0.93, ...}],    # every pair scored inside the cluster
+                     "ssim": 0.93, ...}],    # every pair scored inside the cluster; with
+                                             # a refinement band, "duplicate" is null where
+                                             # no decision needed the full-resolution SSIM
           "label_conflicts": [{"dropped": "b.jpg", "kept": "a.jpg",
                                "only_in_dropped": [{"category": "fire", "bbox": [x1, y1, x2, y2]}],
                                "only_in_kept": [...]}]
@@ -164,9 +166,15 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         pairs = []
         for a, b in sorted(pairs_of.get(head, [])):
             s = plan.scorer.memo[(a, b)]
-            reason = plan.rule.decide(s)
+            # A pair whose full-resolution SSIM no decision needed has no verdict.
+            open_ = plan.rule.needs_full(s)
+            reason = None if open_ else plan.rule.decide(s)
             pairs.append(
-                {"a": plan.label(a), "b": plan.label(b), "duplicate": reason is not None}
+                {
+                    "a": plan.label(a),
+                    "b": plan.label(b),
+                    "duplicate": None if open_ else reason is not None,
+                }
                 | ({"reason": reason} if reason else {})
                 | s.to_dict()
             )

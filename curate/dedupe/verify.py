@@ -9,10 +9,13 @@ SSIM is computed on the working-resolution thumbnails (see :mod:`curate.dedupe.s
 after a cheap upper bound: pairs whose bound is at or below ``ssim_floor`` keep only the
 bound (they cannot pass any threshold above it). With a refinement band, pairs whose
 working-resolution SSIM lies in ``[refine_threshold - refine_below, refine_threshold +
-refine_above]`` are scored again at full resolution (longer side capped at
-:data:`REFINE_MAX_SIDE`), and decisions use that. Full-resolution terms and decodes are
-kept per image (least recently used dropped), so an image is decoded about once however
-many of its pairs are refined.
+refine_above]`` are marked ``refine``; :meth:`Scorer.refine` scores them again at full
+resolution (longer side capped at :data:`REFINE_MAX_SIDE`), and decisions use that. The
+clustering asks for it only where a decision waits for it (see ``DuplicateRule.needs_full``),
+so a pair past an image's first duplicate is never decoded at full size. Refinement goes
+to the executor in small chunks (a pair costs milliseconds, not microseconds).
+Full-resolution terms and decodes are kept per image (least recently used dropped), so an
+image is decoded about once per process however many of its pairs are refined.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import numpy as np
@@ -38,6 +41,10 @@ V = TypeVar("V")
 
 REFINE_MAX_SIDE = 2048
 _CHUNK = 256
+#: Full-resolution re-scoring: pairs per worker task, and the fewest pairs worth sending
+#: to the executor (one pair costs a full-size decode and SSIM: milliseconds).
+_REFINE_CHUNK = 8
+_REFINE_PARALLEL_MIN = 4
 #: Per-image SSIM terms kept in memory (least recently used go): in this process, and in
 #: each worker process between chunks. About 290 KB per 128x128 thumbnail.
 _LOCAL_TERMS_BYTES = 384 << 20
@@ -90,8 +97,10 @@ class PairScore:
     ``exact``: ``"file"`` (same bytes) or ``"pixels"`` (same decoded pixels).
     ``ssim``: working-resolution SSIM, or None when only ``ssim_bound`` (an upper bound at
     or below the floor) was needed. ``roi_match``: boxes match one-to-one; ``roi_ssim``:
-    lowest SSIM over matched regions (None when there are no boxes). ``full_ssim``: the
-    full-resolution SSIM of a pair inside the refinement band.
+    lowest SSIM over matched regions (None when there are no boxes). ``refine``: the
+    working-resolution SSIM lies inside the refinement band; ``full_ssim`` is then its
+    full-resolution SSIM once :meth:`Scorer.refine` has computed it (``error`` says why it
+    could not be).
     """
 
     exact: str | None = None
@@ -102,6 +111,12 @@ class PairScore:
     roi_ssim: float | None = None
     full_ssim: float | None = None
     error: str | None = None
+    refine: bool = False
+
+    @property
+    def unsettled(self) -> bool:
+        """Inside the refinement band and not re-scored at full resolution (yet)."""
+        return self.refine and self.full_ssim is None and self.error is None
 
     @property
     def best_ssim(self) -> float | None:
@@ -125,6 +140,8 @@ class PairScore:
             v = getattr(self, name)
             if v is not None:
                 out[name] = round(v, 4) if isinstance(v, float) else v
+        if self.unsettled:
+            out["full_ssim"] = "not computed: no decision depended on it"
         return out
 
 
@@ -287,8 +304,7 @@ class _ChunkScorer:
         hist = intersection(ia.hist, ib.hist) if spec.hist else None
         value: float | None = None
         bound: float | None = None
-        full: float | None = None
-        error: str | None = None
+        refine = False
         if spec.ssim:
             ta, tb = self._ssim_terms(a, b)
             if spec.ssim_floor is not None:
@@ -297,13 +313,13 @@ class _ChunkScorer:
                     bound = ub
             if bound is None:
                 value = S.ssim_terms(ta, tb)
-                if spec.in_band(value):
-                    got = self._full.ssim(ia, ib, spec.max_pixels)
-                    if isinstance(got, str):
-                        error = got
-                    else:
-                        full = got
-        return PairScore(exact, value, bound, hist, roi_match, roi_ssim, full, error)
+                refine = exact is None and spec.in_band(value)
+        return PairScore(exact, value, bound, hist, roi_match, roi_ssim, refine=refine)
+
+    def full(self, a: int, b: int) -> tuple[float | None, str | None]:
+        """Full-resolution SSIM of a pair, or (None, why it could not be computed)."""
+        got = self._full.ssim(self.items[a], self.items[b], self.spec.max_pixels)
+        return (None, got) if isinstance(got, str) else (got, None)
 
 
 def score_chunk(chunk: PairChunk) -> list[PairScore]:
@@ -314,6 +330,12 @@ def score_chunk(chunk: PairChunk) -> list[PairScore]:
     """
     scorer = _ChunkScorer(chunk.items, chunk.spec, _WORKER_TERMS, _WORKER_FULL)
     return [scorer.score(a, b) for a, b in chunk.pairs]
+
+
+def refine_chunk(chunk: PairChunk) -> list[tuple[float | None, str | None]]:
+    """Worker task: full-resolution SSIM of every pair of a chunk."""
+    scorer = _ChunkScorer(chunk.items, chunk.spec, _WORKER_TERMS, _WORKER_FULL)
+    return [scorer.full(a, b) for a, b in chunk.pairs]
 
 
 class Scorer:
@@ -372,6 +394,34 @@ class Scorer:
             )
         for part, scores in zip(parts, results, strict=True):
             self.memo.update(zip(part, scores, strict=True))
+
+    def refine(self, pairs: Iterable[tuple[int, int]]) -> None:
+        """Re-score at full resolution every pair of ``pairs`` that is still unsettled.
+
+        Pairs are sorted so that chunks share images (a worker decodes each image once);
+        four or more go to the executor, a few at a time, since each costs milliseconds.
+        """
+        memo = self.memo
+        keys = sorted({(a, b) if a < b else (b, a) for a, b in pairs})
+        todo = [k for k in keys if k in memo and memo[k].unsettled]
+        if not todo:
+            return
+        results: Iterable[list[tuple[float | None, str | None]]]
+        if self.executor is not None and len(todo) >= _REFINE_PARALLEL_MIN:
+            size = max(1, min(_REFINE_CHUNK, len(todo) // 8))
+            parts = [todo[k : k + size] for k in range(0, len(todo), size)]
+            chunks = [self._chunk(part) for part in parts]
+            results = self.executor.map(refine_chunk, chunks, chunksize=1)
+        else:
+            parts = [todo]
+            results = [[self._local.full(a, b) for a, b in todo]]
+        if len(todo) >= _REFINE_PARALLEL_MIN:
+            results = self.progress.track(
+                results, total=len(parts), description="re-scoring at full resolution"
+            )
+        for part, got in zip(parts, results, strict=True):
+            for key, (full, error) in zip(part, got, strict=True):
+                memo[key] = replace(memo[key], full_ssim=full, error=error)
 
     def _chunk(self, pairs: Sequence[tuple[int, int]]) -> PairChunk:
         local: dict[int, int] = {}

@@ -275,6 +275,83 @@ def test_refine_auto_follows_full_resolution(tmp_path: Path, rng: np.random.Gene
     assert score.ssim is not None and score.ssim < 0.85 < score.full_ssim  # type: ignore[operator]
 
 
+@pytest.fixture
+def drift(tmp_path: Path, rng: np.random.Generator) -> list[Path]:
+    """Eight frames of one scene drifting step by step (a smooth pattern grows): neighbours
+    are clear duplicates, frames further apart fall into the refinement band of
+    ``--refine auto`` (128 px SSIM 0.70-0.92), some above 0.85 at full size, some not."""
+    base = make_scene(rng, 240, 320).astype(np.float32)
+    pattern = cv2.GaussianBlur(rng.standard_normal(base.shape).astype(np.float32), (0, 0), 2.0)
+    pattern /= pattern.std()
+    return [
+        save(np.clip(base + 6.0 * k * pattern, 0, 255).astype(np.uint8), tmp_path / f"f{k}.png")
+        for k in range(8)
+    ]
+
+
+@pytest.mark.parametrize("mode", ["greedy", "connected"])
+def test_refining_only_what_decisions_wait_for_changes_no_decision(
+    drift: list[Path], mode: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Pairs in the band are re-scored at full size only where a decision depends on them;
+    the result is that of re-scoring every pair in the band, with fewer full-size SSIMs."""
+    from curate.dedupe.verify import Scorer
+
+    ds = dataset([item(p) for p in drift])
+    options = DedupeOptions(refine="auto", cluster=mode)
+    lazy = find_duplicates(ds, options)
+    score = Scorer.score
+
+    def refine_every_pair(self: Scorer, pairs, **kw) -> None:  # type: ignore[no-untyped-def]
+        pairs = list(pairs)
+        score(self, pairs, **kw)
+        self.refine(pairs)
+
+    monkeypatch.setattr(Scorer, "score", refine_every_pair)
+    every = find_duplicates(ds, options)
+
+    def refined(plan) -> int:  # type: ignore[no-untyped-def]
+        return sum(s.full_ssim is not None for s in plan.scorer.memo.values())
+
+    assert 0 < refined(lazy) < refined(every)
+    assert any(s.unsettled for s in lazy.scorer.memo.values())
+    for field in ("status", "dup_of", "cluster"):
+        assert np.array_equal(getattr(lazy.resolution, field), getattr(every.resolution, field))
+    if mode == "greedy":
+        assert np.array_equal(lazy.resolution.link, every.resolution.link)
+        assert lazy.resolution.link_reason == every.resolution.link_reason
+    assert 1 <= len(lazy.kept_new()) < len(drift)
+    # A pair whose full-size SSIM nobody needed has no verdict in the report.
+    report = build_report(lazy)
+    pairs = [q for c in report["clusters"] for q in c["pairs"]]
+    open_pairs = [q for q in pairs if q["duplicate"] is None]
+    assert all(isinstance(q["full_ssim"], str) for q in open_pairs)
+    assert all(q["duplicate"] == ("reason" in q) for q in pairs if q not in open_pairs)
+    if mode == "connected":
+        assert open_pairs
+
+
+def test_full_size_rescoring_in_workers_gives_the_same_scores(drift: list[Path]) -> None:
+    """Batches of pairs to re-score at full size go to the workers in chunks; the scores
+    are those of re-scoring them here."""
+    from curate.dedupe.verify import Scorer
+
+    ds = dataset([item(p) for p in drift])
+    options = DedupeOptions(refine_band=0.3, cluster="connected")
+    here = find_duplicates(ds, options)
+    pairs = list(here.scorer.memo)
+    with make_executor(2) as pool:
+        there = Scorer(here.scorer.items, here.scorer.spec, executor=pool)
+        there.score(pairs)
+        assert sum(s.unsettled for s in there.memo.values()) >= 8
+        there.refine(pairs)
+    local = Scorer(here.scorer.items, here.scorer.spec)
+    local.score(pairs)
+    local.refine(pairs)
+    assert not any(s.unsettled for s in there.memo.values())
+    assert there.memo == local.memo
+
+
 def test_refine_options_are_checked() -> None:
     from curate.core.errors import UsageError
 
