@@ -25,8 +25,10 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
           ],
           "pairs": [{"a": "a.jpg", "b": "b.jpg", "duplicate": true, "reason": "ssim",
                      "ssim": 0.93, ...}],    # every pair scored inside the cluster; with
-                                             # a refinement band, "duplicate" is null where
-                                             # no decision needed the full-resolution SSIM
+                                             # a refinement band, pairs inside it carry
+                                             # "refined" (and "full_ssim" when true);
+                                             # "duplicate" is null where no decision
+                                             # needed the full-resolution SSIM
           "label_conflicts": [{"dropped": "b.jpg", "kept": "a.jpg",
                                "only_in_dropped": [{"category": "fire", "bbox": [x1, y1, x2, y2]}],
                                "only_in_kept": [...]}]

@@ -140,8 +140,9 @@ class PairScore:
             v = getattr(self, name)
             if v is not None:
                 out[name] = round(v, 4) if isinstance(v, float) else v
-        if self.unsettled:
-            out["full_ssim"] = "not computed: no decision depended on it"
+        if self.refine:
+            # Inside the band: re-scored at full size, or not (no decision depended on it).
+            out["refined"] = self.full_ssim is not None
         return out
 
 
