@@ -164,7 +164,7 @@ def greedy(
     for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
         before = search.before(block, res.status == KEPT)
         _score_before(block, before, scorer, rule)
-        settle(scorer, rule, [(i, before[i]) for i in block])
+        _settle(scorer, rule, [(i, before[i]) for i in block])
         found = {i: _first_duplicate(i, before[i], scorer, rule) for i in block}
         within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
@@ -172,7 +172,7 @@ def greedy(
             if j < 0:
                 later = [k for k in within[i] if res.status[k] == KEPT]
                 scorer.score([(i, k) for k in later])
-                settle(scorer, rule, [(i, later)])
+                _settle(scorer, rule, [(i, later)])
                 j, reason = _first_duplicate(i, later, scorer, rule)
             if j < 0:
                 res.status[i] = KEPT
@@ -197,7 +197,7 @@ def _score_before(
         if not want:
             return
         scorer.score(want)
-        settle(scorer, rule, [(i, before[i][: done[i] + limit]) for i in open_])
+        _settle(scorer, rule, [(i, before[i][: done[i] + limit]) for i in open_])
         still = []
         for i in open_:
             seen = before[i][done[i] : done[i] + limit]
@@ -208,7 +208,9 @@ def _score_before(
         open_ = still
 
 
-def settle(scorer: Scorer, rule: DuplicateRule, walks: Sequence[tuple[int, Sequence[int]]]) -> None:
+def _settle(
+    scorer: Scorer, rule: DuplicateRule, walks: Sequence[tuple[int, Sequence[int]]]
+) -> None:
     """Refine what the first duplicate of each walk ``(i, candidates)`` waits for.
 
     A walk goes through its scored pairs in order and ends at its first certain duplicate
@@ -216,6 +218,8 @@ def settle(scorer: Scorer, rule: DuplicateRule, walks: Sequence[tuple[int, Seque
     at for want of a full-resolution SSIM is refined, with those of every other walk in one
     batch, until no walk waits.
     """
+    if not scorer.refines:
+        return
     pos = [0] * len(walks)
     while True:
         need: list[tuple[int, int]] = []

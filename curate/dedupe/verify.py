@@ -69,11 +69,15 @@ class VerifySpec:
     refine_threshold: float = 0.85
     max_pixels: int | None = DEFAULT_MAX_PIXELS
 
+    @property
+    def refines(self) -> bool:
+        """Whether there is a refinement band."""
+        return self.refine_below > 0 or self.refine_above > 0
+
     def in_band(self, value: float) -> bool:
         """Whether a working-resolution SSIM must be re-scored at full resolution."""
         t = self.refine_threshold
-        refines = self.refine_below > 0 or self.refine_above > 0
-        return refines and t - self.refine_below <= value <= t + self.refine_above
+        return self.refines and t - self.refine_below <= value <= t + self.refine_above
 
 
 @dataclass(frozen=True, slots=True)
@@ -361,6 +365,11 @@ class Scorer:
 
     def __len__(self) -> int:
         return len(self.memo)
+
+    @property
+    def refines(self) -> bool:
+        """Whether some pairs may need re-scoring at full resolution (a refinement band)."""
+        return self.spec.refines
 
     def get(self, a: int, b: int) -> PairScore | None:
         return self.memo.get((a, b) if a < b else (b, a))

@@ -14,6 +14,8 @@ from curate.dedupe.verify import PairScore
 class FakeScorer:
     """Scores from a table; counts what was asked for."""
 
+    refines = False  # no refinement band
+
     def __init__(self, table: dict[tuple[int, int], float]) -> None:
         self.table = {(min(a, b), max(a, b)): v for (a, b), v in table.items()}
         self.memo: dict[tuple[int, int], PairScore] = {}

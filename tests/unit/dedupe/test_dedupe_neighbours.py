@@ -14,6 +14,8 @@ from curate.dedupe.verify import PairScore
 class DistanceScorer:
     """'SSIM' = 1 - feature distance, so decisions follow the features."""
 
+    refines = False  # no refinement band
+
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
         self.memo: dict[tuple[int, int], PairScore] = {}
