@@ -12,7 +12,8 @@ working-resolution SSIM lies in ``[refine_threshold - refine_below, refine_thres
 refine_above]`` are marked ``refine``; :meth:`Scorer.refine` scores them again at full
 resolution (longer side capped at :data:`REFINE_MAX_SIDE`), and decisions use that. The
 clustering asks for it only where a decision waits for it (see ``DuplicateRule.needs_full``),
-so a pair past an image's first duplicate is never decoded at full size. Refinement goes
+so a pair no decision depends on (past an image's first duplicate, or between images
+already joined) is never re-scored at full size. Refinement goes
 to the executor in small chunks (a pair costs milliseconds, not microseconds).
 Full-resolution terms and decodes are kept per image (least recently used dropped), so an
 image is decoded about once per process however many of its pairs are refined.
@@ -45,6 +46,8 @@ _CHUNK = 256
 #: to the executor (one pair costs a full-size decode and SSIM: milliseconds).
 _REFINE_CHUNK = 8
 _REFINE_PARALLEL_MIN = 4
+#: Batches this large (half a second of CPU time or more) get a progress bar.
+_REFINE_PROGRESS_MIN = 64
 #: Per-image SSIM terms kept in memory (least recently used go): in this process, and in
 #: each worker process between chunks. About 290 KB per 128x128 thumbnail.
 _LOCAL_TERMS_BYTES = 384 << 20
@@ -425,7 +428,7 @@ class Scorer:
         else:
             parts = [todo]
             results = [[self._local.full(a, b) for a, b in todo]]
-        if len(todo) >= _REFINE_PARALLEL_MIN:
+        if len(todo) >= _REFINE_PROGRESS_MIN:
             results = self.progress.track(
                 results, total=len(parts), description="re-scoring at full resolution"
             )
