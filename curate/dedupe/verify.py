@@ -411,23 +411,23 @@ class Scorer:
     def refine(self, pairs: Iterable[tuple[int, int]]) -> None:
         """Re-score at full resolution every pair of ``pairs`` that is still unsettled.
 
-        Pairs are sorted so that chunks share images (a worker decodes each image once);
-        four or more go to the executor, a few at a time, since each costs milliseconds.
+        Pairs are sorted, so the pairs of a chunk tend to share images; four or more go to
+        the executor, a few at a time, since each costs milliseconds.
         """
         memo = self.memo
         keys = sorted({(a, b) if a < b else (b, a) for a, b in pairs})
         todo = [k for k in keys if k in memo and memo[k].unsettled]
         if not todo:
             return
+        size = max(1, min(_REFINE_CHUNK, len(todo) // 8))
+        parts = [todo[k : k + size] for k in range(0, len(todo), size)]
         results: Iterable[list[tuple[float | None, str | None]]]
         if self.executor is not None and len(todo) >= _REFINE_PARALLEL_MIN:
-            size = max(1, min(_REFINE_CHUNK, len(todo) // 8))
-            parts = [todo[k : k + size] for k in range(0, len(todo), size)]
             chunks = [self._chunk(part) for part in parts]
             results = self.executor.map(refine_chunk, chunks, chunksize=1)
         else:
-            parts = [todo]
-            results = [[self._local.full(a, b) for a, b in todo]]
+            local = self._local
+            results = ([local.full(a, b) for a, b in part] for part in parts)
         if len(todo) >= _REFINE_PROGRESS_MIN:
             results = self.progress.track(
                 results, total=len(parts), description="re-scoring at full resolution"
