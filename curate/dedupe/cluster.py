@@ -164,7 +164,6 @@ def greedy(
     for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
         before = search.before(block, res.status == KEPT)
         _score_before(block, before, scorer, rule)
-        _settle(scorer, rule, [(i, before[i]) for i in block])
         found = {i: _first_duplicate(i, before[i], scorer, rule) for i in block}
         within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
@@ -197,12 +196,13 @@ def _score_before(
         if not want:
             return
         scorer.score(want)
-        _settle(scorer, rule, [(i, before[i][: done[i] + limit]) for i in open_])
+        # Earlier rounds hold no duplicate of an open image, so its walk starts here.
+        seen = {i: before[i][done[i] : done[i] + limit] for i in open_}
+        _settle(scorer, rule, list(seen.items()))
         still = []
         for i in open_:
-            seen = before[i][done[i] : done[i] + limit]
             done[i] += limit
-            found = any(rule.decide(scorer.memo_get(i, j)) is not None for j in seen)
+            found = any(rule.decide(scorer.memo_get(i, j)) is not None for j in seen[i])
             if not found and done[i] < len(before[i]):
                 still.append(i)
         open_ = still
@@ -308,25 +308,38 @@ def _join_tile(
         take, pending = pending[:batch], pending[batch:]
         pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
         scorer.score(pairs)
-        joined = 0
-        waiting: list[tuple[int, int]] = []
-        for a, b in pairs:
-            s = scorer.get(a, b)
-            if s is not None and rule.needs_full(s):
-                waiting.append((a, b))
-            elif s is not None and rule.decide(s) is not None:
-                res.edges.append((a, b))
-                joined += _union(parent, a, b)
+        wait = {(a, b) for a, b in pairs if _waits(scorer, rule, a, b)}
+        joined = _join_duplicates([p for p in pairs if p not in wait], parent, scorer, rule, res)
         # Refine only the pairs that could still join two components.
-        waiting = [(a, b) for a, b in waiting if _find(parent, a) != _find(parent, b)]
+        waiting = [
+            (a, b) for a, b in pairs if (a, b) in wait and _find(parent, a) != _find(parent, b)
+        ]
         if waiting:
             scorer.refine(waiting)
-        for a, b in waiting:
-            s = scorer.get(a, b)
-            if s is not None and rule.decide(s) is not None:
-                res.edges.append((a, b))
-                joined += _union(parent, a, b)
+        joined += _join_duplicates(waiting, parent, scorer, rule, res)
         batch = 256 if joined * 8 > len(pairs) else min(batch * 2, 65536)
+
+
+def _waits(scorer: Scorer, rule: DuplicateRule, a: int, b: int) -> bool:
+    s = scorer.get(a, b)
+    return s is not None and rule.needs_full(s)
+
+
+def _join_duplicates(
+    pairs: Sequence[tuple[int, int]],
+    parent: NDArray[np.int64],
+    scorer: Scorer,
+    rule: DuplicateRule,
+    res: Resolution,
+) -> int:
+    """Join the pairs that are duplicates (recorded as edges); how many joined two sets."""
+    joined = 0
+    for a, b in pairs:
+        s = scorer.get(a, b)
+        if s is not None and rule.decide(s) is not None:
+            res.edges.append((a, b))
+            joined += _union(parent, a, b)
+    return joined
 
 
 def _roots(parent: NDArray[np.int64]) -> NDArray[np.int64]:
