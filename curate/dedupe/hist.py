@@ -5,7 +5,12 @@ Colour space and bins: HSV as OpenCV computes it from 8-bit RGB (H in 0..179, S 
 histogram intersection, ``sum(min(a, b))``, in [0, 1] (1 = same colour distribution).
 
 Because ``intersection = 1 - L1(a, b) / 2``, a threshold ``T`` on the intersection is the
-exact L1 radius ``2 (1 - T)``, which the candidate index uses as a safe bound.
+exact L1 radius ``2 (1 - T)``. The candidate index searches in Euclidean space, so it holds
+the square roots of the histograms (the Hellinger embedding): ``sum((sqrt a - sqrt b)**2)
+<= sum(|sqrt a - sqrt b| (sqrt a + sqrt b)) = L1(a, b)``, so every pair with intersection
+above ``T`` lies within ``sqrt(2 (1 - T))`` there. That bound is safe and far tighter than
+the plain Euclidean distance of the histograms (also at most L1): 256 bins spread the mass so
+thin that almost every pair of images is within ``2 (1 - T)`` of each other.
 """
 
 from __future__ import annotations
@@ -35,3 +40,18 @@ def intersection(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
 def l1_radius(threshold: float) -> float:
     """The L1 distance below which two histograms can have intersection >= ``threshold``."""
     return 2.0 * (1.0 - threshold)
+
+
+def index_features(hists: NDArray[np.float32]) -> NDArray[np.float32]:
+    """``(N, NUM_BINS)`` rows for the candidate index: square roots of the histograms."""
+    return np.sqrt(np.maximum(hists, 0, dtype=np.float32))
+
+
+#: Float32 distances in the index are off by about 1e-6; the radius leaves room for that.
+_RADIUS_SLACK = 1e-4
+
+
+def index_radius(threshold: float) -> float:
+    """Distance in :func:`index_features` space within which every pair with intersection
+    above ``threshold`` lies."""
+    return float(np.sqrt(max(0.0, l1_radius(threshold)))) + _RADIUS_SLACK

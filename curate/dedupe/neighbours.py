@@ -79,6 +79,21 @@ class Space:
         return np.sqrt(np.einsum("ij,ij->i", diff, diff)).astype(np.float32)
 
 
+def in_radii(
+    spaces: Sequence[Space], combine: Literal["all", "any"], pairs: Candidates
+) -> NDArray[np.bool_]:
+    """Which ``pairs`` lie within the radius of every space (``all``) or of one (``any``).
+
+    ``pairs.dist`` holds the first space's distances; the others are computed.
+    """
+    i, j = pairs.i.astype(np.int64), pairs.j.astype(np.int64)
+    inside = [pairs.dist <= spaces[0].radius]
+    inside += [s.dist(i, j) <= s.radius for s in spaces[1:]]
+    if combine == "all":
+        return np.logical_and.reduce(inside)
+    return np.logical_or.reduce(inside)
+
+
 class _Held:
     """A growing contiguous copy of the kept images' rows in every space.
 

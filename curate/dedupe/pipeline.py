@@ -26,7 +26,7 @@ from curate.core.output import Manifest, atomic_output
 from curate.core.parallel import Executor
 from curate.core.progress import NullProgress, Progress
 from curate.dedupe import cluster as C
-from curate.dedupe.hist import NUM_BINS, l1_radius
+from curate.dedupe.hist import NUM_BINS, index_features, index_radius
 from curate.dedupe.index import (
     EXACT_LIMIT,
     FEATURE_DIM,
@@ -37,7 +37,7 @@ from curate.dedupe.index import (
     lsh_params,
     ssim_radius,
 )
-from curate.dedupe.neighbours import PairFilter, Search, Space
+from curate.dedupe.neighbours import PairFilter, Search, Space, in_radii
 from curate.dedupe.roi import DEFAULT_ROI_SIZE, BoxMatcher, normalized_boxes, roi_task
 from curate.dedupe.signatures import (
     ItemFailure,
@@ -192,7 +192,7 @@ class _Prepared:
     sigs: list[Signature | None]
     active: NDArray[np.bool_]
     features: NDArray[np.float32]
-    hists: NDArray[np.float32] | None
+    hist_features: NDArray[np.float32] | None
     exact_pairs: list[tuple[int, int]]
     keep_pair: PairFilter | None
     scorer: Scorer
@@ -271,6 +271,7 @@ def _prepare(
         for i, sig in enumerate(sigs):
             if sig is not None:
                 hists[i] = sig.hist
+        hists = index_features(hists)
     exact_pairs, pixel = _exact_copies(images, sigs, features, active, runtime, o)
     stats["exact_pairs"] = len(exact_pairs)
     boxes = [
@@ -333,44 +334,73 @@ def _radii(o: DedupeOptions, threshold: float | None) -> list[float]:
     if o.ssim is not None:
         out.append(ssim_radius(o.working_threshold(threshold or o.ssim), o.radius_scale))
     if o.hist is not None:
-        # Exact: intersection > T means L1 < 2 (1 - T), and L2 <= L1.
-        out.append(l1_radius(threshold if o.ssim is None and threshold else o.hist))
+        # Exact: intersection > T means L1 < 2 (1 - T), within sqrt of that in the index.
+        out.append(index_radius(threshold if o.ssim is None and threshold else o.hist))
     return out
 
 
 def _listed(
     prep: _Prepared, o: DedupeOptions, lowest: float | None, prog: Progress
 ) -> Candidates | None:
-    """LSH candidates for one feature space above EXACT_LIMIT images (None: search exactly)."""
+    """LSH candidates above EXACT_LIMIT images (None: search exactly).
+
+    One feature space is hashed as it is. With two (``--ssim`` and ``--hist``) and
+    ``--combine all``, a pair must lie within both radii, so hashing one space finds every
+    candidate (the SSIM space when hashing prunes it, else the histogram space) and the
+    other radius is checked on the pairs found; with ``any`` each space is hashed and the
+    lists are joined. When hashing would not prune the spaces it needs, the search is exact.
+    """
     spaces = _spaces(prep, o, lowest)
     idx = np.flatnonzero(prep.active)
-    if len(spaces) != 1 or o.index == "exact" or (o.index == "auto" and len(idx) <= EXACT_LIMIT):
+    if not spaces or o.index == "exact" or (o.index == "auto" and len(idx) <= EXACT_LIMIT):
         return None
-    x, radius = spaces[0].x[idx], spaces[0].radius
-    if lsh_params(x, radius, seed=o.seed, force=o.index == "lsh") is None:
+    force = o.index == "lsh"
+    xs = [s.x[idx] for s in spaces]
+    prunes = [
+        lsh_params(x, s.radius, seed=o.seed, force=force) is not None
+        for x, s in zip(xs, spaces, strict=True)
+    ]
+    if o.combine == "any" and len(spaces) > 1:
+        hashed = list(range(len(spaces))) if all(prunes) else []
+    else:
+        hashed = [prunes.index(True)] if any(prunes) else []
+    if not hashed:
         return None
-    c = find_candidates(
-        x, radius, method="lsh", skip_mask=prep.is_ref[idx], seed=o.seed, progress=prog
-    )
-    return Candidates(idx[c.i].astype(np.int32), idx[c.j].astype(np.int32), c.dist, "lsh", c.stats)
+    skip = prep.is_ref[idx]
+    found = [
+        find_candidates(
+            xs[k], spaces[k].radius, method="lsh", skip_mask=skip, seed=o.seed, progress=prog
+        )
+        for k in hashed
+    ]
+    c = found[0]
+    for more in found[1:]:
+        c = c.union(more)
+    i, j = idx[c.i], idx[c.j]
+    # Distances are those of the first space (the order in which neighbours are tried).
+    dist = c.dist if hashed == [0] else spaces[0].dist(i, j)
+    listed = Candidates(i.astype(np.int32), j.astype(np.int32), dist, "lsh", found[0].stats)
+    if len(spaces) > 1:
+        listed = listed.take(in_radii(spaces, o.combine, listed))
+    return listed
 
 
 def _spaces(prep: _Prepared, o: DedupeOptions, threshold: float | None) -> list[Space]:
     radii = _radii(o, threshold)
     xs = ([prep.features] if o.ssim is not None else []) + (
-        [prep.hists] if prep.hists is not None else []
+        [prep.hist_features] if prep.hist_features is not None else []
     )
     return [Space(x, r) for x, r in zip(xs, radii, strict=True)]
 
 
 def _search(prep: _Prepared, o: DedupeOptions, threshold: float | None, prog: Progress) -> Search:
     """The candidate search at ``threshold`` (an LSH list is cut to the threshold's radius)."""
+    spaces = _spaces(prep, o, threshold)
     listed = prep.listed
-    if listed is not None and threshold is not None and o.ssim is not None:
-        radius = ssim_radius(o.working_threshold(threshold), o.radius_scale)
-        listed = listed.take(listed.dist <= radius)
+    if listed is not None and threshold is not None:
+        listed = listed.take(in_radii(spaces, o.combine, listed))
     return Search(
-        _spaces(prep, o, threshold),
+        spaces,
         prep.active,
         prep.is_ref,
         extra=prep.exact_pairs,

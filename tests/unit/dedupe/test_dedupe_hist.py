@@ -1,4 +1,4 @@
-"""Colour histograms: normalised, intersection in [0, 1], the L1 radius is exact."""
+"""Colour histograms: normalised, intersection in [0, 1], the L1 radius is exact, the index bound safe."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pytest
 from dedupe_helpers import make_scene
 
-from curate.dedupe.hist import NUM_BINS, hsv_histogram, intersection, l1_radius
+from curate.dedupe.hist import (
+    NUM_BINS,
+    hsv_histogram,
+    index_features,
+    index_radius,
+    intersection,
+    l1_radius,
+)
 
 
 def test_histogram_is_normalised(rng: np.random.Generator) -> None:
@@ -33,3 +40,33 @@ def test_grey_and_colour_differ(rng: np.random.Generator) -> None:
     img = make_scene(rng)
     grey = np.repeat(img.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
     assert intersection(hsv_histogram(img), hsv_histogram(grey)) < 0.8
+
+
+def test_index_radius_holds_every_pair_above_the_threshold(rng: np.random.Generator) -> None:
+    """Square roots of histograms are within sqrt(L1): no pair above T falls outside the radius,
+    and, unlike raw histograms (L2 <= L1 too), unrelated images mostly do."""
+    scenes = [make_scene(rng) for _ in range(12)]
+    # Near copies (grain) and sparse histograms (few colours) as well as scenes.
+    hists = [hsv_histogram(s) for s in scenes]
+    hists += [
+        hsv_histogram(np.clip(s + rng.normal(0, 2, s.shape), 0, 255).astype(np.uint8))
+        for s in scenes
+    ]
+    hists += [
+        hsv_histogram(np.full((20, 30, 3), rng.integers(0, 256, 3), np.uint8)) for _ in range(6)
+    ]
+    h = np.stack(hists)
+    x = index_features(h)
+    inside_index = inside_raw = above = 0
+    for a in range(len(h)):
+        for b in range(a + 1, len(h)):
+            t = intersection(h[a], h[b])
+            d = float(np.linalg.norm(x[a] - x[b]))
+            for threshold in (0.5, 0.8, 0.9, 0.95):
+                if t > threshold:
+                    assert d <= index_radius(threshold)
+            above += t > 0.9
+            inside_index += d <= index_radius(0.9)
+            inside_raw += float(np.linalg.norm(h[a] - h[b])) <= l1_radius(0.9)
+    assert above >= 5
+    assert inside_index < inside_raw / 4

@@ -95,6 +95,44 @@ def test_histogram_alone_and_combined(known: dict[str, Path]) -> None:
 
 
 @pytest.mark.parametrize(
+    "methods",
+    [
+        {"ssim": 0.85},
+        {"ssim": None, "hist": 0.9},
+        {"ssim": 0.85, "hist": 0.9, "combine": "all"},
+        {"ssim": 0.85, "hist": 0.9, "combine": "any"},
+    ],
+    ids=["ssim", "hist", "both-all", "both-any"],
+)
+def test_hashed_search_gives_the_exact_search_decisions(
+    known: dict[str, Path], methods: dict
+) -> None:
+    """LSH (forced; the size where it starts is too big for a unit test) loses no duplicate,
+    in either cluster mode and over a sweep, with one feature space or two."""
+    # s5 cut into 20 px tiles and shuffled: the same colours (a histogram duplicate), another
+    # structure (not an SSIM candidate), so only hashing the histogram space finds the pair.
+    with Image.open(known["s5"]) as im:
+        rgb = np.asarray(im.convert("RGB"))
+    tiles = rgb.reshape(6, 20, 8, 20, 3).swapaxes(1, 2).reshape(48, 20, 20, 3)
+    shuffled = tiles[np.random.default_rng(1).permutation(48)]
+    shuffled = shuffled.reshape(6, 8, 20, 20, 3).swapaxes(1, 2).reshape(rgb.shape)
+    paths = known | {"s5_tiles": save(shuffled, known["s5"].parent / "s5_tiles.png")}
+    ds = _ds(paths)
+    for mode in ("greedy", "connected"):
+        exact = find_duplicates(ds, DedupeOptions(cluster=mode, index="exact", **methods))
+        hashed = find_duplicates(ds, DedupeOptions(cluster=mode, index="lsh", **methods))
+        assert exact.stats["index_method"] == "exact"
+        assert hashed.stats["index_method"] == "lsh"
+        assert _dropped(hashed) == _dropped(exact)
+        assert len(_dropped(exact)) >= 3
+        only_colours = methods.get("combine") == "any" or not methods["ssim"]
+        assert ("s5_tiles" in _dropped(exact)) == only_colours
+    ts = [0.8, 0.9, 0.99]
+    exact_rows = sweep(ds, DedupeOptions(index="exact", **methods), ts)
+    assert sweep(ds, DedupeOptions(index="lsh", **methods), ts) == exact_rows
+
+
+@pytest.mark.parametrize(
     ("keep", "boxes", "survivor"),
     [
         ("most-annotations", {"s2_bright": [BOX, BOX2]}, "s2_bright"),
