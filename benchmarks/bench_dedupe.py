@@ -15,7 +15,8 @@ It prints:
     more with every run in a new process, as one CLI run is (pool start and first-run
     costs included, which the medians of runs in one process leave out);
 (b) per-image cost and peak memory (max RSS of a fresh process) at 1k, 10k (and 100k)
-    generated images with 10 % planted near-duplicates;
+    generated images with 10 % planted near-duplicates, for SSIM (the default), the colour
+    histogram alone (``--hist 0.9``) and both (``--hist 0.9 --combine any``);
 (c) recall, on the pairs all-pairs SSIM calls duplicates (> 0.85, 128 px), of a pHash-only
     baseline (64-bit DCT hash, Hamming <= 6 and <= 10) and of ours (candidates and final
     clusters); plus how often working-resolution decisions agree with full-resolution
@@ -603,7 +604,15 @@ def fresh_processes(spec: str, workers: int, repeat: int = 3) -> None:
     )
 
 
-def scale_child(folder: str, n: int, workers: int) -> None:
+#: The methods the scaling part runs: the default, the histogram alone, both (either agrees).
+SCALE_METHODS = {
+    "ssim": DedupeOptions(),
+    "hist": DedupeOptions(ssim=None, hist=0.9),
+    "ssim+hist": DedupeOptions(ssim=0.85, hist=0.9, combine="any"),
+}
+
+
+def scale_child(folder: str, n: int, workers: int, method: str) -> None:
     """Run in a fresh process: dedupe the first ``n`` generated images; print JSON."""
     paths = sorted(Path(folder).glob("g*.jpg"))[:n]
     items = [ImageItem(p.name, p, 64, 48) for p in paths]
@@ -615,7 +624,9 @@ def scale_child(folder: str, n: int, workers: int) -> None:
         bare = time.perf_counter() - t0
         t0 = time.perf_counter()
         plan = find_duplicates(
-            ds, DedupeOptions(), runtime=Runtime(executor=ex, cache=SignatureCache(cache_dir))
+            ds,
+            SCALE_METHODS[method],
+            runtime=Runtime(executor=ex, cache=SignatureCache(cache_dir)),
         )
         took = time.perf_counter() - t0
     print(
@@ -641,19 +652,20 @@ def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
             f"\n== scaling on generated 64x48 JPEGs (10 % near-duplicates; generated in {time.perf_counter() - t0:.0f} s)"
         )
         print(
-            f"  {'images':>7} {'s total':>8} {'us/image':>9} {'x bare':>7} {'index':>6} {'cands':>9} {'scored':>8} {'dropped':>8} {'peak RSS MB':>12}"
+            f"  {'method':>9} {'images':>7} {'s total':>8} {'us/image':>9} {'x bare':>7} {'index':>6} {'cands':>9} {'scored':>8} {'dropped':>8} {'peak RSS MB':>12}"
         )
-        base = None
-        for n in sizes:
-            r = _child("--scale-child", str(folder), str(n), str(workers))
-            per = r["seconds"] / n * 1e6
-            base = base or per
-            st = r["stats"]
-            print(
-                f"  {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method']:>6} "
-                f"{st['candidates']:9d} {st['pairs_scored']:8d} {r['dropped']:8d} {r['rss_mb']:12.0f}"
-                f"   (per image {per / base:.2f}x the smallest)"
-            )
+        for method in SCALE_METHODS:
+            base = None
+            for n in sizes:
+                r = _child("--scale-child", str(folder), str(n), str(workers), method)
+                per = r["seconds"] / n * 1e6
+                base = base or per
+                st = r["stats"]
+                print(
+                    f"  {method:>9} {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method']:>6} "
+                    f"{st['candidates']:9d} {st['pairs_scored']:8d} {r['dropped']:8d} {r['rss_mb']:12.0f}"
+                    f"   (per image {per / base:.2f}x the smallest)"
+                )
     finally:
         if keep is None:
             shutil.rmtree(folder, ignore_errors=True)
@@ -671,7 +683,7 @@ def main() -> None:
     ap.add_argument("--no-brute", action="store_true", help="skip the measured all-pairs SSIM")
     ap.add_argument("--keep-generated", type=Path, help="generate into (and keep) this folder")
     ap.add_argument("--only", choices=["real", "scale"], help="run one part")
-    ap.add_argument("--scale-child", nargs=3, help=argparse.SUPPRESS)
+    ap.add_argument("--scale-child", nargs=4, help=argparse.SUPPRESS)
     ap.add_argument("--fresh-child", nargs=3, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.fresh_child:
@@ -679,8 +691,8 @@ def main() -> None:
         fresh_child(mode, spec, int(workers))
         return
     if args.scale_child:
-        folder, n, workers = args.scale_child
-        scale_child(folder, int(n), int(workers))
+        folder, n, workers, method = args.scale_child
+        scale_child(folder, int(n), int(workers), method)
         return
     rng = np.random.default_rng(0)
     if args.only != "scale":

@@ -12,9 +12,10 @@ Two shapes of the same thing (see :mod:`curate.dedupe.index` for the feature and
 
 A search combines one or two feature spaces (the SSIM structure feature, the colour
 histogram), each with its radius: with ``combine="all"`` a pair must be within both, with
-``"any"`` within either. Above :data:`~curate.dedupe.index.EXACT_LIMIT` images with one
-space, the candidates come from LSH instead (:func:`~curate.dedupe.index.find_candidates`)
-and are held as a list. Exact-copy pairs found by hashing are added to both.
+``"any"`` within either. Above :data:`~curate.dedupe.index.EXACT_LIMIT` images, the
+candidates come from LSH instead (:func:`~curate.dedupe.index.find_candidates`; with two
+spaces, one hashed for ``"all"``, both for ``"any"``, then :func:`in_radii`) and are held as
+a list. Exact-copy pairs found by hashing are added to both.
 """
 
 from __future__ import annotations
