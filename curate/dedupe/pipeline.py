@@ -265,13 +265,13 @@ def _prepare(
     for i, sig in enumerate(sigs):
         if sig is not None:
             features[i] = sig.feature
-    hists = None
+    hist_features = None
     if o.hist is not None:
         hists = np.zeros((n, NUM_BINS), np.float32)
         for i, sig in enumerate(sigs):
             if sig is not None:
                 hists[i] = sig.hist
-        hists = index_features(hists)
+        hist_features = index_features(hists)
     exact_pairs, pixel = _exact_copies(images, sigs, features, active, runtime, o)
     stats["exact_pairs"] = len(exact_pairs)
     boxes = [
@@ -305,7 +305,7 @@ def _prepare(
         sigs,
         active,
         features,
-        hists,
+        hist_features,
         exact_pairs,
         keep_pair,
         scorer,
