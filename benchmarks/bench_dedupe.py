@@ -664,7 +664,7 @@ def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
                 print(
                     f"  {method:>9} {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method']:>6} "
                     f"{st['candidates']:9d} {st['pairs_scored']:8d} {r['dropped']:8d} {r['rss_mb']:12.0f}"
-                    f"   (per image {per / base:.2f}x the smallest)"
+                    f"   (per image {per / base:.2f}x that of the first size)"
                 )
     finally:
         if keep is None:

@@ -39,6 +39,7 @@ from curate.dedupe.hist import intersection
 from curate.dedupe.roi import match_boxes
 
 V = TypeVar("V")
+R = TypeVar("R")
 
 REFINE_MAX_SIDE = 2048
 _CHUNK = 256
@@ -394,17 +395,14 @@ class Scorer:
         if not todo:
             return
         parts = [todo[k : k + _CHUNK] for k in range(0, len(todo), _CHUNK)]
-        results: Iterable[list[PairScore]]
-        if self.executor is not None and len(todo) >= self.parallel_min:
-            chunks = [self._chunk(part) for part in parts]
-            results = self.executor.map(score_chunk, chunks, chunksize=1)
-        else:
-            local = self._local
-            results = ([local.score(a, b) for a, b in part] for part in parts)
-        if description or len(todo) >= self.parallel_min:
-            results = self.progress.track(
-                results, total=len(parts), description=description or "scoring pairs"
-            )
+        big = len(todo) >= self.parallel_min
+        results = self._run(
+            parts,
+            score_chunk,
+            self._local.score,
+            parallel=big,
+            bar=description or ("scoring pairs" if big else ""),
+        )
         for part, scores in zip(parts, results, strict=True):
             self.memo.update(zip(part, scores, strict=True))
 
@@ -421,20 +419,37 @@ class Scorer:
             return
         size = max(1, min(_REFINE_CHUNK, len(todo) // 8))
         parts = [todo[k : k + size] for k in range(0, len(todo), size)]
-        results: Iterable[list[tuple[float | None, str | None]]]
-        if self.executor is not None and len(todo) >= _REFINE_PARALLEL_MIN:
-            chunks = [self._chunk(part) for part in parts]
-            results = self.executor.map(refine_chunk, chunks, chunksize=1)
-        else:
-            local = self._local
-            results = ([local.full(a, b) for a, b in part] for part in parts)
-        if len(todo) >= _REFINE_PROGRESS_MIN:
-            results = self.progress.track(
-                results, total=len(parts), description="re-scoring at full resolution"
-            )
+        results = self._run(
+            parts,
+            refine_chunk,
+            self._local.full,
+            parallel=len(todo) >= _REFINE_PARALLEL_MIN,
+            bar="re-scoring at full resolution" if len(todo) >= _REFINE_PROGRESS_MIN else "",
+        )
         for part, got in zip(parts, results, strict=True):
             for key, (full, error) in zip(part, got, strict=True):
                 memo[key] = replace(memo[key], full_ssim=full, error=error)
+
+    def _run(
+        self,
+        parts: Sequence[Sequence[tuple[int, int]]],
+        task: Callable[[PairChunk], list[R]],
+        here: Callable[[int, int], R],
+        *,
+        parallel: bool,
+        bar: str,
+    ) -> Iterable[list[R]]:
+        """Results of ``task`` for each part, in order: on the executor when ``parallel``
+        (and there is one), else ``here`` pair by pair; with a progress bar when ``bar``."""
+        results: Iterable[list[R]]
+        if self.executor is not None and parallel:
+            chunks = [self._chunk(part) for part in parts]
+            results = self.executor.map(task, chunks, chunksize=1)
+        else:
+            results = ([here(a, b) for a, b in part] for part in parts)
+        if bar:
+            results = self.progress.track(results, total=len(parts), description=bar)
+        return results
 
     def _chunk(self, pairs: Sequence[tuple[int, int]]) -> PairChunk:
         local: dict[int, int] = {}
