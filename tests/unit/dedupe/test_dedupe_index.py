@@ -63,12 +63,16 @@ def test_reference_first_tiles_search_only_later_new_images(rng: np.random.Gener
     assert any(a < 1024 <= 1100 <= b for a, b in want)  # the tile's pairs with new images exist
 
 
-def test_close_pairs_is_one_product_of_augmented_rows(rng: np.random.Generator) -> None:
+@pytest.mark.parametrize("radius", [0.8, 2.0])  # few rows with a pair in a tile; most rows
+def test_close_pairs_is_one_product_of_augmented_rows(
+    rng: np.random.Generator, radius: float
+) -> None:
     a = rng.normal(0, 1, (70, 5)).astype(np.float32)
     b = rng.normal(0, 1, (130, 5)).astype(np.float32)
-    i, j, dist = I.close_pairs(I.augmented(a), I.augmented(b), 2.0, step=32)
+    i, j, dist = I.close_pairs(I.augmented(a), I.augmented(b), radius, step=32)
     d = np.linalg.norm(a[:, None] - b[None], axis=2)
-    want = set(zip(*np.nonzero(d <= 2.0), strict=True))
+    want = set(zip(*np.nonzero(d <= radius), strict=True))
+    assert want
     assert set(zip(i.tolist(), j.tolist(), strict=True)) == {(int(p), int(q)) for p, q in want}
     assert np.allclose(dist, d[i, j], atol=1e-4)
 
