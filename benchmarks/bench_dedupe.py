@@ -652,7 +652,7 @@ def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
             f"\n== scaling on generated 64x48 JPEGs (10 % near-duplicates; generated in {time.perf_counter() - t0:.0f} s)"
         )
         print(
-            f"  {'method':>9} {'images':>7} {'s total':>8} {'us/image':>9} {'x bare':>7} {'index':>6} {'cands':>9} {'scored':>8} {'dropped':>8} {'peak RSS MB':>12}"
+            f"  {'method':>9} {'images':>7} {'s total':>8} {'us/image':>9} {'x bare':>7} {'index':>10} {'cands':>9} {'scored':>8} {'dropped':>8} {'peak RSS MB':>12}"
         )
         for method in SCALE_METHODS:
             base = None
@@ -662,7 +662,7 @@ def scaling(sizes: Sequence[int], workers: int, keep: Path | None) -> None:
                 base = base or per
                 st = r["stats"]
                 print(
-                    f"  {method:>9} {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method']:>6} "
+                    f"  {method:>9} {n:7d} {r['seconds']:8.1f} {per:9.0f} {r['seconds'] / r['bare']:7.2f} {st['index_method'] + ('+proj' if st.get('projected') else ''):>10} "
                     f"{st['candidates']:9d} {st['pairs_scored']:8d} {r['dropped']:8d} {r['rss_mb']:12.0f}"
                     f"   (per image {per / base:.2f}x that of the first size)"
                 )

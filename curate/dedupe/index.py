@@ -27,7 +27,9 @@ any threshold from 0.5 to 0.98 was 1.69; :data:`RADIUS_SCALE` = 2.1 leaves a 25 
   images only with the images kept so far, held contiguously as they are kept (tiled
   matrix products: one product of augmented rows per tile gives squared distances, see
   :func:`close_pairs`): no N x N matrix, no list of all pairs; connected components get
-  the pairs as a stream of tiles.
+  the pairs as a stream of tiles. Where the features spread along few directions (colour
+  histograms), tiles are searched in a projection onto those directions first
+  (:func:`choose_projection`: exact, since projecting never lengthens a distance).
 - Above :data:`EXACT_LIMIT` images, :func:`find_candidates` with ``lsh`` gives the pairs
   by E2LSH (Datar et al. 2004): ``L`` tables, each hashing ``b`` random projections
   ``floor((a.x + o) / w)``; pairs that share a bucket in any table are checked against
@@ -232,8 +234,8 @@ def close_pairs(
     Both arguments are :func:`augmented` rows. One matrix product per tile gives the squared
     distances directly: ``[-2x, |x|^2, 1] . [y, 1, |y|^2] = |x - y|^2`` (no broadcast sums,
     no temporaries). Candidates are rare, so only rows whose minimum is within the radius
-    are scanned for their pairs: the scan (a comparison and ``np.nonzero``) costs about as
-    much as the product, a row-wise minimum a tenth of that.
+    are compared and scanned for their pairs (:func:`sparse_nonzero`): a row-wise minimum
+    costs a tenth of the product, ``np.nonzero`` over the tile about as much as the product.
     """
     lhs = np.empty_like(rows)
     np.multiply(rows[:, :-2], -2.0, out=lhs[:, :-2])
@@ -250,13 +252,68 @@ def close_pairs(
             d2 = d2[hit]
         else:
             hit = np.arange(len(d2))
-        ii, jj = np.nonzero(d2 <= r2)
+        ii, jj = sparse_nonzero(d2 <= r2)
         out_a.append(hit[ii])
         out_b.append(jj + b)
         out_d.append(np.sqrt(np.maximum(d2[ii, jj], 0)))
     if not out_a:
         return np.empty(0, np.intp), np.empty(0, np.intp), np.empty(0, np.float32)
     return np.concatenate(out_a), np.concatenate(out_b), np.concatenate(out_d)
+
+
+def sparse_nonzero(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[np.intp]]:
+    """``np.nonzero`` of a 2-D mask that is nearly all False, scanning 8 bytes at a time.
+
+    ``np.nonzero`` visits every element and costs about as much as the matrix product that
+    made the mask; here only the 64-bit words holding a True are opened (5-10x faster).
+    """
+    flat = np.ascontiguousarray(mask).reshape(-1)
+    whole = len(flat) - len(flat) % 8
+    words = np.flatnonzero(flat[:whole].view(np.uint64))
+    hit = np.flatnonzero(flat[:whole].view(np.uint8).reshape(-1, 8)[words])
+    pos = words[hit // 8] * 8 + hit % 8
+    if whole < len(flat):
+        pos = np.concatenate([pos, whole + np.flatnonzero(flat[whole:])])
+    return np.divmod(pos, mask.shape[1]) if mask.ndim == 2 and mask.shape[1] else (pos, pos)
+
+
+#: Costs measured on 2 cores, in units of one feature dimension of a tile product: the
+#: comparison and scan of a tile whose rows nearly all have a close pair, and one surviving
+#: pair's gathered full distance (times the dimension).
+_SCAN_COST = 33.0
+_SURVIVOR_COST = 20.0
+_PROJECTION_DIMS = (32, 48, 64, 96)
+
+
+def choose_projection(
+    sample: NDArray[np.float32], radius: float, rng: np.random.Generator
+) -> NDArray[np.float32] | None:
+    """An orthonormal basis ``(D, k)`` of ``sample``'s principal directions to search in
+    first, or None when that would not pay.
+
+    Projecting onto orthonormal directions never lengthens a difference, so every pair
+    within ``radius`` is within it in the projection too: a search there followed by the
+    full distance of the pairs found is exact. It pays when ``k`` is well below ``D`` and
+    few pairs survive; both are estimated from ``sample`` (colour histograms of generated
+    scenes: 0.07 % of pairs survive at ``k`` = 64 of 256 dimensions; SSIM features: 0.5 %
+    at 64 of 128, which does not pay).
+    """
+    n, dim = sample.shape
+    if n < 64:
+        return None
+    x = sample.astype(np.float64)
+    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
+    a, b = rng.integers(0, n, 20000), rng.integers(0, n, 20000)
+    diff = x[a[a != b]] - x[b[a != b]]
+    best, best_cost = None, 0.6 * (dim + 2)
+    for k in _PROJECTION_DIMS:
+        if 2 * k > dim or k > len(vt):
+            break
+        survive = float(np.mean(np.linalg.norm(diff @ vt[:k].T, axis=1) <= radius))
+        cost = k + 2 + _SCAN_COST + survive * _SURVIVOR_COST * dim
+        if cost < best_cost:
+            best, best_cost = vt[:k].T, cost
+    return None if best is None else np.ascontiguousarray(best, np.float32)
 
 
 def _exact(

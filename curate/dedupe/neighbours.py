@@ -15,7 +15,9 @@ histogram), each with its radius: with ``combine="all"`` a pair must be within b
 ``"any"`` within either. Above :data:`~curate.dedupe.index.EXACT_LIMIT` images, the
 candidates come from LSH instead (:func:`~curate.dedupe.index.find_candidates`; with two
 spaces, one hashed for ``"all"``, both for ``"any"``, then :func:`in_radii`) and are held as
-a list. Exact-copy pairs found by hashing are added to both.
+a list. Exact-copy pairs found by hashing are added to both. Above :data:`PROJECT_MIN`
+images, a space whose features spread along few directions is searched in a projection
+onto them first, and only the pairs found there get their full distance (:meth:`Space.project`).
 """
 
 from __future__ import annotations
@@ -28,12 +30,24 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.progress import NullProgress, Progress
-from curate.dedupe.index import Adjacency, Candidates, adjacency, augmented, close_pairs
+from curate.dedupe.index import (
+    Adjacency,
+    Candidates,
+    adjacency,
+    augmented,
+    choose_projection,
+    close_pairs,
+)
 
 PairFilter = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
 
 _ROWS = 1024
 _COLS = 8192
+#: Searches over more images than this look for a projection that prunes (see
+#: :func:`~curate.dedupe.index.choose_projection`); below, the search is fast anyway.
+PROJECT_MIN = 8192
+#: Added to the radius in a projection, for float32 rounding of its squared distances.
+_PROJECTED_SLACK = 1e-3
 
 
 @dataclass(slots=True)
@@ -41,16 +55,29 @@ class Space:
     """Features ``(N, D)`` and the radius within which a pair is a candidate.
 
     The features are held once, as :func:`~curate.dedupe.index.augmented` rows; ``x`` is a
-    view of them.
+    view of them. With a projection (:meth:`project`), tiles are searched in its ``k``
+    dimensions and only the pairs found there get their full distance.
     """
 
     x: NDArray[np.float32]
     radius: float
     aug: NDArray[np.float32] = field(init=False)
+    low: NDArray[np.float32] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         self.aug = augmented(self.x)
         self.x = self.aug[:, :-2]
+
+    def project(self, sample: NDArray[np.int64], seed: int = 0) -> bool:
+        """Search in a projection when one estimated from rows ``sample`` pays."""
+        basis = choose_projection(self.x[sample], self.radius, np.random.default_rng(seed))
+        self.low = None if basis is None else augmented(self.x @ basis)
+        return self.low is not None
+
+    @property
+    def searched(self) -> NDArray[np.float32]:
+        """The augmented rows the tile products use (the projection's, when there is one)."""
+        return self.aug if self.low is None else self.low
 
     def within(
         self,
@@ -60,16 +87,23 @@ class Space:
     ) -> tuple[NDArray[np.int64], NDArray[np.int64], NDArray[np.float32]]:
         """Pairs ``(rows[a], cols[b])`` within the radius (tiled matrix products).
 
-        ``held``: ``aug[cols]`` when the caller keeps it (otherwise gathered tile by tile).
+        ``held``: ``searched[cols]`` when the caller keeps it (otherwise gathered tile by
+        tile).
         """
         out_r, out_c, out_d = [], [], []
-        lhs = self.aug[rows]
+        lhs = self.searched[rows]
+        reach = self.radius if self.low is None else self.radius + _PROJECTED_SLACK
         for b in range(0, len(cols), _COLS):
             cb = cols[b : b + _COLS]
-            rhs = held[b : b + _COLS] if held is not None else self.aug[cb]
-            ii, jj, d = close_pairs(lhs, rhs, self.radius, step=_COLS)
-            out_r.append(rows[ii])
-            out_c.append(cb[jj])
+            rhs = held[b : b + _COLS] if held is not None else self.searched[cb]
+            ii, jj, d = close_pairs(lhs, rhs, reach, step=_COLS)
+            a, c = rows[ii], cb[jj]
+            if self.low is not None:
+                d = self.dist(a, c)
+                near = d <= self.radius
+                a, c, d = a[near], c[near], d[near]
+            out_r.append(a)
+            out_c.append(c)
             out_d.append(d)
         if not out_r:
             return np.empty(0, np.int64), np.empty(0, np.int64), np.empty(0, np.float32)
@@ -108,7 +142,7 @@ class _Held:
         self.spaces = spaces
         self.member = np.zeros(n, bool)
         self.idx = np.empty(0, np.int64)
-        self.rows = [np.empty((0, s.aug.shape[1]), np.float32) for s in spaces]
+        self.rows = [np.empty((0, s.searched.shape[1]), np.float32) for s in spaces]
         self.size = 0
 
     def update(
@@ -124,7 +158,7 @@ class _Held:
                 self.rows = [_grown(r, cap) for r in self.rows]
             self.idx[self.size : end] = new
             for r, s in zip(self.rows, self.spaces, strict=True):
-                r[self.size : end] = s.aug[new]
+                r[self.size : end] = s.searched[new]
             self.member[new] = True
             self.size = end
         return self.idx[: self.size], [r[: self.size] for r in self.rows]
@@ -144,6 +178,8 @@ class Search:
     wanted (a reference set). ``extra``: exact-copy pairs ``(i, j)``, always candidates.
     ``keep_pair``: an extra test on pairs (object mode: boxes that can match).
     ``listed``: when set, candidates come from this list (LSH) instead of the spaces.
+    ``project``: search each space in a projection that prunes, where one is found (see
+    :meth:`Space.project`); None: when more than :data:`PROJECT_MIN` images take part.
     """
 
     spaces: Sequence[Space]
@@ -154,6 +190,7 @@ class Search:
     keep_pair: PairFilter | None = None
     listed: Candidates | None = None
     progress: Progress = field(default_factory=NullProgress)
+    project: bool | None = None
     found: int = field(default=0, init=False)
     _adj: Adjacency | None = field(default=None, init=False)
     _held: _Held | None = field(default=None, init=False)
@@ -165,6 +202,12 @@ class Search:
             self._extra_of.setdefault(b, []).append(a)
         if self.listed is not None:
             self._adj = adjacency(self.listed.union(self._extra_candidates()), len(self.active))
+        idx = np.flatnonzero(self.active)
+        if self.project is None:
+            self.project = self.listed is None and len(idx) > PROJECT_MIN
+        if self.project:
+            sample = np.random.default_rng(0).permutation(idx)[:4096]
+            self.project = any([s.project(np.sort(sample)) for s in self.spaces])
 
     @property
     def n(self) -> int:

@@ -633,6 +633,7 @@ def _resolve(
 ) -> tuple[C.Resolution, int]:
     """Cluster with ``rule``; also return how many candidate pairs the search produced."""
     search = _search(prep, o, threshold, runtime.progress)
+    prep.stats["projected"] = bool(search.project)
     if mode == "connected":
         res = C.connected(
             prep.priority,

@@ -63,3 +63,17 @@ def item(
 
 def dataset(items: list[ImageItem]) -> Dataset:
     return Dataset([Category(0, "fire"), Category(1, "smoke")], items)
+
+
+def low_rank(rng: np.random.Generator, n: int, dim: int = 256, k: int = 24) -> np.ndarray:
+    """Features with few directions of spread (like colour histograms) and copies of some at
+    distances 0.3-2.5, half moved along the directions of spread, half anywhere."""
+    basis = np.linalg.qr(rng.normal(0, 1, (dim, k)))[0]
+    x = rng.normal(0, 1, (n, k)) @ basis.T + rng.normal(0, 0.02, (n, dim))
+    m = n // 10
+    step = np.concatenate(
+        [rng.normal(0, 1, (m // 2, k)) @ basis.T, rng.normal(0, 1, (m - m // 2, dim))]
+    )
+    step *= rng.uniform(0.3, 2.5, (m, 1)) / np.linalg.norm(step, axis=1, keepdims=True)
+    x[:m] = x[rng.integers(m, n, m)] + step
+    return x.astype(np.float32)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from dedupe_helpers import make_scene
+from dedupe_helpers import low_rank, make_scene
 
 from curate.dedupe import index as I
 from curate.dedupe.ssim import to_gray
@@ -131,3 +131,30 @@ def test_flat_images_are_close_together() -> None:
 def test_radius_grows_as_threshold_falls() -> None:
     assert I.ssim_radius(0.95) < I.ssim_radius(0.85) < I.ssim_radius(0.5)
     assert I.ssim_radius(0.85) == pytest.approx(I.RADIUS_SCALE * np.sqrt(0.15))
+
+
+@pytest.mark.parametrize("shape", [(0, 5), (5, 0), (3, 7), (37, 101), (256, 512)])
+@pytest.mark.parametrize("share", [0.0, 1e-3, 0.3, 1.0])
+def test_sparse_nonzero_is_nonzero(rng: np.random.Generator, shape: tuple, share: float) -> None:
+    mask = rng.random(shape) < share
+    got, want = I.sparse_nonzero(mask), np.nonzero(mask)
+    assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+
+
+def test_projection_never_lengthens_a_distance_and_is_chosen_only_where_it_prunes(
+    rng: np.random.Generator,
+) -> None:
+    x = low_rank(rng, 1500)
+    basis = I.choose_projection(x, 1.5, np.random.default_rng(0))
+    assert basis is not None and basis.shape[0] == 256 and basis.shape[1] <= 64
+
+    def dists(f: np.ndarray) -> np.ndarray:
+        f = f.astype(np.float64)
+        sq = (f * f).sum(1)
+        return np.sqrt(np.maximum(sq[:, None] + sq[None] - 2 * f @ f.T, 0))
+
+    assert (dists(x @ basis) <= dists(x) + 1e-4).all()
+    # Isotropic features (no direction dominates) and few dimensions: nothing to gain.
+    iso = rng.normal(0, 1, (1500, 256)).astype(np.float32)
+    assert I.choose_projection(iso, 20.0, np.random.default_rng(0)) is None
+    assert I.choose_projection(x[:, :40], 1.5, np.random.default_rng(0)) is None

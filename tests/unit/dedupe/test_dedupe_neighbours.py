@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from dedupe_helpers import low_rank
 
 from curate.dedupe import cluster as C
 from curate.dedupe.index import find_candidates
@@ -113,3 +114,25 @@ def test_before_follows_the_kept_set_as_it_grows(rng: np.random.Generator) -> No
             assert sorted(got[i]) == sorted(want)
         kept[block[::2]] = True
     assert kept.sum() > 1024
+
+
+@pytest.mark.parametrize("mode", ["greedy", "connected"])
+def test_projected_search_finds_the_same_pairs(rng: np.random.Generator, mode: str) -> None:
+    """Tiles searched in a pruning projection, then full distances: the plain search's answer."""
+    x = low_rank(rng, 3000)
+    n = len(x)
+    out = []
+    for project in (False, True):
+        search = Search([Space(x, 1.5)], np.ones(n, bool), np.zeros(n, bool), project=project)
+        assert search.project is project  # a projection was found and is used
+        scorer = DistanceScorer(x)
+        rule = C.DuplicateRule(ssim=1.0 - 1.5)
+        if mode == "greedy":
+            res = C.greedy(list(range(n)), search, scorer, rule)  # type: ignore[arg-type]
+        else:
+            res = C.connected(list(range(n)), search.stream(), scorer, rule)  # type: ignore[arg-type]
+        out.append((res, search.found))
+    (plain, found), (projected, found_p) = out
+    assert found_p == found > 100
+    assert np.array_equal(plain.status, projected.status)
+    assert np.array_equal(plain.dup_of, projected.dup_of)
