@@ -267,6 +267,8 @@ def sparse_nonzero(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[n
     ``np.nonzero`` visits every element and costs about as much as the matrix product that
     made the mask; here only the 64-bit words holding a True are opened (5-10x faster).
     """
+    if not mask.shape[1]:
+        return np.empty(0, np.intp), np.empty(0, np.intp)
     flat = np.ascontiguousarray(mask).reshape(-1)
     whole = len(flat) - len(flat) % 8
     words = np.flatnonzero(flat[:whole].view(np.uint64))
@@ -274,7 +276,8 @@ def sparse_nonzero(mask: NDArray[np.bool_]) -> tuple[NDArray[np.intp], NDArray[n
     pos = words[hit // 8] * 8 + hit % 8
     if whole < len(flat):
         pos = np.concatenate([pos, whole + np.flatnonzero(flat[whole:])])
-    return np.divmod(pos, mask.shape[1]) if mask.ndim == 2 and mask.shape[1] else (pos, pos)
+    rows, cols = np.divmod(pos, mask.shape[1])
+    return rows, cols
 
 
 #: Costs measured on 2 cores, in units of one feature dimension of a tile product: the

@@ -207,6 +207,7 @@ class Search:
             self.project = self.listed is None and len(idx) > PROJECT_MIN
         if self.project:
             sample = np.random.default_rng(0).permutation(idx)[:4096]
+            # Each space decides for itself (a list, so that every space is asked).
             self.project = any([s.project(np.sort(sample)) for s in self.spaces])
 
     @property
