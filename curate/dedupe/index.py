@@ -288,8 +288,17 @@ _SURVIVOR_COST = 20.0
 _PROJECTION_DIMS = (32, 48, 64, 96)
 
 
+def principal_directions(sample: NDArray[np.float32]) -> NDArray[np.float64]:
+    """``sample``'s principal directions, strongest first (rows, orthonormal)."""
+    x = sample.astype(np.float64)
+    return np.linalg.svd(x - x.mean(0), full_matrices=False)[2]
+
+
 def choose_projection(
-    sample: NDArray[np.float32], radius: float, rng: np.random.Generator
+    sample: NDArray[np.float32],
+    radius: float,
+    rng: np.random.Generator,
+    directions: NDArray[np.float64] | None = None,
 ) -> NDArray[np.float32] | None:
     """An orthonormal basis ``(D, k)`` of ``sample``'s principal directions to search in
     first, or None when that would not pay.
@@ -299,13 +308,14 @@ def choose_projection(
     full distance of the pairs found is exact. It pays when ``k`` is well below ``D`` and
     few pairs survive; both are estimated from ``sample`` (colour histograms of generated
     scenes: 0.07 % of pairs survive at ``k`` = 64 of 256 dimensions; SSIM features: 0.5 %
-    at 64 of 128, which does not pay).
+    at 64 of 128, which does not pay). ``directions``: :func:`principal_directions` of
+    ``sample`` when the caller has them (they do not depend on the radius).
     """
     n, dim = sample.shape
     if n < 64:
         return None
+    vt = principal_directions(sample) if directions is None else directions
     x = sample.astype(np.float64)
-    _, _, vt = np.linalg.svd(x - x.mean(0), full_matrices=False)
     a, b = rng.integers(0, n, 20000), rng.integers(0, n, 20000)
     diff = x[a[a != b]] - x[b[a != b]]
     best, best_cost = None, 0.6 * (dim + 2)

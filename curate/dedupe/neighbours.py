@@ -22,6 +22,7 @@ onto them first, and only the pairs found there get their full distance (:meth:`
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -37,6 +38,7 @@ from curate.dedupe.index import (
     augmented,
     choose_projection,
     close_pairs,
+    principal_directions,
 )
 
 PairFilter = Callable[[NDArray[np.int64], NDArray[np.int64]], NDArray[np.bool_]]
@@ -63,14 +65,29 @@ class Space:
     radius: float
     aug: NDArray[np.float32] = field(init=False)
     low: NDArray[np.float32] | None = field(default=None, init=False)
+    #: Principal directions by sample (shared by :meth:`with_radius` copies).
+    _directions: dict[bytes, NDArray[np.float64]] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
         self.aug = augmented(self.x)
         self.x = self.aug[:, :-2]
 
+    def with_radius(self, radius: float) -> Space:
+        """The same features (rows and principal directions shared, not recomputed) with
+        another radius and no projection yet: one search per threshold and cluster mode."""
+        out = copy.copy(self)
+        out.radius, out.low = radius, None
+        return out
+
     def project(self, sample: NDArray[np.int64], seed: int = 0) -> bool:
         """Search in a projection when one estimated from rows ``sample`` pays."""
-        basis = choose_projection(self.x[sample], self.radius, np.random.default_rng(seed))
+        rows = self.x[sample]
+        key = sample.tobytes()
+        if key not in self._directions:
+            self._directions[key] = principal_directions(rows)
+        basis = choose_projection(
+            rows, self.radius, np.random.default_rng(seed), self._directions[key]
+        )
         self.low = None if basis is None else augmented(self.x @ basis)
         return self.low is not None
 

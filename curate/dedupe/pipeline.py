@@ -200,6 +200,8 @@ class _Prepared:
     names: list[list[str]]
     stats: dict[str, Any]
     listed: Candidates | None = None
+    #: The feature spaces, built once (see :func:`_spaces`).
+    spaces: list[Space] = field(default_factory=list)
 
 
 def _priority(
@@ -386,11 +388,14 @@ def _listed(
 
 
 def _spaces(prep: _Prepared, o: DedupeOptions, threshold: float | None) -> list[Space]:
-    radii = _radii(o, threshold)
-    xs = ([prep.features] if o.ssim is not None else []) + (
-        [prep.hist_features] if prep.hist_features is not None else []
-    )
-    return [Space(x, r) for x, r in zip(xs, radii, strict=True)]
+    """The feature spaces with their radii at ``threshold``: every search (each threshold of
+    a sweep, each cluster mode) shares their augmented rows and principal directions."""
+    if not prep.spaces:
+        xs = ([prep.features] if o.ssim is not None else []) + (
+            [prep.hist_features] if prep.hist_features is not None else []
+        )
+        prep.spaces = [Space(x, 0.0) for x in xs]
+    return [s.with_radius(r) for s, r in zip(prep.spaces, _radii(o, threshold), strict=True)]
 
 
 def _search(prep: _Prepared, o: DedupeOptions, threshold: float | None, prog: Progress) -> Search:
