@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from curate.commands.common import (
 )
 from curate.core.errors import OnError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
-from curate.core.output import check_output
+from curate.core.output import check_file_output, check_output
 from curate.core.parallel import make_executor
 from curate.dedupe import (
     DedupeOptions,
@@ -44,6 +45,7 @@ from curate.dedupe import (
     write_report,
 )
 from curate.dedupe.pipeline import SWEEP_THRESHOLDS, DedupePlan
+from curate.dedupe.report import REPORT_JSON
 from curate.io import load_dataset, parse_spec
 
 
@@ -267,6 +269,9 @@ def dedupe_cmd(
     inputs = [parse_spec(data)[1]] + ([parse_spec(against)[1]] if against else [])
     if writes:
         check_output(out, overwrite=overwrite, inputs=inputs)  # type: ignore[arg-type]
+    if report is not None:
+        # The output folder gets its own report; one inside it would make it non-empty.
+        _check_report_path(report, overwrite, inputs, out=out if writes else None)
     runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
@@ -384,6 +389,25 @@ def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:
     console.print(table)
 
 
+def _check_report_path(
+    path: Path,
+    overwrite: bool,
+    inputs: Sequence[Path],
+    *,
+    out: Path | None = None,
+    option: str = "--report",
+) -> None:
+    """The report's JSON and its CSV sibling: outside the inputs and --out, new unless
+    --overwrite."""
+    if out is not None and Path(path).resolve().is_relative_to(Path(out).resolve()):
+        raise UsageError(
+            f"{option} '{path}' lies in --out '{out}', which gets {REPORT_JSON} anyway; "
+            f"leave out {option} or write it elsewhere"
+        )
+    for p in (path, Path(path).with_suffix(".csv")):
+        check_file_output(p, overwrite=overwrite, inputs=inputs, option=option)
+
+
 @cli_errors
 def leaks_cmd(
     data: DataArg,
@@ -406,9 +430,12 @@ def leaks_cmd(
     scheduler: SchedulerOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    overwrite: OverwriteOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Find near-duplicates that sit in different splits (train/val/test)."""
+    if json_path is not None:
+        _check_report_path(json_path, overwrite, [parse_spec(data)[1]], option="--json")
     o = _options(
         ssim=ssim,
         hist=hist,

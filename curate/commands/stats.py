@@ -23,9 +23,15 @@ from curate.commands.common import (
     read_options,
 )
 from curate.core.dataset import Dataset
-from curate.core.errors import OnError, UsageError
+from curate.core.errors import OnError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
-from curate.core.output import Manifest, atomic_output, check_output, write_json_atomic
+from curate.core.output import (
+    Manifest,
+    atomic_output,
+    check_file_output,
+    check_output,
+    write_json_atomic,
+)
 from curate.io import load_dataset, parse_spec
 from curate.report import class_tables, make_plots, quality_rows, write_report
 from curate.stats import DatasetStats, StatsOptions, compute_stats
@@ -67,16 +73,8 @@ def _read(data: str, on_error: OnError, max_pixels: int, quiet: bool) -> tuple[D
 
 
 def _check_json(path: Path | None, data_path: Path, overwrite: bool) -> None:
-    if path is None:
-        return
-    target, source = path.resolve(), data_path.resolve()
-    if target == source or (source.is_dir() and target.is_relative_to(source)):
-        raise UsageError(
-            f"--json '{path}' lies in the input '{data_path}': inputs are never modified; "
-            "write it elsewhere"
-        )
-    if target.exists() and not overwrite:
-        raise UsageError(f"--json '{path}' exists; pass --overwrite to replace it")
+    if path is not None:
+        check_file_output(path, overwrite=overwrite, inputs=[data_path], option="--json")
 
 
 def _table(title: str, head: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:

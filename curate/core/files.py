@@ -9,26 +9,60 @@ from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import ImageItem
+from curate.core.errors import UsageError
 
 
 def place_file(src: Path, dst: Path, mode: str) -> str:
     """Put ``src`` at ``dst`` by ``mode``; a hard link falls back to a copy across devices.
 
-    Returns the mode actually used.
+    ``dst`` must not exist: outputs are written into a fresh folder, so an existing ``dst``
+    means two items were given one output name, and writing would go through it (into
+    a hard link to an input, or over the other item). That is refused with
+    :class:`OutputCollisionError`. Returns the mode actually used.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(dst):
+        raise OutputCollisionError(dst)
     if mode == "hardlink":
         try:
             os.link(src, dst)
             return "hardlink"
+        except FileExistsError:
+            raise OutputCollisionError(dst) from None
         except OSError:
-            shutil.copy2(src, dst)
-            return "copy"
-    if mode == "symlink":
-        os.symlink(Path(src).resolve(), dst)
+            pass  # another device, or a file system without hard links: copy instead
+    elif mode == "symlink":
+        try:
+            os.symlink(Path(src).resolve(), dst)
+        except FileExistsError:
+            raise OutputCollisionError(dst) from None
         return "symlink"
-    shutil.copy2(src, dst)
+    # Exclusive creation: never write through an existing file or link.
+    with open(src, "rb") as fin, open(dst, "xb") as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
+    shutil.copystat(src, dst)
     return "copy"
+
+
+class OutputCollisionError(UsageError):
+    """Two items of a dataset would be written to one output file."""
+
+    def __init__(self, dst: Path) -> None:
+        super().__init__(
+            f"two images would be written to '{dst}' (same file name). "
+            "Rename one of them, or read the sources with `curate merge`, which makes names unique"
+        )
+        self.path = dst
+
+
+def write_new_text(path: Path, text: str) -> None:
+    """Write ``text`` to a file that must not exist yet (see :func:`place_file`)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with open(path, "x", encoding="utf-8") as fh:
+            fh.write(text)
+    except FileExistsError:
+        raise OutputCollisionError(path) from None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

@@ -60,6 +60,26 @@ def check_output(out: Path, *, overwrite: bool, inputs: Iterable[Path] = ()) -> 
     return out
 
 
+def check_file_output(
+    path: Path, *, overwrite: bool, inputs: Iterable[Path] = (), option: str = "output"
+) -> Path:
+    """Validate an output *file* before any work: not an input, not inside an input
+    folder, not a folder, and absent unless ``overwrite``. ``option`` names it in errors."""
+    target = Path(path).resolve()
+    for raw in inputs:
+        inp = Path(raw).resolve()
+        if target == inp or (inp.is_dir() and _is_within(target, inp)):
+            raise UsageError(
+                f"{option} '{path}' lies in the input '{raw}': inputs are never modified; "
+                "write it elsewhere"
+            )
+    if target.is_dir():
+        raise UsageError(f"{option} '{path}' is a folder; give a file path")
+    if target.exists() and not overwrite:
+        raise OutputExistsError(f"{option} '{path}' exists; pass --overwrite to replace it")
+    return target
+
+
 @contextmanager
 def atomic_output(
     out: str | Path, *, overwrite: bool = False, inputs: Iterable[Path] = ()

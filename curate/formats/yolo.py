@@ -36,7 +36,7 @@ from curate.core.errors import (
     MissingFileError,
     UsageError,
 )
-from curate.core.files import place_file
+from curate.core.files import place_file, write_new_text
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
@@ -417,9 +417,8 @@ class YoloFormat:
                     }
                     ann_meta.append(extra)
                 rel = PurePosixPath(img.file_name)
-                (lab_dir / rel.with_suffix(".txt")).parent.mkdir(parents=True, exist_ok=True)
-                (lab_dir / rel.with_suffix(".txt")).write_text(
-                    "\n".join(lines) + ("\n" if lines else ""), encoding="utf-8"
+                write_new_text(
+                    lab_dir / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else "")
                 )
                 if options.copy_images:
                     place_file(img.path, img_dir / img.file_name, options.link)

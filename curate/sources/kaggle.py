@@ -14,6 +14,7 @@ from pathlib import Path
 
 from curate.core.dataset import Dataset
 from curate.core.errors import UsageError
+from curate.core.files import make_unique_names, safe_token
 from curate.formats.base import ReadOptions
 from curate.formats.voc import VocFormat
 from curate.formats.yolo import YoloFormat, find_yaml
@@ -84,7 +85,9 @@ class KaggleSource:
                 f"'{path}' is not a Kaggle/Roboflow export: no data.yaml or classes.txt with YOLO labels, "
                 "and no VOC XML (in train/valid/test folders or annotations/)"
             )
+        prefix_of: dict[int, str] = {}
         for img in ds.images:
+            prefix_of[id(img)] = safe_token(img.split or "dup")
             img.attributes["original_split"] = img.split
             img.split = None
             img.source = img.source or "kaggle"
@@ -94,6 +97,18 @@ class KaggleSource:
             if clip is not None:
                 img.group = f"kaggle/{path.name}/{clip[0]}"
                 img.attributes["clip"], img.attributes["frame"] = clip
+        # Split folders often reuse names (img_1.jpg in train/ and in valid/): flattened,
+        # later ones get their split as a prefix (val__img_1.jpg; attribute renamed_from).
+        renamed = make_unique_names(ds.images, prefix_of)
+        if renamed:
+            ds.info.setdefault("changed", []).extend(
+                {
+                    "item": img.attributes["original_path"],
+                    "change": f"renamed to {img.file_name}: another split holds the same name",
+                }
+                for img in ds.images
+                if "renamed_from" in img.attributes
+            )
         return ds
 
     def _read_voc(self, dirs: dict[str, Path], options: ReadOptions) -> Dataset:
