@@ -49,7 +49,10 @@ OnErrorOpt = Annotated[
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        "--workers", "-j", help="Local worker processes (default: all cores; 1 = no pool)."
+        "--workers",
+        "-j",
+        min=1,
+        help="Local worker processes (default: all cores; 1 = no pool).",
     ),
 ]
 SchedulerOpt = Annotated[
@@ -120,16 +123,23 @@ def cli_errors(fn: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
-def print_skipped(policy: ErrorPolicy, limit: int = 10) -> None:
-    """Tell the user what was skipped (the manifest lists all of it)."""
+def print_skipped(
+    policy: ErrorPolicy, limit: int = 10, listed_in: str | None = "manifest.json"
+) -> None:
+    """Tell the user what was skipped: the first ``limit`` items, the rest in ``listed_in``
+    (the manifest); every item when nothing written lists them (``listed_in=None``)."""
     if not policy.skipped:
         return
-    err_console.print(f"[yellow]skipped {len(policy.skipped)} bad item(s); see manifest.json[/]")
+    where = f"; see {listed_in}" if listed_in else ""
+    err_console.print(f"[yellow]skipped {len(policy.skipped)} bad item(s){where}[/]")
+    if listed_in is None:
+        limit = len(policy.skipped)
     for s in policy.skipped[:limit]:
         loc = s.get("file", "?")
         if "line" in s:
             loc += f" line {s['line']}"
-        err_console.print(f"  [yellow]-[/] {loc}: {s.get('error')}", highlight=False)
+        left = f" (image left out: {s['left_out']})" if s.get("left_out") else ""
+        err_console.print(f"  [yellow]-[/] {loc}: {s.get('error')}{left}", highlight=False)
     if len(policy.skipped) > limit:
         err_console.print(f"  ... and {len(policy.skipped) - limit} more")
 

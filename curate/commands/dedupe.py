@@ -266,7 +266,13 @@ def dedupe_cmd(
     writes = not (dry_run or do_sweep)
     if writes and out is None:
         raise UsageError("--out DIR is required (or pass --dry-run / --sweep to write nothing)")
+    _note_inert_options(o, against is not None)
     inputs = [parse_spec(data)[1]] + ([parse_spec(against)[1]] if against else [])
+    if against and inputs[0].resolve() == inputs[1].resolve():
+        raise UsageError(
+            f"--against '{against}' is the dataset itself: every image would be dropped as a "
+            "copy of itself; give the clean reference set"
+        )
     if writes:
         check_output(out, overwrite=overwrite, inputs=inputs)  # type: ignore[arg-type]
     if report is not None:
@@ -284,11 +290,14 @@ def dedupe_cmd(
                     f"[yellow]note:[/] --sweep counts decisions at {o.size} px; "
                     "--refine/--refine-band are not applied to it"
                 )
-            print_skipped(opts.policy)
+            print_skipped(opts.policy, listed_in=None)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
     _print_plan(plan)
-    print_skipped(opts.policy)
+    print_skipped(
+        opts.policy,
+        listed_in="manifest.json" if writes else (str(report) if report is not None else None),
+    )
     if report is not None:
         paths = write_report(build_report(plan), report)
         console.print(f"report: {paths[0]} and {paths[1].name}")
@@ -389,6 +398,21 @@ def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:
     console.print(table)
 
 
+def _note_inert_options(o: DedupeOptions, against: bool) -> None:
+    """Say so when an option given has nothing to act on (rather than ignore it silently)."""
+    notes = []
+    if o.combine == "any" and (o.ssim is None or o.hist is None or o.exact_only):
+        notes.append("--combine decides between --ssim and --hist; with one test it does nothing")
+    if o.merge_labels and against:
+        notes.append(
+            "--merge-labels carries labels only between new images: a new image dropped as a "
+            "copy of a reference image leaves its labels in the report's label conflicts "
+            "(--against images are never rewritten)"
+        )
+    for n in notes:
+        err_console.print(f"[yellow]note:[/] {n}")
+
+
 def _check_report_path(
     path: Path,
     overwrite: bool,
@@ -450,7 +474,7 @@ def leaks_cmd(
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
         result = find_leaks(ds, o, runtime=runtime)
-    print_skipped(opts.policy)
+    print_skipped(opts.policy, listed_in=str(json_path) if json_path is not None else None)
     plan = result.plan
     splits = {s for s in (_split(plan, i) for i in range(len(plan.images))) if s}
     if len(splits) < 2:

@@ -121,11 +121,15 @@ class ErrorPolicy:
     mode: OnError = OnError.fail
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
-    def handle(self, error: ItemError) -> None:
-        """Raise ``error`` under ``fail``; record it under ``skip``."""
+    def handle(self, error: ItemError, *, left_out: str | Path | None = None) -> None:
+        """Raise ``error`` under ``fail``; record it under ``skip``, with the image it
+        left out of the dataset (``left_out``) when that is not the file at fault."""
         if self.mode is OnError.fail:
             raise error
-        self.skipped.append(error.to_dict())
+        record = error.to_dict()
+        if left_out is not None:
+            record["left_out"] = str(left_out)
+        self.skipped.append(record)
 
     @property
     def fail_fast(self) -> bool:

@@ -202,7 +202,10 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "compared": int((plan.active & new).sum()),
         "kept": int((plan.active & new & (res.status == KEPT)).sum()),
         "dropped": len(plan.dropped()),
+        # Images read but not compared (unreadable at decode); skipped_items counts every
+        # bad item reported while reading and decoding (listed under "skipped").
         "skipped": int((~plan.active & new).sum()),
+        "skipped_items": len(plan.skipped),
         "clusters": len(clusters),
         "leaking_clusters": sum(c["leak"] for c in clusters),
         "label_conflicts": n_conflicts,
@@ -230,6 +233,7 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "counts": counts,
         "stats": {k: round(v, 4) if isinstance(v, float) else v for k, v in plan.stats.items()},
         "clusters": clusters,
+        "skipped": list(plan.skipped),
     }
 
 

@@ -182,9 +182,23 @@ class CocoFormat:
                     ann.category_id = cat_map[ann.category_id]
                 img.annotations = anns
             except ItemError as err:
-                policy.handle(err)
+                policy.handle(
+                    err, left_out=entry.get("file_name") if isinstance(entry, dict) else None
+                )
                 continue
             ds.images.append(img)
+        ids = {e.get("id") for e in data["images"] if isinstance(e, dict)}
+        for image_id, anns in anns_by_image.items():
+            if image_id not in ids:
+                policy.handle(
+                    AnnotationError(
+                        f,
+                        f"{len(anns)} annotation(s) (first: #{anns[0][0]}) refer to image_id "
+                        f"{image_id!r}, which no image has",
+                        field="image_id",
+                        hint="fix the image_id or add the image; they are left out",
+                    )
+                )
 
     def _read_image(
         self,

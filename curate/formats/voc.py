@@ -98,7 +98,7 @@ class VocFormat:
             try:
                 ds.images.append(self._read_one(xml, img_dirs, splits, ds, options))
             except ItemError as err:
-                options.policy.handle(err)
+                options.policy.handle(err, left_out=xml.name)
         return ds
 
     def _read_one(

@@ -306,7 +306,7 @@ class YoloFormat:
                         img_path, img_root, root, split, names, known, options, ds
                     )
                 except ItemError as err:
-                    options.policy.handle(err)
+                    options.policy.handle(err, left_out=img_path)
                     continue
                 no_label += not had_label
                 for ann in item.annotations:

@@ -80,6 +80,29 @@ def test_bad_label_lines(case: str, tmp_path: Path, run) -> None:
     m = manifest(tmp_path / "out")
     assert m["counts"]["images_written"] == 1
     assert len(m["skipped"]) == 1 and message.split(":")[-1].strip() in m["skipped"][0]["error"]
+    # The entry names the label file at fault and the image it left out.
+    assert m["skipped"][0]["left_out"].endswith("bad.jpg")
+
+
+def test_coco_annotations_of_no_image(tmp_path: Path, run) -> None:
+    src = tmp_path / "coco"
+    _jpeg(src / "images" / "a.jpg")
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10]}
+    (src / "annotations.json").write_text(
+        json.dumps(
+            {
+                "images": [{"id": 1, "file_name": "a.jpg", "width": 64, "height": 48}],
+                "annotations": [ann, {**ann, "id": 2, "image_id": 99}, {**ann, "id": 3}],
+                "categories": [{"id": 1, "name": "fire"}],
+            }
+        )
+    )
+    res = run("convert", f"coco:{src}", "--to", "yolo", "--out", tmp_path / "out", code=1)
+    assert "image_id 99" in res.output and "no image has" in res.output
+    run("convert", f"coco:{src}", "--to", "yolo", "--out", tmp_path / "out", "--on-error", "skip")
+    m = manifest(tmp_path / "out")
+    assert m["counts"]["images_written"] == 1 and m["counts"]["annotations_written"] == 2
+    assert [s["field"] for s in m["skipped"]] == ["image_id"]
 
 
 def test_truncated_and_empty_images(tmp_path: Path, run) -> None:

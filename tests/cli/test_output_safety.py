@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -134,3 +135,29 @@ def test_report_and_json_paths_are_checked(run, clash: Path, tmp_path: Path) -> 
     assert "rep.csv" in r.output
     run("leaks", clash, "-q", "--json", rep, "--overwrite")
     assert json.loads(rep.read_text())["command"] == "leaks"
+
+
+def test_pointless_options_are_refused_or_noted(run, clash: Path) -> None:
+    r = run("dedupe", clash, "--dry-run", "-j", "0", code=2)
+    assert "--workers" in r.output
+    r = run("dedupe", clash, "--dry-run", "--against", clash, code=1)
+    assert "is the dataset itself" in r.output
+    r = run("dedupe", clash, "--dry-run", "--combine", "any")
+    assert "with one test it does nothing" in r.output
+    r = run("dedupe", clash, "--dry-run", "--hist", "0.9", "--ssim", "0.85", "--combine", "any")
+    assert "does nothing" not in r.output
+
+
+def test_leaks_report_lists_skipped_items(run, clash: Path, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(clash, data)
+    (data / "train" / "labels" / "img_2.txt").write_text("7 0.5 0.5 0.2 0.2\n")
+    rep = tmp_path / "leaks.json"
+    r = run("leaks", data, "--on-error", "skip", "--json", rep)
+    assert "see " + str(rep) in r.output.replace("\n", "")
+    report = json.loads(rep.read_text())
+    assert report["counts"]["skipped_items"] == 1
+    assert report["skipped"][0]["left_out"].endswith("img_2.jpg")
+    r = run("dedupe", data, "--on-error", "skip", "--dry-run")
+    text = " ".join(r.output.split())  # Rich wraps long lines
+    assert "manifest.json" not in text and "image left out" in text
