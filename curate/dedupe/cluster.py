@@ -16,6 +16,11 @@ mode when its two images are not joined yet. The kept set and the clusters are t
 refining every such pair (in greedy mode each dropped image's duplicate too; in connected
 mode the chain of links shown in the report may take another path).
 
+Exact copies (the search's ``extra`` pairs) link each copy to one member of its group, not
+to every member; exactness is transitive, so both modes close the groups: connected mode
+joins a group through any of its pairs, and greedy mode drops a copy of a kept image at that
+image (before looking further) whichever member of the group was kept.
+
 Reference images (``--against``) are kept first and never dropped; a new image that is a
 duplicate of a reference image is dropped. Both modes are deterministic: the work done in
 each round depends only on the data, never on the executor.
@@ -149,7 +154,8 @@ def greedy(
     so far, which are scored in growing rounds (nearest 1, 4, 16, 64, then all) in batches
     the executor can spread; then the block is walked in order, scoring pairs with images
     kept earlier in the block as they arise. An image is dropped at its nearest kept
-    duplicate. ``active``: images taking part (others stay UNDECIDED).
+    duplicate, a kept exact copy first. ``active``: images taking part (others stay
+    UNDECIDED).
     """
     n = search.n
     prog = progress or NullProgress()
@@ -159,6 +165,10 @@ def greedy(
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
     res.status[ref & act] = KEPT
+    group = _exact_groups(search.extra)
+    kept_copy: dict[int, int] = {}  # exact group -> its first kept member
+    for i in sorted((i for i in group if ref[i] and act[i]), key=lambda i: rank[i]):
+        kept_copy.setdefault(group[i], i)
     order = [int(i) for i in priority if act[i] and not ref[i]]
     blocks = [order[k : k + _BLOCK] for k in range(0, len(order), _BLOCK)]
     for block in prog.track(blocks, total=len(blocks), description="clustering (greedy)"):
@@ -167,7 +177,9 @@ def greedy(
         found = {i: _first_duplicate(i, before[i], scorer, rule) for i in block}
         within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
-            j, reason = found[i]
+            j, reason = _kept_copy(i, group, kept_copy, scorer, rule)
+            if j < 0:
+                j, reason = found[i]
             if j < 0:
                 later = [k for k in within[i] if res.status[k] == KEPT]
                 scorer.score([(i, k) for k in later])
@@ -175,12 +187,47 @@ def greedy(
                 j, reason = _first_duplicate(i, later, scorer, rule)
             if j < 0:
                 res.status[i] = KEPT
+                if i in group:
+                    kept_copy.setdefault(group[i], i)
                 continue
             res.status[i] = DROPPED
             res.dup_of[i] = res.link[i] = res.cluster[i] = j
             res.link_reason[i] = reason
             res.edges.append((i, j))
     return res
+
+
+def _exact_groups(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
+    """Group of every image in an exact pair (the smallest index of its group)."""
+    parent: dict[int, int] = {}
+
+    def find(a: int) -> int:
+        while parent.setdefault(a, a) != a:
+            parent[a] = parent[parent[a]]
+            a = parent[a]
+        return a
+
+    for a, b in pairs:
+        ra, rb = find(int(a)), find(int(b))
+        parent[max(ra, rb)] = min(ra, rb)
+    return {a: find(a) for a in parent}
+
+
+def _kept_copy(
+    i: int, group: dict[int, int], kept_copy: dict[int, int], scorer: Scorer, rule: DuplicateRule
+) -> tuple[int, str | None]:
+    """The kept exact copy of ``i`` and the rule's reason, or (-1, None).
+
+    The pair ``(i, kept copy)`` need not be a candidate: each copy is paired with one member
+    of its group, and when that member was dropped the copy would be kept beside another.
+    """
+    g = group.get(i)
+    j = kept_copy.get(g, -1) if g is not None else -1
+    if j < 0:
+        return -1, None
+    scorer.score([(i, j)])
+    s = scorer.memo_get(i, j)
+    return (j, rule.decide(s)) if s.exact else (-1, None)
 
 
 def _score_before(

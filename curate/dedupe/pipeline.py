@@ -14,7 +14,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, overload
 
 import numpy as np
 from numpy.typing import NDArray
@@ -146,6 +146,10 @@ class DedupeOptions:
             return REFINE_AUTO
         return (self.refine_band, self.refine_band)
 
+    @overload
+    def working_threshold(self, threshold: float) -> float: ...
+    @overload
+    def working_threshold(self, threshold: None) -> None: ...
     def working_threshold(self, threshold: float | None) -> float | None:
         """The lowest working-resolution SSIM that can still be a duplicate at ``threshold``
         (lower by the refinement band: such pairs are re-scored at full resolution)."""
@@ -479,6 +483,9 @@ def _exact_copies(
     o: DedupeOptions,
 ) -> tuple[list[tuple[int, int]], dict[int, str]]:
     """Pairs of exact copies (each copy paired with the first of its group) and pixel hashes.
+
+    A star per group rather than every pair, since a group can be large (blank frames): the
+    cluster modes close each group themselves (see :mod:`curate.dedupe.cluster`).
 
     Same bytes: same content hash. Same pixels: only images of the same size can be; two
     JPEGs (or two non-JPEGs) with the same pixels decode to the same thumbnail, a JPEG and
