@@ -306,7 +306,8 @@ def dedupe_cmd(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
         )
         return
-    layout = ds.info.get("layout")
+    # A Kaggle/Roboflow export is written back in its own form (YOLO or COCO).
+    layout = ds.info.get("export_form") or ds.info.get("layout")
     out_fmt = fmt.value if fmt is not None else (layout if layout in ("coco", "yolo") else "coco")
     counts = write_deduped(
         plan,
@@ -321,6 +322,11 @@ def dedupe_cmd(
         f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
     )
+    if any(img.attributes.get("original_split") for img in ds.images):
+        console.print(
+            "[yellow]note:[/] the output is not split: the export's train/valid/test is kept "
+            "as each image's original_split; run `curate split` for a leakage-free split"
+        )
 
 
 def _print_plan(plan: DedupePlan) -> None:
