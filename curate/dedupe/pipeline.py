@@ -933,6 +933,7 @@ def write_deduped(
                     path=m["path"],
                 )
     manifest.skipped.extend(plan.skipped)
+    manifest.record_read(plan.dataset.info)  # what the reader changed or dropped (renames...)
     manifest.changed.extend(changes)
     with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
         result = write_dataset(

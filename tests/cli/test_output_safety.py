@@ -70,6 +70,8 @@ def test_dedupe_never_writes_through_an_input(run, clash: Path, tmp_path: Path, 
     assert _checksums(clash) == before
     if "-f" not in extra:  # a YOLO export is written back as YOLO, and says it is unsplit
         assert (out / "data.yaml").is_file() and "output is not split" in r.output
+    renamed = [c for c in manifest(out)["changed"] if "another split" in c["change"]]
+    assert len(renamed) == 2
     written = sorted(p.name for p in out.rglob("*.jpg"))
     kept = manifest(out)["counts"]["written_images"]
     assert len(written) == kept == 5 - manifest(out)["counts"]["dropped"]
