@@ -5,7 +5,11 @@ the survivor's in normalised coordinates (same class, IoU >= 0.5, one-to-one, gr
 IoU); boxes left unmatched on either side make a *label conflict*, listed in the report.
 With ``merge_labels`` the dropped image's unmatched boxes are added to the survivor,
 scaled to the survivor's size (polygon masks are scaled too; RLE and bitmap masks, which
-cannot be rescaled exactly, are left off and the change says so).
+cannot be rescaled exactly, are left off and the change says so). A box that overlaps a
+survivor box of its class (IoU >= :data:`OVERLAP_IOU`, or :data:`OVERLAP_IOS` of the
+smaller box inside the other) is most likely the same object drawn another way: it is not
+added (stacked boxes on one object teach a detector duplicates), and the change says so;
+the report's label conflict still lists it.
 """
 
 from __future__ import annotations
@@ -22,6 +26,9 @@ from curate.core.dataset import Annotation, ImageItem, Mask
 from curate.dedupe.roi import greedy_match
 
 MATCH_IOU = 0.5
+#: A carried box this close to a survivor box of its class is taken for the same object.
+OVERLAP_IOU = 0.2
+OVERLAP_IOS = 0.6
 
 
 @dataclass(slots=True)
@@ -106,9 +113,22 @@ def merge_into(
     sx = kept.width / max(dropped.width, 1)
     sy = kept.height / max(dropped.height, 1)
     notes: list[str] = []
+    # Boxes already on the survivor (its own, and those carried from earlier duplicates);
+    # boxes of this one image may overlap each other: they are distinct objects.
+    before = list(zip(kept.annotations, names_kept, strict=True))
     for i in only_d:
         src = dropped.annotations[i]
         box = B.clip(B.scale([src.bbox], sx, sy), kept.width, kept.height)[0]
+        same = [a.bbox for a, n in before if n == names_dropped[i]]
+        if same:
+            iou, ios = float(B.iou([box], same).max()), float(B.ios([box], same).max())
+            if iou >= OVERLAP_IOU or ios >= OVERLAP_IOS:
+                notes.append(
+                    f"'{names_dropped[i]}' box from '{dropped.file_name}' not carried: it "
+                    f"overlaps a box of the same class (IoU {iou:.2f}, {ios:.2f} of the "
+                    "smaller inside the other), likely the same object"
+                )
+                continue
         mask: Mask | None = None
         if src.mask is not None:
             if src.mask.kind == "polygons":
