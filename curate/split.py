@@ -2,11 +2,12 @@
 
 Images are first joined into units that must stay together: their ``group`` (a video
 clip, a Roboflow clip, the parent of tiles) and any extra grouping such as the
-clusters of a dedupe report. Units are then assigned greedily, largest first (ties
-broken by the seed), each to the split whose quota it helps most. The quota is
-tracked for images, boxes of every class, small boxes (COCO small: area < 32²) and
-negatives, so class presence, the share of small objects and negatives follow the
-ratios in every split.
+clusters of a dedupe report. Units are then assigned to minimise how far each split's
+share of images, of boxes of every class, of small boxes (COCO small: area < 32²) and of
+negatives lies from the ratios: largest first, each to the split furthest below its
+target, then improved by moving single units and swapping pairs between splits. Image
+shares count most, so the ratios hold as closely as the unit sizes allow; when they
+cannot, :func:`ratio_warning` names the unit that prevents it.
 
 Images tagged ``unlabeled`` (clips with no annotations) are not training-ready: they
 are left out and reported.
@@ -19,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from numpy.typing import NDArray
 
 from curate.core.dataset import SPLITS, Dataset, ImageItem, images_by_group
 from curate.core.errors import UsageError
@@ -65,7 +67,7 @@ def units(
 ) -> list[list[ImageItem]]:
     """Images joined into units that must share a split (groups, plus ``extra_groups``).
 
-    ``extra_groups`` maps an image's ``file_name`` or ``original_path`` to a cluster id.
+    ``extra_groups`` maps an image's ``file_name``, ``original_path`` or path to a cluster id.
     """
     uf = _UnionFind()
     by_group = images_by_group(images)
@@ -77,9 +79,7 @@ def units(
     if extra_groups:
         cluster_first: dict[str, str] = {}
         for img in images:
-            cid = extra_groups.get(img.file_name) or extra_groups.get(
-                str(img.attributes.get("original_path", ""))
-            )
+            cid = _unit_cluster(img, extra_groups)
             if cid is None:
                 continue
             g = key_of[id(img)]
@@ -91,6 +91,44 @@ def units(
     for img in images:
         out.setdefault(uf.find(key_of[id(img)]), []).append(img)
     return list(out.values())
+
+
+def _unit_cluster(img: ImageItem, extra_groups: Mapping[str, str]) -> str | None:
+    """The cluster of ``extra_groups`` an image belongs to (by file name, original path or path)."""
+    for key in (img.file_name, str(img.attributes.get("original_path", "")), str(img.path)):
+        cid = extra_groups.get(key)
+        if cid is not None:
+            return cid
+    return None
+
+
+@dataclass(frozen=True)
+class GroupsMatch:
+    """How an ``extra_groups`` map (a dedupe report's clusters) matches the images split."""
+
+    clusters: int
+    """Clusters in the map."""
+    images_matched: int
+    """Images of the dataset found in some cluster."""
+    clusters_present: int
+    """Clusters with at least one image in the dataset."""
+    clusters_joining: int
+    """Clusters with two or more images in the dataset: the only ones that constrain a split."""
+
+
+def match_groups(images: list[ImageItem], extra_groups: Mapping[str, str]) -> GroupsMatch:
+    """Count how many of ``extra_groups``' clusters and images the dataset holds."""
+    present: dict[str, int] = {}
+    for img in images:
+        cid = _unit_cluster(img, extra_groups)
+        if cid is not None:
+            present[cid] = present.get(cid, 0) + 1
+    return GroupsMatch(
+        clusters=len(set(extra_groups.values())),
+        images_matched=sum(present.values()),
+        clusters_present=len(present),
+        clusters_joining=sum(1 for n in present.values() if n >= 2),
+    )
 
 
 def _features(unit: list[ImageItem], cat_index: dict[int, int]) -> np.ndarray:
@@ -108,14 +146,207 @@ def _features(unit: list[ImageItem], cat_index: dict[int, int]) -> np.ndarray:
     return f
 
 
+# A swap search looks at every pair of units in two splits; above this many pairs only
+# single moves are tried (with that many units, moves alone reach the ratios).
+_SWAP_PAIRS = 4_000_000
+_IMPROVEMENT = 1e-12
+
+
+def _weights(totals: NDArray[np.float64], r: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Weight of each feature (``totals``: its count, images first) in the assignment cost.
+
+    A feature weighs its count relative to the images' (at most 1), shrunk further when it
+    has too few items to put one in every split (below ``1 / min(r)``): a class with three
+    boxes cannot pull whole clips around. Images weigh twice all other features together.
+    """
+    w = np.minimum(totals, totals[0]) / totals[0] * totals / (totals + 1.0 / r.min())
+    w[0] = max(1.0, 2.0 * float(w[1:].sum()))
+    return w
+
+
+def _assign(feats: NDArray[np.float64], ratios: NDArray[np.float64]) -> NDArray[np.int64]:
+    """Split index (into ``ratios``) of every unit.
+
+    ``feats``: (U, F) counts per unit, column 0 the images. Minimises, over every feature
+    f, ``w_f * sum_s (x_sf - r_s)**2 / r_s`` (a chi-square distance between the split's
+    share x_sf of the feature and the requested ratio r_s, over splits with r_s > 0),
+    weighted by :func:`_weights`. Units go largest first (in the given order among equals)
+    to the split where they cost least, which is the split furthest below its target;
+    then single moves and pairwise swaps between splits are applied, best first, while
+    one lowers the cost. Deterministic for a given ``feats`` order.
+    """
+    active = np.flatnonzero(ratios > 0)
+    r = ratios[active]
+    totals = feats.sum(axis=0)
+    keep = np.flatnonzero(totals > 0)
+    p = feats[:, keep] / totals[keep]  # (U, F): each unit's share of each feature
+    w = _weights(totals[keep], r)
+    pw = p * w
+    pp = (p * pw).sum(axis=1)  # sum_f w_f p_uf**2
+    n_units, n_splits = len(p), len(r)
+    at = np.zeros(n_units, dtype=np.int64)
+    x = np.zeros((n_splits, p.shape[1]))
+    for u in np.argsort(-feats[:, 0], kind="stable"):
+        cost = (pw[u][None, :] * (2.0 * (x - r[:, None]) + p[u][None, :])).sum(axis=1) / r
+        at[u] = int(np.argmin(cost))
+        x[at[u]] += p[u]
+    rows = np.arange(n_units)
+    for _ in range(10 * n_units + 100):
+        dev = x - r[:, None]
+        cross = (pw[:, None, :] * dev[None, :, :]).sum(axis=2)  # (U, S)
+        add = (pp[:, None] + 2.0 * cross) / r[None, :]
+        remove = (pp - 2.0 * cross[rows, at]) / r[at]
+        move = add + remove[:, None]
+        move[rows, at] = np.inf
+        best = np.unravel_index(int(np.argmin(move)), move.shape)
+        if move[best] < -_IMPROVEMENT:
+            u, s = int(best[0]), int(best[1])
+            x[at[u]] -= p[u]
+            x[s] += p[u]
+            at[u] = s
+            continue
+        swap = _best_swap(p, pw, pp, at, dev, r)
+        if swap is None:
+            break
+        u, v = swap
+        a, b = at[u], at[v]
+        x[a] += p[v] - p[u]
+        x[b] += p[u] - p[v]
+        at[u], at[v] = b, a
+    return active[at]
+
+
+def _best_swap(
+    p: NDArray[np.float64],
+    pw: NDArray[np.float64],
+    pp: NDArray[np.float64],
+    at: NDArray[np.int64],
+    dev: NDArray[np.float64],
+    r: NDArray[np.float64],
+) -> tuple[int, int] | None:
+    """The pair of units in two splits whose exchange lowers the cost most, if any does."""
+    best: tuple[float, int, int] | None = None
+    for a in range(len(r)):
+        for b in range(a + 1, len(r)):
+            ua, ub = np.flatnonzero(at == a), np.flatnonzero(at == b)
+            if not len(ua) or not len(ub) or len(ua) * len(ub) > _SWAP_PAIRS:
+                continue
+            # Unit u leaves a for b, v leaves b for a: d = p_u - p_v goes from a to b.
+            c = dev[b] / r[b] - dev[a] / r[a]
+            lin = 2.0 * (pw @ c)
+            sq = pp[ua][:, None] + pp[ub][None, :] - 2.0 * np.einsum("uf,vf->uv", pw[ua], p[ub])
+            delta = (1.0 / r[a] + 1.0 / r[b]) * sq + lin[ua][:, None] - lin[ub][None, :]
+            i, j = np.unravel_index(int(np.argmin(delta)), delta.shape)
+            if delta[i, j] < -_IMPROVEMENT and (best is None or delta[i, j] < best[0]):
+                best = (float(delta[i, j]), int(ua[i]), int(ub[j]))
+    return None if best is None else (best[1], best[2])
+
+
+# Achieved image shares further than this from the requested ratios (and further than one
+# image) are reported.
+RATIO_TOLERANCE = 0.02
+
+
+def _unit_name(unit: list[ImageItem], extra_groups: Mapping[str, str] | None) -> str:
+    groups = sorted({img.group for img in unit if img.group is not None})
+    clusters = sorted(
+        {c for img in unit if extra_groups and (c := _unit_cluster(img, extra_groups))}
+    )
+    if groups:
+        name = f"group {groups[0]}"
+        if len(groups) > 1:
+            name += f" (joined with {len(groups) - 1} other group(s) by --groups clusters)"
+        elif len(unit) > 1 and any(img.group is None for img in unit):
+            name += " (with images joined by --groups clusters)"
+        return name
+    if clusters:
+        return f"--groups cluster {clusters[0]}"
+    return f"image {unit[0].file_name}"
+
+
+def _pct(v: float) -> str:
+    return f"{100 * v:.0f} %" if abs(100 * v - round(100 * v)) < 0.05 else f"{100 * v:.1f} %"
+
+
+def ratio_warning(
+    groups: list[list[ImageItem]],
+    assignment: NDArray[np.int64],
+    ratios: tuple[float, float, float],
+    extra_groups: Mapping[str, str] | None = None,
+) -> str | None:
+    """Why the achieved image shares miss ``ratios``, or None when they are close enough.
+
+    Close enough: within :data:`RATIO_TOLERANCE` of every ratio, or within one image.
+    """
+    sizes = np.array([len(u) for u in groups], dtype=np.float64)
+    n = float(sizes.sum())
+    got = np.array([sizes[assignment == s].sum() / n for s in range(len(SPLITS))])
+    asked = np.asarray(ratios)
+    tol = max(RATIO_TOLERANCE, 1.0 / n)
+    if np.all(np.abs(got - asked) <= tol + 1e-9):
+        return None
+    names = "/".join(SPLITS)
+    head = (
+        f"split ratios missed: asked {names} "
+        f"{'/'.join(f'{100 * v:.0f}' for v in asked)} %, got "
+        f"{'/'.join(f'{100 * v:.0f}' for v in got)} %"
+    )
+    share = sizes / n
+    causes = []
+    for s in np.flatnonzero(got - asked > tol + 1e-9):
+        members = np.flatnonzero(assignment == s)
+        members = members[np.argsort(-sizes[members], kind="stable")]
+        others = [t for t in range(len(SPLITS)) if t != s and asked[t] > 0]
+        # Units too large for every other split had to go to this one.
+        forced = [u for u in members if all(share[u] > asked[t] + tol for t in others)]
+        if forced and share[forced].sum() > asked[s] + tol:
+            culprits = forced
+        elif share[members[0]] > asked[s] + tol:
+            culprits = [members[0]]
+        else:
+            continue
+        if len(culprits) == 1:
+            u = culprits[0]
+            causes.append(
+                f"{_unit_name(groups[u], extra_groups)} has {int(sizes[u])} images = "
+                f"{_pct(share[u])} of the data and must stay in one split; "
+                f"{SPLITS[s]} can't be {_pct(asked[s])}"
+            )
+            continue
+        listed = ", ".join(
+            f"{_unit_name(groups[u], extra_groups)} ({int(sizes[u])} images)" for u in culprits[:3]
+        )
+        more = f" and {len(culprits) - 3} more" if len(culprits) > 3 else ""
+        room = " and ".join(f"{SPLITS[t]} ({_pct(asked[t])})" for t in others)
+        causes.append(
+            f"{listed}{more} are each too large for {room} and hold "
+            f"{_pct(share[culprits].sum())} of the data together; "
+            f"{SPLITS[s]} can't be {_pct(asked[s])}"
+        )
+    if not causes:
+        big = int(np.argmax(sizes))
+        causes.append(
+            f"images that must stay together are too coarse for these ratios: {int(n)} images "
+            f"in {len(groups)} units, the largest, {_unit_name(groups[big], extra_groups)}, "
+            f"has {int(sizes[big])} images = {_pct(share[big])} of the data"
+        )
+    return f"{head}: " + "; ".join(causes)
+
+
 @dataclass
 class SplitResult:
-    """The split dataset, what was left out, and per-split counts."""
+    """The split dataset, what was left out, per-split counts and how well the ratios hold."""
 
     dataset: Dataset
     dropped: list[dict[str, Any]] = field(default_factory=list)
     summary: list[dict[str, Any]] = field(default_factory=list)
     units: int = 0
+    ratios: dict[str, dict[str, float]] = field(default_factory=dict)
+    """``{"requested": {split: share}, "achieved": {split: share}}`` (shares of images)."""
+    ratio_warning: str | None = None
+    """Why the achieved shares miss the requested ones, when they do by more than a little."""
+    groups_match: GroupsMatch | None = None
+    """How the ``extra_groups`` clusters matched the images, when some were given."""
 
 
 def split_dataset(
@@ -142,48 +373,41 @@ def split_dataset(
     if not usable:
         raise UsageError("nothing to split: the dataset has no labelled images")
     cat_index = {c.id: i for i, c in enumerate(sorted(ds.categories, key=lambda c: c.id))}
-    groups = units(usable, extra_groups)
+    found = units(usable, extra_groups)
+    # The seed orders the units, which breaks every tie between equal units.
+    groups = [found[i] for i in rng.permutation(len(found))]
     feats = np.stack([_features(u, cat_index) for u in groups])
-    totals = feats.sum(axis=0)
-    target = np.asarray(ratios)[:, None] * totals[None, :]
-    # Weights: every criterion counts in proportion to its rarity, images most.
-    weight = np.where(totals > 0, 1.0 / np.maximum(totals, 1e-9), 0.0)
-    weight[0] *= 2.0
-    current = np.zeros_like(target)
-    order = rng.permutation(len(groups))
-    order = order[np.argsort(-feats[order, 0], kind="stable")]
-    assignment = np.empty(len(groups), dtype=np.int64)
-    for gi in order:
-        f = feats[gi]
-        deficit = (target - current) * weight[None, :]
-        # Gain: how much of this unit's content fills remaining quota in each split.
-        gain = (np.minimum(f[None, :], np.clip(target - current, 0, None)) * weight[None, :]).sum(
-            axis=1
-        )
-        over = (np.clip(current + f[None, :] - target, 0, None) * weight[None, :]).sum(axis=1)
-        score = gain - over + 1e-6 * deficit.sum(axis=1)
-        score[np.asarray(ratios) == 0] = -np.inf
-        s = int(np.argmax(score))
-        assignment[gi] = s
-        current[s] += f
-    images: list[ImageItem] = []
+    assignment = _assign(feats, np.asarray(ratios, dtype=np.float64))
     for gi, unit in enumerate(groups):
         for img in unit:
             img.split = SPLITS[assignment[gi]]
     order_index = {id(img): i for i, img in enumerate(usable)}
-    for img in sorted(
+    images = sorted(
         (img for u in groups for img in u),
         key=lambda im: (SPLITS.index(im.split or "train"), order_index[id(im)]),
-    ):
-        images.append(img)
+    )
     out = ds.subset(images)
-    return SplitResult(out, dropped, summarize(out), len(groups))
+    sizes = np.array([len(u) for u in groups], dtype=np.float64)
+    achieved = [float(sizes[assignment == k].sum() / sizes.sum()) for k in range(len(SPLITS))]
+    return SplitResult(
+        out,
+        dropped,
+        summarize(out),
+        len(groups),
+        ratios={
+            "requested": {s: round(float(v), 4) for s, v in zip(SPLITS, ratios, strict=True)},
+            "achieved": {s: round(v, 4) for s, v in zip(SPLITS, achieved, strict=True)},
+        },
+        ratio_warning=ratio_warning(groups, assignment, ratios, extra_groups),
+        groups_match=match_groups(usable, extra_groups) if extra_groups is not None else None,
+    )
 
 
 def summarize(ds: Dataset) -> list[dict[str, Any]]:
-    """Per-split rows: images, groups, negatives, boxes, small boxes, boxes per class."""
+    """Per-split rows: images, their share of all images, groups, negatives, boxes, small boxes, boxes per class."""
     names = ds.category_names()
     rows: list[dict[str, Any]] = []
+    total = max(1, len(ds.images))
     for split, imgs in ds.splits().items():
         boxes = [a for im in imgs for a in im.annotations]
         per_class = {n: 0 for n in names.values()}
@@ -193,6 +417,7 @@ def summarize(ds: Dataset) -> list[dict[str, Any]]:
             {
                 "split": split,
                 "images": len(imgs),
+                "share": round(len(imgs) / total, 4),
                 "groups": len(images_by_group(imgs)),
                 "negatives": sum(1 for im in imgs if not im.annotations),
                 "boxes": len(boxes),

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import json
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.commands.common import (
@@ -25,6 +27,7 @@ from curate.commands.common import (
     SeedOpt,
     cli_errors,
     console,
+    err_console,
     print_skipped,
     read_options,
 )
@@ -34,7 +37,7 @@ from curate.core.output import Manifest, check_output
 from curate.export import export_dataset
 from curate.formats.base import WriteOptions
 from curate.io import load_dataset, parse_spec
-from curate.split import check_no_leaks, parse_ratios, split_dataset
+from curate.split import GroupsMatch, check_no_leaks, parse_ratios, split_dataset
 
 
 def register(app: typer.Typer) -> None:
@@ -91,9 +94,21 @@ def split_cmd(
         "images_split": len(result.dataset),
         "units": result.units,
     }
-    manifest.extra = {"summary": result.summary}
+    messages = [("warning", result.ratio_warning)] if result.ratio_warning else []
+    if groups and result.groups_match:
+        messages += _groups_notes(groups, result.groups_match)
+    manifest.extra = {
+        "summary": result.summary,
+        "ratios": result.ratios,
+        "warnings": [f"{kind}: {text}" for kind, text in messages],
+    }
+    if result.groups_match:
+        manifest.extra["groups_report"] = asdict(result.groups_match)
     _print_table(result.summary)
     print_skipped(opts.policy)
+    for kind, text in messages:
+        colour = "yellow" if kind == "warning" else "cyan"
+        err_console.print(f"[{colour}]{kind}:[/] {escape(text)}", highlight=False, soft_wrap=True)
     if result.dropped:
         console.print(
             f"[yellow]left out {len(result.dropped)} image(s): {result.dropped[0]['reason']}[/]"
@@ -116,20 +131,65 @@ def split_cmd(
     )
 
 
+def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
+    """("warning" | "note", text) about how a --groups report matches the dataset."""
+    if m.clusters == 0:
+        return [("note", f"{path} lists no clusters: --groups changes nothing")]
+    if m.images_matched == 0:
+        return [
+            (
+                "warning",
+                f"none of the images in the {m.clusters} clusters of {path} is in this dataset "
+                "(0 matched by file name or path): is it the report of another dataset? "
+                "--groups changes nothing",
+            )
+        ]
+    out = []
+    if m.clusters_present < m.clusters / 2:
+        out.append(
+            (
+                "warning",
+                f"only {m.clusters_present} of the {m.clusters} clusters of {path} have an image "
+                f"in this dataset ({m.images_matched} images matched by file name or path): "
+                "is it the report of this dataset?",
+            )
+        )
+    if m.clusters_joining == 0:
+        out.append(
+            (
+                "note",
+                f"no cluster of {path} has two or more images in this dataset (as after dedupe, "
+                "which keeps one image per cluster), so --groups changes nothing; it keeps "
+                "clusters together when splitting the data the report was made from",
+            )
+        )
+    return out
+
+
 def _load_groups(path: Path) -> dict[str, str]:
     from curate.dedupe import load_cluster_groups
 
     return load_cluster_groups(path)
 
 
+# Columns of a summary row before the per-class counts; with many classes only these fit.
+_FIXED_COLUMNS = ("split", "images", "share", "groups", "negatives", "boxes", "small")
+_MAX_COLUMNS = 14
+
+
 def _print_table(rows: list[dict[str, Any]]) -> None:
     if not rows:
         return
-    table = Table(title="splits")
-    for key in rows[0]:
+    keys = list(rows[0])
+    title = "splits"
+    if len(keys) > _MAX_COLUMNS:
+        title = f"splits (boxes per class left out: {len(keys) - len(_FIXED_COLUMNS)} classes)"
+        keys = [k for k in keys if k in _FIXED_COLUMNS]
+    table = Table(title=title)
+    for key in keys:
         table.add_column(key, justify="left" if key == "split" else "right")
     for r in rows:
-        table.add_row(*(str(v) for v in r.values()))
+        table.add_row(*(str(r[k]) for k in keys))
     console.print(table)
 
 
