@@ -24,9 +24,10 @@ echo "== 4. near-duplicates (SSIM > 0.85), object-aware so frames where the fire
 curate dedupe "$OUT/merged" --ssim 0.85 --sweep --dry-run
 curate dedupe "$OUT/merged" --ssim 0.85 --roi objects --out "$OUT/deduped"
 
-echo "== 5. leakage-free, stratified 8:1:1 split (clips and duplicate clusters never straddle splits), as YOLO"
-curate split "$OUT/deduped" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo \
-  --groups "$OUT/deduped/dedupe_report.json"
+echo "== 5. leakage-free, stratified 8:1:1 split (frames of one clip never straddle splits), as YOLO"
+# (After dedupe each cluster has one image left; on data kept whole, --groups REPORT keeps
+# each cluster of near-duplicates in one split.)
+curate split "$OUT/deduped" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo
 
 echo "== 6. small-object statistics (tables, plots, one HTML report) and anchors"
 curate stats "$OUT/merged" --imgsz 640 --out "$OUT/stats"
