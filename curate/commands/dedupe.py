@@ -322,7 +322,7 @@ def dedupe_cmd(
         f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
     )
-    if any(img.attributes.get("original_split") for img in ds.images):
+    if ds.info.get("export_form"):  # a Kaggle/Roboflow export read as it is
         console.print(
             "[yellow]note:[/] the output is not split: the export's train/valid/test is kept "
             "as each image's original_split; run `curate split` for a leakage-free split"

@@ -189,7 +189,7 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     for key in keys:
         table.add_column(key, justify="left" if key == "split" else "right")
     for r in rows:
-        table.add_row(*(str(r[k]) for k in keys))
+        table.add_row(*(f"{r[k]:.1%}" if k == "share" else str(r[k]) for k in keys))
     console.print(table)
 
 
