@@ -24,9 +24,9 @@ from curate.commands.common import (
     print_skipped,
     read_options,
 )
-from curate.core.errors import OnError, OutputExistsError, UsageError
+from curate.core.errors import OnError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS, is_image_file
-from curate.core.output import Manifest, write_json_atomic
+from curate.core.output import Manifest, check_file_output, write_json_atomic
 from curate.core.progress import RichProgress
 from curate.io import detect_layout, parse_spec
 from train_bridge import checkpoint as ckpt
@@ -289,7 +289,7 @@ def eval_cmd(
 ) -> None:
     """Score WEIGHTS on a split of DATA with COCO metrics (pycocotools)."""
     if out is not None:
-        _check_out_file(out, overwrite=overwrite, inputs=[parse_spec(data)[1]])
+        check_file_output(out, overwrite=overwrite, inputs=[parse_spec(data)[1]])
     opts = read_options(on_error, quiet=quiet)
     ds = load(data, opts)
     images = list(ds.images) if split == "all" else split_images(ds, split)
@@ -322,23 +322,6 @@ def eval_cmd(
         console.print(f"wrote {out}")
 
 
-def _check_out_file(out: Path, *, overwrite: bool, inputs: list[Path]) -> None:
-    """An output file: not inside an input, not replacing a file unless ``overwrite``."""
-    target = out.resolve()
-    for inp in inputs:
-        root = inp.resolve()
-        root = root.parent if root.is_file() else root
-        if target.is_relative_to(root):
-            raise UsageError(
-                f"output '{out}' is inside input '{inp}': inputs are never modified; "
-                "write it somewhere else"
-            )
-    if out.is_dir():
-        raise OutputExistsError(f"output '{out}' is a folder; give a file name such as preds.json")
-    if out.exists() and not overwrite:
-        raise OutputExistsError(f"output '{out}' exists; pass --overwrite to replace it")
-
-
 def _image_files(path: Path) -> list[Path]:
     if path.is_file():
         return [path]
@@ -367,7 +350,7 @@ def predict_cmd(
 ) -> None:
     """Detect objects and write COCO results (image_id, category_id, bbox [x,y,w,h], score)."""
     layout, path = parse_spec(source)
-    _check_out_file(out, overwrite=overwrite, inputs=[path])
+    check_file_output(out, overwrite=overwrite, inputs=[path])
     loaded, predictor = _predictor(weights, device or DeviceChoice.auto, batch or 8, conf)
     progress = RichProgress(disable=quiet)
     results: list[dict[str, Any]] = []

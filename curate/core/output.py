@@ -63,12 +63,13 @@ def check_output(out: Path, *, overwrite: bool, inputs: Iterable[Path] = ()) -> 
 def check_file_output(
     path: Path, *, overwrite: bool, inputs: Iterable[Path] = (), option: str = "output"
 ) -> Path:
-    """Validate an output *file* before any work: not an input, not inside an input
-    folder, not a folder, and absent unless ``overwrite``. ``option`` names it in errors."""
+    """Validate an output *file* before any work: not inside an input (an input given as a
+    file, such as ``data.yaml``, stands for its folder), not a folder, and absent unless
+    ``overwrite``. ``option`` names it in errors."""
     target = Path(path).resolve()
     for raw in inputs:
         inp = Path(raw).resolve()
-        if target == inp or (inp.is_dir() and _is_within(target, inp)):
+        if _is_within(target, inp.parent if inp.is_file() else inp):
             raise UsageError(
                 f"{option} '{path}' lies in the input '{raw}': inputs are never modified; "
                 "write it elsewhere"

@@ -121,6 +121,9 @@ def test_report_and_json_paths_are_checked(run, clash: Path, tmp_path: Path) -> 
     assert "lies in the input" in r.output
     r = run("leaks", clash, "--json", clash / "data.yaml", code=1)
     assert "lies in the input" in r.output
+    # A dataset given by its data.yaml stands for its folder.
+    r = run("dedupe", clash / "data.yaml", "--dry-run", "--report", clash / "r.json", code=1)
+    assert "lies in the input" in r.output
     assert _checksums(clash) == before
 
     out = tmp_path / "out"
