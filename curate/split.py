@@ -264,6 +264,15 @@ def _unit_name(unit: list[ImageItem], extra_groups: Mapping[str, str] | None) ->
     return f"image {unit[0].file_name}"
 
 
+def _image_shares(
+    groups: list[list[ImageItem]], assignment: NDArray[np.int64]
+) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Images per unit, and each split's share of all images."""
+    sizes = np.array([len(u) for u in groups], dtype=np.float64)
+    got = np.array([sizes[assignment == s].sum() for s in range(len(SPLITS))]) / sizes.sum()
+    return sizes, got
+
+
 def _pct(v: float) -> str:
     return f"{100 * v:.0f} %" if abs(100 * v - round(100 * v)) < 0.05 else f"{100 * v:.1f} %"
 
@@ -278,9 +287,8 @@ def ratio_warning(
 
     Close enough: within :data:`RATIO_TOLERANCE` of every ratio, or within one image.
     """
-    sizes = np.array([len(u) for u in groups], dtype=np.float64)
+    sizes, got = _image_shares(groups, assignment)
     n = float(sizes.sum())
-    got = np.array([sizes[assignment == s].sum() / n for s in range(len(SPLITS))])
     asked = np.asarray(ratios)
     tol = max(RATIO_TOLERANCE, 1.0 / n)
     if np.all(np.abs(got - asked) <= tol + 1e-9):
@@ -387,8 +395,7 @@ def split_dataset(
         key=lambda im: (SPLITS.index(im.split or "train"), order_index[id(im)]),
     )
     out = ds.subset(images)
-    sizes = np.array([len(u) for u in groups], dtype=np.float64)
-    achieved = [float(sizes[assignment == k].sum() / sizes.sum()) for k in range(len(SPLITS))]
+    _, achieved = _image_shares(groups, assignment)
     return SplitResult(
         out,
         dropped,
@@ -396,7 +403,7 @@ def split_dataset(
         len(groups),
         ratios={
             "requested": {s: round(float(v), 4) for s, v in zip(SPLITS, ratios, strict=True)},
-            "achieved": {s: round(v, 4) for s, v in zip(SPLITS, achieved, strict=True)},
+            "achieved": {s: round(float(v), 4) for s, v in zip(SPLITS, achieved, strict=True)},
         },
         ratio_warning=ratio_warning(groups, assignment, ratios, extra_groups),
         groups_match=match_groups(usable, extra_groups) if extra_groups is not None else None,

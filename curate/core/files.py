@@ -21,23 +21,26 @@ def place_file(src: Path, dst: Path, mode: str) -> str:
     :class:`OutputCollisionError`. Returns the mode actually used.
     """
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(dst):
-        raise OutputCollisionError(dst)
+    try:
+        return _place(src, dst, mode)
+    except FileExistsError:
+        raise OutputCollisionError(dst) from None
+
+
+def _place(src: Path, dst: Path, mode: str) -> str:
+    """:func:`place_file` without the mapping of FileExistsError (every branch raises it)."""
     if mode == "hardlink":
         try:
             os.link(src, dst)
             return "hardlink"
         except FileExistsError:
-            raise OutputCollisionError(dst) from None
+            raise
         except OSError:
             pass  # another device, or a file system without hard links: copy instead
     elif mode == "symlink":
-        try:
-            os.symlink(Path(src).resolve(), dst)
-        except FileExistsError:
-            raise OutputCollisionError(dst) from None
+        os.symlink(Path(src).resolve(), dst)
         return "symlink"
-    # Exclusive creation: never write through an existing file or link.
+    # Exclusive creation: never write through an existing file or link (dangling ones too).
     with open(src, "rb") as fin, open(dst, "xb") as fout:
         shutil.copyfileobj(fin, fout, 1 << 20)
     shutil.copystat(src, dst)
