@@ -363,13 +363,18 @@ def split_dataset(
     *,
     seed: int = 0,
     extra_groups: Mapping[str, str] | None = None,
+    keep_unlabeled: bool = False,
 ) -> SplitResult:
-    """Assign every image a split; returns a new :class:`Dataset` sharing the image items' data."""
+    """Assign every image a split; returns a new :class:`Dataset` sharing the image items' data.
+
+    Images tagged ``unlabeled`` are left out (reported), unless ``keep_unlabeled`` (an image
+    tree split for the ``images`` format, where no image has labels).
+    """
     rng = np.random.default_rng(seed)
     dropped: list[dict[str, Any]] = []
     usable: list[ImageItem] = []
     for img in ds.images:
-        if img.attributes.get("unlabeled"):
+        if img.attributes.get("unlabeled") and not keep_unlabeled:
             dropped.append(
                 {
                     "item": img.file_name,
@@ -379,7 +384,12 @@ def split_dataset(
             continue
         usable.append(img)
     if not usable:
-        raise UsageError("nothing to split: the dataset has no labelled images")
+        hint = (
+            "; an image tree without labels is split with --format images"
+            if ds.images and dropped
+            else ""
+        )
+        raise UsageError(f"nothing to split: the dataset has no labelled images{hint}")
     cat_index = {c.id: i for i, c in enumerate(sorted(ds.categories, key=lambda c: c.id))}
     found = units(usable, extra_groups)
     # The seed orders the units, which breaks every tie between equal units.

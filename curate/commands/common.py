@@ -149,10 +149,11 @@ def stderr_is_tty() -> bool:
 
 
 class OutFormat(str, Enum):
-    """Training formats a command can write."""
+    """Training formats a command can write (``images``: the image tree alone, no labels)."""
 
     coco = "coco"
     yolo = "yolo"
+    images = "images"
 
 
 class AnyFormat(str, Enum):
@@ -161,6 +162,7 @@ class AnyFormat(str, Enum):
     coco = "coco"
     yolo = "yolo"
     voc = "voc"
+    images = "images"
 
 
 class Link(str, Enum):

@@ -45,7 +45,7 @@ from curate.dedupe import (
     write_report,
 )
 from curate.dedupe.pipeline import SWEEP_THRESHOLDS, DedupePlan
-from curate.dedupe.report import REPORT_JSON
+from curate.dedupe.report import REPORT_JSON, exact_leaks
 from curate.io import load_dataset, parse_spec
 
 
@@ -306,9 +306,14 @@ def dedupe_cmd(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
         )
         return
-    # A Kaggle/Roboflow export is written back in its own form (YOLO or COCO).
+    # A Kaggle/Roboflow export is written back in its own form (YOLO or COCO), an image
+    # tree without labels as an image tree.
     layout = ds.info.get("export_form") or ds.info.get("layout")
-    out_fmt = fmt.value if fmt is not None else (layout if layout in ("coco", "yolo") else "coco")
+    out_fmt = (
+        fmt.value
+        if fmt is not None
+        else (layout if layout in ("coco", "yolo", "images") else "coco")
+    )
     counts = write_deduped(
         plan,
         out,
@@ -488,18 +493,23 @@ def leaks_cmd(
             f"[yellow]note:[/] the dataset has {len(splits)} split(s); leaks need two or more"
         )
     rep = build_report(plan, command="leaks")
+    copies = exact_leaks(plan)
+    rep["exact_leaks"] = copies
+    rep["counts"]["exact_leak_groups"] = len(copies)
+    rep["counts"]["exact_leak_images"] = sum(len(g["images"]) for g in copies)
     if result.leaks:
         table = Table(title="near-duplicates across splits")
-        for col in ("cluster", "splits", "images", "example", "reason"):
+        for col in ("cluster", "splits", "images", "example", "reasons"):
             table.add_column(col)
         for cl in [c for c in rep["clusters"] if c["leak"]][:20]:
             ex = next((m for m in cl["members"] if m.get("reason")), cl["members"][0])
+            reasons = sorted({m["reason"] for m in cl["members"] if m.get("reason")})
             table.add_row(
                 cl["id"],
                 ", ".join(cl["splits"]),
                 str(cl["size"]),
                 f"{ex['file_name']} ~ {ex.get('linked_to', '')}",
-                str(ex.get("reason", "")),
+                ", ".join(reasons),
             )
         console.print(table)
     if json_path is not None:
@@ -511,6 +521,13 @@ def leaks_cmd(
         f"[{colour}]{n} leaking cluster(s)[/] ({result.images} images) across splits "
         f"{', '.join(sorted(splits)) or '-'}"
     )
+    if copies:
+        console.print(
+            f"[red]{len(copies)} group(s) of exact copies[/] "
+            f"({rep['counts']['exact_leak_images']} images, same bytes or same pixels) "
+            "sit in more than one split"
+            + (f"; listed under exact_leaks in {json_path}" if json_path is not None else "")
+        )
     if n and fail_on_leak:
         raise typer.Exit(1)
 

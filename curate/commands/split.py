@@ -72,7 +72,9 @@ def split_cmd(
     opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
     extra = _load_groups(groups) if groups else None
-    result = split_dataset(ds, shares, seed=seed, extra_groups=extra)
+    result = split_dataset(
+        ds, shares, seed=seed, extra_groups=extra, keep_unlabeled=fmt is OutFormat.images
+    )
     leaks = check_no_leaks(result.dataset)
     if leaks:  # cannot happen by construction; refuse to write a leaking split all the same
         raise SodkitError(f"internal error: groups in two splits: {leaks[:5]}")

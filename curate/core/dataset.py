@@ -27,6 +27,21 @@ from curate.core import boxes as B
 Box = tuple[float, float, float, float]
 MaskKind = Literal["polygons", "rle", "bitmap"]
 SPLITS = ("train", "val", "test")
+#: Folder and YAML-key names of splits as datasets spell them (compared lower-case).
+SPLIT_ALIASES = {
+    "train": "train",
+    "training": "train",
+    "val": "val",
+    "valid": "val",
+    "validation": "val",
+    "test": "test",
+    "testing": "test",
+}
+
+
+def split_name(name: str) -> str | None:
+    """The split a folder or YAML key names (``Train``, ``valid``, ``Testing``...), else None."""
+    return SPLIT_ALIASES.get(name.lower())
 
 
 @dataclass(slots=True)

@@ -8,8 +8,30 @@ import shutil
 from collections.abc import Iterable
 from pathlib import Path, PurePosixPath
 
-from curate.core.dataset import ImageItem
+from curate.core.dataset import SPLITS, ImageItem, split_name
 from curate.core.errors import UsageError
+
+_FRAME = re.compile(
+    r"^(?P<clip>.+?)_(?P<ext>mp4|avi|mov|mkv|webm|mpg|mpeg)-(?P<frame>\d+)", re.IGNORECASE
+)
+
+
+def clip_of(file_name: str) -> tuple[str, int] | None:
+    """``(clip, frame)`` for Roboflow video-frame names, else None."""
+    m = _FRAME.match(Path(file_name).name)
+    if not m:
+        return None
+    return f"{m['clip']}.{m['ext'].lower()}", int(m["frame"])
+
+
+def split_dirs(path: Path) -> dict[Path, str]:
+    """The sub-folders of ``path`` named as splits (any case: ``Train/``, ``valid/``), in
+    split order (train, val, test), then by name."""
+    if not path.is_dir():
+        return {}
+    found = [(split_name(c.name), c) for c in path.iterdir() if c.is_dir()]
+    ordered = sorted((SPLITS.index(s), c.name, c, s) for s, c in found if s is not None)
+    return {c: s for _, _, c, s in ordered}
 
 
 def place_file(src: Path, dst: Path, mode: str) -> str:

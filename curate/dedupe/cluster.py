@@ -165,7 +165,7 @@ def greedy(
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
     res.status[ref & act] = KEPT
-    group = _exact_groups(search.extra)
+    group = exact_groups(search.extra)
     kept_copy: dict[int, int] = {}  # exact group -> its first kept member
     for i in sorted((i for i in group if ref[i] and act[i]), key=lambda i: rank[i]):
         kept_copy.setdefault(group[i], i)
@@ -197,7 +197,7 @@ def greedy(
     return res
 
 
-def _exact_groups(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
+def exact_groups(pairs: Sequence[tuple[int, int]]) -> dict[int, int]:
     """Group of every image in an exact pair (the smallest index of its group)."""
     parent: dict[int, int] = {}
 

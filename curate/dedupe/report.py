@@ -360,3 +360,35 @@ def summary_rows(report: dict[str, Any], limit: int | None = None) -> list[dict[
             }
         )
     return rows
+
+
+def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
+    """Groups of exact copies (same bytes, or same pixels) that span more than one split.
+
+    Connected clusters can join exact copies with near-duplicates, so a cluster's reasons
+    do not say which of its images are copies of each other; these groups do. ``kind`` is
+    ``file`` when every member has the same bytes, else ``pixels``.
+    """
+    from curate.dedupe.cluster import exact_groups
+
+    pairs = [(a, b) for (a, b), s in plan.scorer.memo.items() if s.exact]
+    by_root: dict[int, list[int]] = {}
+    for i, root in exact_groups(pairs).items():
+        by_root.setdefault(root, []).append(i)
+    out = []
+    for members in sorted(by_root.values(), key=min):
+        members.sort()
+        splits = sorted({str(_split(plan, m)) for m in members})
+        if len(splits) < 2:
+            continue
+        hashes = {s.content_hash for m in members if (s := plan.signatures[m]) is not None}
+        out.append(
+            {
+                "kind": "file" if len(hashes) == 1 else "pixels",
+                "splits": splits,
+                "images": [
+                    {"file_name": plan.label(m), "split": _split(plan, m)} for m in members
+                ],
+            }
+        )
+    return out

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from curate.formats.base import Format
 from curate.formats.coco import CocoFormat
+from curate.formats.images import ImagesFormat
 from curate.formats.voc import VocFormat
 from curate.formats.yolo import YoloFormat
 
@@ -11,6 +12,7 @@ FORMATS: dict[str, Format] = {
     "coco": CocoFormat(),
     "yolo": YoloFormat(),
     "voc": VocFormat(),
+    "images": ImagesFormat(),
 }
 
 __all__ = ["FORMATS", "Format"]

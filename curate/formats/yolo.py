@@ -1,9 +1,11 @@
 """Ultralytics YOLO: ``data.yaml`` plus one label file per image.
 
 Read: PATH is a dataset YAML (``data.yaml``, ``fire.yaml``, ...) or the folder that holds
-one (or, without YAML, a folder with ``images/`` and ``labels/``). Both layouts work:
-``images/train/x.jpg`` → ``labels/train/x.txt`` and ``train/images/x.jpg`` →
-``train/labels/x.txt`` (the last ``images`` path part becomes ``labels``). Split
+one. Both layouts work: ``images/train/x.jpg`` → ``labels/train/x.txt`` and
+``train/images/x.jpg`` → ``train/labels/x.txt`` (the last ``images`` path part becomes
+``labels``). Without a YAML, the split folders (any case) name the splits, and class
+names come from ``classes.txt`` / ``obj.names`` or, failing that, are ``class_0`` ..
+``class_K`` after the highest id in the label files (with a note). Split
 entries may be folders, lists of folders, or ``.txt`` files listing images; paths
 that do not exist as written (Roboflow writes ``fire-8/train/images`` and
 ``../test/images``) are resolved by dropping leading parts until they exist.
@@ -28,7 +30,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-from curate.core.dataset import Annotation, Category, Dataset, ImageItem, Mask
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem, Mask, split_name
 from curate.core.errors import (
     AnnotationError,
     ItemError,
@@ -36,13 +38,12 @@ from curate.core.errors import (
     MissingFileError,
     UsageError,
 )
-from curate.core.files import place_file, write_new_text
+from curate.core.files import place_file, split_dirs, write_new_text
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 SIDECAR = "sodkit.json"
-_SPLIT_KEYS = {"train": "train", "val": "val", "valid": "val", "validation": "val", "test": "test"}
 
 
 def find_yaml(path: Path) -> Path | None:
@@ -146,17 +147,26 @@ def _split_sources(
     """``(split, image files, image root)`` for each split the YAML names."""
     out: list[tuple[str | None, list[Path], Path]] = []
     if yaml_file is None:
-        root = path
-        if (root / "images").is_dir():
-            return [(None, _list_images(root / "images"), root / "images")]
-        return [(None, _list_images(root), root)]
+        # Without a YAML, split folders name the splits: images/train/ or train/images/.
+        images = path / "images"
+        if images.is_dir():
+            subs = split_dirs(images)
+            loose = any(p.suffix.lower() in IMAGE_EXTENSIONS for p in images.iterdir())
+            if subs and not loose:
+                return [(split, _list_images(d), d) for d, split in subs.items()]
+            return [(None, _list_images(images), images)]
+        parts = [(split, d / "images") for d, split in split_dirs(path).items()]
+        parts = [(split, d) for split, d in parts if d.is_dir()]
+        if parts:
+            return [(split, _list_images(d), d) for split, d in parts]
+        return [(None, _list_images(path), path)]
     yaml_dir = yaml_file.parent
     base = Path(data["path"]) if data.get("path") else yaml_dir
     if not base.is_absolute():
         base = yaml_dir / base
     seen: set[Path] = set()
     for key, value in data.items():
-        split = _SPLIT_KEYS.get(str(key).lower())
+        split = split_name(str(key))
         if split is None or value in (None, ""):
             continue
         entries = value if isinstance(value, list) else [value]
@@ -263,23 +273,28 @@ class YoloFormat:
             return 85
         if (path / "images").is_dir() and (path / "labels").is_dir():
             return 60
+        if any((d / "images").is_dir() and (d / "labels").is_dir() for d in split_dirs(path)):
+            return 60
         return 0
 
     def read(self, path: Path, options: ReadOptions) -> Dataset:
         yaml_file = find_yaml(path)
         if yaml_file is None and path.is_file():
             raise UsageError(f"'{path}' is not a dataset YAML")
+        notes: list[str] = []
         if yaml_file is not None:
             data = load_yaml(yaml_file)
             names = class_names(data, yaml_file)
         else:
             data = {}
-            names = _names_without_yaml(path)
         root = yaml_file.parent if yaml_file is not None else path
+        sources = _split_sources(path if path.is_dir() else path.parent, yaml_file, data)
+        if yaml_file is None:
+            names = _names_without_yaml(path) or _names_from_labels(sources, notes)
         sidecar = _load_sidecar(root)
         ds = Dataset(
             categories=[Category(i, n) for i, n in enumerate(names)],
-            info={"changed": [], "dropped": []},
+            info={"changed": [], "dropped": [], **({"notes": notes} if notes else {})},
         )
         if sidecar and "categories" in sidecar:
             ds.categories = [
@@ -292,9 +307,7 @@ class YoloFormat:
         root_resolved = root.resolve()
         no_label = 0
         seen: set[Path] = set()
-        for split, files, img_root in _split_sources(
-            path if path.is_dir() else path.parent, yaml_file, data
-        ):
+        for split, files, img_root in sources:
             for img_path in options.progress.track(
                 files, total=len(files), description=f"reading YOLO {split or ''}".strip()
             ):
@@ -494,17 +507,42 @@ def _poly_area(p: np.ndarray) -> float:
     return float(abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1))) / 2)
 
 
-def _names_without_yaml(path: Path) -> list[str]:
+def _names_without_yaml(path: Path) -> list[str] | None:
+    """Class names from ``classes.txt`` or ``obj.names`` (darknet), if there is one."""
     for cand in (path / "classes.txt", path / "labels" / "classes.txt", path / "obj.names"):
         if cand.is_file():
             return [
                 ln.strip() for ln in cand.read_text(encoding="utf-8").splitlines() if ln.strip()
             ]
-    raise MissingFileError(
-        path,
-        "no data.yaml and no classes.txt: class names are unknown",
-        hint="add a data.yaml with 'names'",
-    )
+    return None
+
+
+def _names_from_labels(
+    sources: list[tuple[str | None, list[Path], Path]], notes: list[str]
+) -> list[str]:
+    """``class_0 .. class_K`` for the highest class id in the label files (no names given).
+
+    Lines that do not start with an integer are skipped here; reading reports them.
+    """
+    top = -1
+    for _split, files, _root in sources:
+        for img in files:
+            label = label_path_for(img)
+            try:
+                text = label.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError):
+                continue
+            for line in text.splitlines():
+                head = line.split(maxsplit=1)[:1]
+                if head and head[0].isdigit():
+                    top = max(top, int(head[0]))
+    names = [f"class_{i}" for i in range(top + 1)]
+    if names:
+        notes.append(
+            f"no data.yaml or classes.txt: classes named {names[0]}..{names[-1]} after the ids "
+            "in the label files; add a data.yaml with 'names' (or a classes.txt) to name them"
+        )
+    return names
 
 
 def _load_sidecar(root: Path) -> dict[str, Any] | None:

@@ -1,7 +1,10 @@
 """Kaggle / Roboflow exports: YOLO (``data.yaml`` + ``train/valid/test``) or VOC.
 
-The export's own split is kept as the attribute ``original_split`` (``valid`` is read
-as ``val``); the dataset itself comes out unsplit, so ``curate split`` can make a
+Split folders are matched in any case (``Train/``, ``validation/``, ``Testing/``). A YOLO
+export without a YAML (``train/images`` + ``train/labels``, as D-Fire ships) is read too:
+class names then come from ``classes.txt`` or, failing that, the label files' ids (see
+:mod:`curate.formats.yolo`). The export's own split is kept as the attribute
+``original_split`` (``valid`` is read as ``val``); the dataset itself comes out unsplit, so ``curate split`` can make a
 leakage-free split. Roboflow names frames of videos ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``:
 such frames get the group ``kaggle/<clip>`` so one clip never lands in two splits
 (exports often leak exactly this way), and the attributes ``clip`` and ``frame``.
@@ -9,33 +12,14 @@ such frames get the group ``kaggle/<clip>`` so one clip never lands in two split
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from curate.core.dataset import Dataset
 from curate.core.errors import UsageError
-from curate.core.files import make_unique_names, safe_token
+from curate.core.files import clip_of, make_unique_names, safe_token, split_dirs
 from curate.formats.base import ReadOptions
 from curate.formats.voc import VocFormat
 from curate.formats.yolo import YoloFormat, find_yaml
-
-_SPLIT_DIRS = {"train": "train", "valid": "val", "val": "val", "validation": "val", "test": "test"}
-_FRAME = re.compile(
-    r"^(?P<clip>.+?)_(?P<ext>mp4|avi|mov|mkv|webm|mpg|mpeg)-(?P<frame>\d+)", re.IGNORECASE
-)
-_ROBOFLOW_SUFFIX = re.compile(r"_(?P<ext>jpg|jpeg|png)\.rf\.[0-9a-f]{16,}$", re.IGNORECASE)
-
-
-def _split_dirs(path: Path) -> dict[str, Path]:
-    return {name: path / name for name in _SPLIT_DIRS if (path / name).is_dir()}
-
-
-def clip_of(file_name: str) -> tuple[str, int] | None:
-    """``(clip, frame)`` for Roboflow video-frame names, else None."""
-    m = _FRAME.match(Path(file_name).name)
-    if not m:
-        return None
-    return f"{m['clip']}.{m['ext'].lower()}", int(m["frame"])
 
 
 class KaggleSource:
@@ -48,30 +32,32 @@ class KaggleSource:
     def detect(self, path: Path) -> int:
         if path.is_file():
             return 0
-        dirs = _split_dirs(path)
+        dirs = split_dirs(path)
         if not dirs:
             return 0
-        yolo_like = find_yaml(path) is not None and any(
-            (d / "images").is_dir() for d in dirs.values()
-        )
-        voc_like = any(any(d.glob("*.xml")) for d in dirs.values())
+        with_images = [d for d in dirs if (d / "images").is_dir()]
+        yolo_like = find_yaml(path) is not None and bool(with_images)
+        voc_like = any(any(d.glob("*.xml")) for d in dirs)
         roboflow = any((path / n).is_file() for n in ("README.roboflow.txt", "README.dataset.txt"))
         if yolo_like or voc_like:
-            return 95 if roboflow or "valid" in dirs else 90
+            return 95 if roboflow or any(d.name.lower() == "valid" for d in dirs) else 90
+        # No YAML: train/images + train/labels (D-Fire and many Kaggle sets) is still YOLO.
+        if any((d / "labels").is_dir() for d in with_images):
+            return 80
         return 0
 
     def read(self, path: Path, options: ReadOptions) -> Dataset:
         """Read the export; YOLO labels win when both YOLO and VOC annotations are present."""
         if path.is_file():
             path = path.parent
-        dirs = _split_dirs(path)
+        dirs = split_dirs(path)
         yolo = YoloFormat()
         if find_yaml(path) is not None and (
-            any((d / "images").is_dir() for d in dirs.values()) or yolo.detect(path)
+            any((d / "images").is_dir() for d in dirs) or yolo.detect(path)
         ):
             ds = yolo.read(path, options)
             ds.info["export_form"] = "yolo"
-        elif dirs and any(any(d.glob("*.xml")) for d in dirs.values()):
+        elif dirs and any(any(d.glob("*.xml")) for d in dirs):
             ds = self._read_voc(dirs, options)
             ds.info["export_form"] = "voc"
         elif yolo.detect(path) >= 60:
@@ -111,14 +97,14 @@ class KaggleSource:
             )
         return ds
 
-    def _read_voc(self, dirs: dict[str, Path], options: ReadOptions) -> Dataset:
+    def _read_voc(self, dirs: dict[Path, str], options: ReadOptions) -> Dataset:
         out = Dataset(info={"changed": [], "dropped": []})
         voc = VocFormat()
-        for dirname, d in dirs.items():
+        for d, split in dirs.items():
             part = voc.read(d, options)
             remap = {c.id: out.add_category(c.name) for c in part.categories}
             for img in part.images:
-                img.split = _SPLIT_DIRS[dirname]
+                img.split = split
                 for ann in img.annotations:
                     ann.category_id = remap[ann.category_id]
                 out.images.append(img)

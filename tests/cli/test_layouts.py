@@ -1,0 +1,228 @@
+"""Layouts fire sets really ship in: YOLO without a YAML (D-Fire), split folders in any case,
+and image trees without labels (Train/Fire/*.jpg); leaks and dedupe work on all of them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from curate.core.dataset import Annotation, Dataset, ImageItem
+from curate.core.errors import UsageError
+from curate.formats.base import ReadOptions, SourceOptions, WriteOptions
+from curate.io import detect_layout, load_dataset, write_dataset
+
+
+def _photo(seed: int, w: int = 160, h: int = 120) -> np.ndarray:
+    """A distinct textured colour image (smooth noise at two scales plus a few blobs)."""
+    rng = np.random.default_rng(seed)
+    coarse = cv2.resize(rng.random((6, 8, 3), np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+    fine = cv2.GaussianBlur(rng.random((h, w, 3), np.float32), (0, 0), 1.5)
+    img = 0.7 * coarse + 0.5 * fine
+    for _ in range(4):
+        c = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.circle(img, c, int(rng.integers(5, 25)), rng.random(3).tolist(), -1)
+    return np.clip(img * 200, 0, 255).astype(np.uint8)
+
+
+def _save(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def _digest(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+# -- YOLO without a YAML (D-Fire: train/images + train/labels, class ids only) -------------------
+
+
+def _dfire(root: Path) -> None:
+    for split, seeds in (("train", range(6)), ("test", range(100, 103))):
+        for s in seeds:
+            _save(root / split / "images" / f"img{s}.jpg", _photo(s))
+            (root / split / "labels").mkdir(parents=True, exist_ok=True)
+            (root / split / "labels" / f"img{s}.txt").write_text(
+                f"{s % 2} 0.5 0.5 0.2 0.2\n" if s != 5 else ""
+            )
+    # Two train images copied byte for byte into test (the leak a user must see).
+    for s in (1, 2):
+        (root / "test" / "images" / f"copy{s}.jpg").write_bytes(
+            (root / "train" / "images" / f"img{s}.jpg").read_bytes()
+        )
+        (root / "test" / "labels" / f"copy{s}.txt").write_text(f"{s % 2} 0.5 0.5 0.2 0.2\n")
+
+
+def test_yolo_export_without_yaml_names_classes_by_id(tmp_path: Path) -> None:
+    root = tmp_path / "D-Fire"
+    _dfire(root)
+    assert detect_layout(root) == "kaggle"
+    ds = load_dataset(str(root))
+    assert [c.name for c in ds.categories] == ["class_0", "class_1"]
+    assert any("class_0..class_1" in n for n in ds.info["notes"])
+    splits = {i.file_name: i.attributes["original_split"] for i in ds.images}
+    assert splits["img0.jpg"] == "train" and splits["img100.jpg"] == "test"
+    assert len(ds.images) == 11
+    img1 = next(i for i in ds.images if i.file_name == "img1.jpg")
+    assert [ds.categories[a.category_id].name for a in img1.annotations] == ["class_1"]
+    # A classes.txt names them.
+    (root / "classes.txt").write_text("smoke\nfire\n")
+    assert [c.name for c in load_dataset(str(root)).categories] == ["smoke", "fire"]
+
+
+def test_yolo_without_yaml_reads_split_folders(tmp_path: Path) -> None:
+    """images/Train + labels/Train (no YAML): the folders name the splits, in any case."""
+    root = tmp_path / "set"
+    for split, s in (("Train", 0), ("Validation", 1), ("Test", 2)):
+        _save(root / "images" / split / f"p{s}.jpg", _photo(s))
+        (root / "labels" / split).mkdir(parents=True, exist_ok=True)
+        (root / "labels" / split / f"p{s}.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    (root / "classes.txt").write_text("fire\n")
+    ds = load_dataset(f"yolo:{root}")
+    assert sorted((i.file_name, i.split) for i in ds.images) == [
+        ("p0.jpg", "train"),
+        ("p1.jpg", "val"),
+        ("p2.jpg", "test"),
+    ]
+
+
+def test_leaks_finds_every_exact_copy_in_a_yaml_less_export(tmp_path: Path, run) -> None:
+    root = tmp_path / "D-Fire"
+    _dfire(root)
+    report = tmp_path / "leaks.json"
+    r = run("leaks", str(root), "--json", str(report))
+    text = " ".join(r.output.split())
+    assert "2 group(s) of exact copies" in text
+    rep = json.loads(report.read_text())
+    groups = sorted(sorted(m["file_name"] for m in g["images"]) for g in rep["exact_leaks"])
+    assert groups == [["copy1.jpg", "img1.jpg"], ["copy2.jpg", "img2.jpg"]]
+    assert all(g["kind"] == "file" for g in rep["exact_leaks"])
+    assert rep["counts"]["exact_leak_images"] == 4
+
+
+# -- image trees without labels -------------------------------------------------------------------
+
+
+def _tree(root: Path) -> None:
+    """A classification-style fire set: Train/Fire, Train/NoFire, Test/Fire, Test/NoFire."""
+    for split, cls, seeds in (
+        ("Train", "Fire", range(0, 5)),
+        ("Train", "NoFire", range(5, 9)),
+        ("Test", "Fire", range(20, 22)),
+        ("Test", "NoFire", range(22, 24)),
+    ):
+        for s in seeds:
+            _save(root / split / cls / f"{cls.lower()}_{s}.jpg", _photo(s))
+    # Leaks: a byte copy, and the same pixels saved as PNG (a re-encode with equal pixels).
+    (root / "Test" / "Fire" / "leak_a.jpg").write_bytes(
+        (root / "Train" / "Fire" / "fire_0.jpg").read_bytes()
+    )
+    decoded = cv2.imread(str(root / "Train" / "NoFire" / "nofire_6.jpg"))
+    _save(root / "Test" / "NoFire" / "leak_b.png", decoded)
+    (root / "README.txt").write_text("a fire set\n")
+
+
+def test_image_tree_is_detected_and_read(tmp_path: Path) -> None:
+    root = tmp_path / "fire-set"
+    _tree(root)
+    assert detect_layout(root) == "images"
+    ds = load_dataset(str(root))
+    assert len(ds.images) == 15
+    by_name = {i.file_name: i for i in ds.images}
+    item = by_name["Test/NoFire/leak_b.png"]
+    assert item.attributes["original_split"] == "test"
+    assert item.attributes["folder"] == "NoFire"
+    assert item.attributes["unlabeled"] is True
+    assert item.split is None and not item.annotations
+    assert any("without labels" in n for n in ds.info["notes"])
+    # --unlabeled negative reads them as negatives.
+    neg = load_dataset(str(root), ReadOptions(source=SourceOptions(unlabeled="negative")))
+    assert not any(i.attributes.get("unlabeled") for i in neg.images)
+
+
+def test_labels_beside_images_are_never_ignored(tmp_path: Path) -> None:
+    """A tree whose .txt files are named like its images holds labels: not an image tree."""
+    root = tmp_path / "labelled"
+    _save(root / "a.jpg", _photo(1))
+    (root / "a.txt").write_text("0 0.5 0.5 0.1 0.1\n")
+    with pytest.raises(UsageError, match="cannot tell the layout"):
+        detect_layout(root)
+    _save(tmp_path / "xml" / "b.jpg", _photo(2))
+    (tmp_path / "xml" / "b.json").write_text("{}")
+    with pytest.raises(UsageError, match="cannot tell the layout"):
+        detect_layout(tmp_path / "xml")
+
+
+def test_roboflow_frames_in_a_tree_are_grouped_by_clip(tmp_path: Path) -> None:
+    root = tmp_path / "frames"
+    for k in range(3):
+        _save(root / "train" / f"fire1_mp4-{k}_jpg.rf.{'ab' * 16}.jpg", _photo(k))
+    ds = load_dataset(f"images:{root}")
+    assert {i.group for i in ds.images} == {"images/fire1.mp4"}
+
+
+def test_leaks_and_dedupe_on_an_image_tree(tmp_path: Path, run) -> None:
+    root = tmp_path / "fire-set"
+    _tree(root)
+    before = _digest(root)
+    report = tmp_path / "leaks.json"
+    r = run("leaks", str(root), "--json", str(report))
+    rep = json.loads(report.read_text())
+    groups = {
+        g["kind"]: sorted(m["file_name"] for m in g["images"]) for g in rep["exact_leaks"]
+    }
+    assert groups == {
+        "file": ["Test/Fire/leak_a.jpg", "Train/Fire/fire_0.jpg"],
+        "pixels": ["Test/NoFire/leak_b.png", "Train/NoFire/nofire_6.jpg"],
+    }
+    assert rep["counts"]["leaking_clusters"] == 2
+    # dedupe writes the tree back, one of each pair of copies gone; the input is untouched.
+    out = tmp_path / "clean"
+    r = run("dedupe", str(root), "--out", str(out))
+    written = sorted(
+        str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".jpg", ".png")
+    )
+    assert len(written) == 13
+    assert "Train/Fire/fire_1.jpg" in written
+    assert not {"Test/Fire/leak_a.jpg", "Train/Fire/fire_0.jpg"} <= set(written)
+    assert _digest(root) == before
+    man = json.loads((out / "manifest.json").read_text())
+    assert len(man["dropped"]) == 2
+    # The output reads back as an image tree.
+    assert len(load_dataset(f"images:{out}").images) == 13
+
+
+def test_split_of_an_image_tree(tmp_path: Path, run) -> None:
+    root = tmp_path / "fire-set"
+    _tree(root)
+    r = run("split", str(root), "--out", str(tmp_path / "s1"), code=1)
+    assert "--format images" in " ".join(r.output.split())
+    out = tmp_path / "s2"
+    r = run("split", str(root), "--out", str(out), "--format", "images")
+    files = [p.relative_to(out) for p in out.rglob("*") if p.suffix in (".jpg", ".png")]
+    assert len(files) == 15
+    assert {f.parts[0] for f in files} <= {"train", "val", "test"}
+    # The class folder is kept under the new split folder; the old split folder is gone.
+    assert all(f.parts[1] in ("Fire", "NoFire") for f in files)
+
+
+def test_images_writer_refuses_labels(tmp_path: Path) -> None:
+    img = _save(tmp_path / "a.jpg", _photo(3))
+    ds = Dataset(
+        images=[
+            ImageItem(
+                "a.jpg", img, 160, 120, annotations=[Annotation((1, 1, 20, 20), category_id=0)]
+            )
+        ]
+    )
+    with pytest.raises(UsageError, match="holds no labels"):
+        write_dataset(ds, tmp_path / "out", "images", WriteOptions())
