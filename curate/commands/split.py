@@ -156,6 +156,16 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
                 "is it the report of this dataset?",
             )
         )
+    if m.clusters_joining and _cluster_mode(path) == "greedy":
+        out.append(
+            (
+                "warning",
+                f"the clusters of {path} are greedy ones (dedupe's default): an image is in the "
+                "cluster of the kept image it matched, so two near-duplicates can sit in two "
+                "clusters and land in two splits; for leak-free groups pass a report of "
+                "`curate leaks --json` or `curate dedupe --cluster connected`",
+            )
+        )
     if m.clusters_joining == 0:
         out.append(
             (
@@ -166,6 +176,15 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def _cluster_mode(path: Path) -> str | None:
+    """The cluster mode a report was made with (``rule.cluster``), if it says."""
+    try:
+        rule = json.loads(path.read_text(encoding="utf-8")).get("rule") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return rule.get("cluster") if isinstance(rule, dict) else None
 
 
 def _load_groups(path: Path) -> dict[str, str]:

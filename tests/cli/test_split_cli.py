@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -33,15 +34,17 @@ def _coco(tmp_path: Path, clip: int, singles: int) -> Path:
     return out
 
 
-def _report(path: Path, clusters: list[list[str]]) -> Path:
+def _report(path: Path, clusters: list[list[str]], cluster_mode: str | None = None) -> Path:
     """A dedupe report with these clusters of file names (only what --groups reads)."""
-    body = {
+    body: dict[str, Any] = {
         "schema": "sodkit.dedupe.report/1",
         "clusters": [
             {"id": f"dup-{i:05d}", "members": [{"file_name": f} for f in members]}
             for i, members in enumerate(clusters, 1)
         ],
     }
+    if cluster_mode is not None:
+        body["rule"] = {"cluster": cluster_mode}
     path.write_text(json.dumps(body))
     return path
 
@@ -110,3 +113,13 @@ def test_a_report_of_this_dataset_is_used_quietly(run, tmp_path: Path) -> None:
     res = run("split", data, "--out", out, "--groups", report)
     assert "warning" not in res.output and "note" not in res.output
     assert manifest(out)["groups_report"]["clusters_joining"] == 2
+
+
+@pytest.mark.parametrize("mode", ["greedy", "connected"])
+def test_greedy_clusters_are_flagged_as_not_leak_free(run, tmp_path: Path, mode: str) -> None:
+    data = _coco(tmp_path, clip=10, singles=30)
+    report = _report(tmp_path / "r.json", [["s0.png", "s1.png"], ["s2.png", "s3.png"]], mode)
+    res = run("split", data, "--out", tmp_path / "split", "--groups", report, "--dry-run")
+    text = " ".join(res.output.split())
+    flagged = "are greedy ones" in text and "curate leaks --json" in text
+    assert flagged == (mode == "greedy")
