@@ -6,14 +6,27 @@ the file name). Images are looked up beside the JSON, in ``images/``, ``images/<
 or ``<split>/``. ``area`` is recomputed (exports often carry wrong ones); fields sodkit
 does not model are kept as attributes and written back.
 
+The file's top-level ``info`` dict and ``licenses`` list are kept in ``Dataset.info``
+(``coco_info``, ``coco_licenses``); each annotation's ``id`` in its attributes under
+:data:`COCO_ANN_ID`. Image ids stay in ``ImageItem.id`` as read (strings too).
+
 Write: unsplit datasets as ``annotations.json`` + ``images/``; split ones as
 ``annotations/instances_<split>.json`` + ``images/<split>/``. Category ids are kept
-(shifted to start at 1 when the dataset uses 0, as YOLO does).
+(shifted to start at 1 when the dataset uses 0, as YOLO does). Image and annotation ids
+are kept when every one written is an integer and unique over the whole output (all
+splits together; annotation ids also >= 1, since pycocotools' evaluation counts an
+annotation id 0 as unmatched); otherwise they are numbered from 1, each input id is kept
+as ``original_id``, and the write result lists the renumbering. ``licenses`` is written
+back when read; ``info`` is the input's, updated with sodkit's fields.
 """
 
 from __future__ import annotations
 
 import json
+import numbers
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +45,10 @@ from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 _IMAGE_KEYS = {"id", "file_name", "width", "height", "source", "group", "split"}
 _ANN_KEYS = {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation", "score"}
+COCO_ANN_ID = "_coco_id"
+"""Annotation attribute holding the input's COCO annotation id; the writer consumes it."""
+# Dataset.info keys that are sodkit's bookkeeping, never written into the COCO ``info``.
+_INTERNAL_INFO = {"path", "changed", "dropped", "notes", "coco_info", "coco_licenses"}
 
 
 def _load_json(path: Path) -> Any:
@@ -125,6 +142,7 @@ class CocoFormat:
                 raise MalformedFileError(
                     f, "not a COCO instances file: needs 'images' and 'annotations' lists"
                 )
+            _keep_file_meta(f, data, ds.info)
             self._read_one(f, split, data, ds, cat_ids, options)
         return ds
 
@@ -188,12 +206,12 @@ class CocoFormat:
                 continue
             ds.images.append(img)
         ids = {e.get("id") for e in data["images"] if isinstance(e, dict)}
-        for image_id, anns in anns_by_image.items():
+        for image_id, orphans in anns_by_image.items():
             if image_id not in ids:
                 policy.handle(
                     AnnotationError(
                         f,
-                        f"{len(anns)} annotation(s) (first: #{anns[0][0]}) refer to image_id "
+                        f"{len(orphans)} annotation(s) (first: #{orphans[0][0]}) refer to image_id "
                         f"{image_id!r}, which no image has",
                         field="image_id",
                         hint="fix the image_id or add the image; they are left out",
@@ -273,7 +291,9 @@ class CocoFormat:
                 raise MalformedFileError(
                     where, f"annotation #{k}: unknown segmentation form", field="segmentation"
                 )
-        attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS}
+        attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS and key != COCO_ANN_ID}
+        if a.get("id") is not None:
+            attrs[COCO_ANN_ID] = a["id"]
         score = a.get("score")
         return Annotation(
             bbox=(x, y, x + w, y + h),
@@ -298,8 +318,19 @@ class CocoFormat:
             {"id": c.id + shift, "name": c.name, "supercategory": c.supercategory}
             for c in sorted(dataset.categories, key=lambda c: c.id)
         ]
-        ann_id = 1
-        image_id = 1
+        ordered = [img for images in splits.values() for img in images]
+        image_ids = _plan_ids([img.id for img in ordered], first=None)
+        ann_ids = _plan_ids(
+            [a.attributes.get(COCO_ANN_ID) for img in ordered for a in img.annotations], first=1
+        )
+        for plan, what in ((image_ids, "images"), (ann_ids, "annotations")):
+            if plan.renumbered and plan.had_ids:
+                result.changed.append({"item": what, "change": plan.message(what)})
+        header: dict[str, Any] = {"info": _coco_info(dataset.info)}
+        if isinstance(dataset.info.get("coco_licenses"), list):
+            header["licenses"] = dataset.info["coco_licenses"]
+        next_image = iter(image_ids.ids)
+        next_ann = iter(ann_ids.ids)
         for split, images in splits.items():
             img_dir = out / "images" if split == "all" else out / "images" / split
             json_path = (
@@ -312,6 +343,7 @@ class CocoFormat:
             for img in options.progress.track(
                 images, total=len(images), description=f"writing COCO {split}"
             ):
+                image_id = next(next_image)
                 entry: dict[str, Any] = {
                     "id": image_id,
                     "file_name": img.file_name,
@@ -325,23 +357,23 @@ class CocoFormat:
                 for k, v in img.attributes.items():
                     if k not in _IMAGE_KEYS:
                         entry[k] = v
+                if image_ids.renumbered:
+                    _keep_original_id(entry, img.id)
                 coco_images.append(entry)
                 for ann in img.annotations:
-                    coco_anns.append(_ann_to_coco(ann, ann_id, image_id, shift, img))
-                    ann_id += 1
+                    coco_ann = _ann_to_coco(ann, next(next_ann), image_id, shift, img)
+                    if ann_ids.renumbered:
+                        _keep_original_id(coco_ann, ann.attributes.get(COCO_ANN_ID))
+                    coco_anns.append(coco_ann)
                 if options.copy_images:
                     place_file(img.path, img_dir / img.file_name, options.link)
-                image_id += 1
             json_path.parent.mkdir(parents=True, exist_ok=True)
             with open(json_path, "w", encoding="utf-8") as fh:
                 # dumps, not dump: dump streams through the pure-Python encoder (~5x slower).
                 fh.write(
                     json.dumps(
                         {
-                            "info": {
-                                "description": "written by sodkit",
-                                **_jsonable_info(dataset.info),
-                            },
+                            **header,
                             "images": coco_images,
                             "annotations": coco_anns,
                             "categories": categories,
@@ -356,8 +388,103 @@ class CocoFormat:
         return result
 
 
+@dataclass(frozen=True, slots=True)
+class _IdPlan:
+    """The ids to write, in order, and why the input's were not kept (when they were not)."""
+
+    ids: list[int]
+    renumbered: bool
+    had_ids: int  # items that came with an id of their own
+    problems: Counter[str]  # reason -> number of items
+
+    def message(self, what: str) -> str:
+        """``image ids renumbered from 1: 3 images had colliding/missing ids (...); ...``"""
+        n = self.problems.total()
+        reasons = ", ".join(f"{k} {r}" for r, k in self.problems.items())
+        return (
+            f"{what[:-1]} ids renumbered from 1: {n} {what if n != 1 else what[:-1]} had "
+            f"colliding/missing ids ({reasons}); input ids kept as original_id"
+        )
+
+
+def _plan_ids(own: Sequence[Any], *, first: int | None) -> _IdPlan:
+    """Keep ``own`` when all are integers (``>= first`` if given) and unique; else 1..N."""
+    as_int = [_integer(v) for v in own]
+    seen = Counter(i for i in as_int if i is not None)
+    problems: Counter[str] = Counter()
+    for v, i in zip(own, as_int, strict=True):
+        if v is None:
+            problems["missing"] += 1
+        elif i is None:
+            problems["not an integer"] += 1
+        elif first is not None and i < first:
+            problems[f"below {first}"] += 1
+        elif seen[i] > 1:
+            problems["colliding"] += 1
+    had = sum(v is not None for v in own)
+    if not problems:
+        return _IdPlan([i for i in as_int if i is not None], False, had, problems)
+    return _IdPlan(list(range(1, len(own) + 1)), True, had, problems)
+
+
+def _integer(v: Any) -> int | None:
+    """``v`` as an int when it is one (not a bool, not a numeric string), else None."""
+    if isinstance(v, numbers.Integral) and not isinstance(v, bool):
+        return int(v)
+    return None
+
+
+def _keep_original_id(entry: dict[str, Any], own: Any) -> None:
+    """Record the input's id on a renumbered entry; an ``original_id`` it already has wins."""
+    if own is not None:
+        i = _integer(own)
+        entry.setdefault("original_id", i if i is not None else own)
+
+
+def _coco_info(info: dict[str, Any]) -> dict[str, Any]:
+    """The input's COCO ``info`` (year, version, url, ...) updated with sodkit's fields."""
+    kept = info.get("coco_info")
+    return {
+        **(kept if isinstance(kept, dict) else {}),
+        "description": "written by sodkit",
+        **_jsonable_info(info),
+    }
+
+
 def _jsonable_info(info: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in info.items() if isinstance(v, (str, int, float, bool)) and k != "path"}
+    """sodkit's scalar fields of ``Dataset.info`` (never ``path`` nor the internal lists)."""
+    return {
+        k: v
+        for k, v in info.items()
+        if isinstance(v, (str, int, float, bool)) and k not in _INTERNAL_INFO
+    }
+
+
+def _keep_file_meta(f: Path, data: dict[str, Any], info: dict[str, Any]) -> None:
+    """Keep a file's top-level ``info`` and ``licenses`` in ``info`` (an earlier file wins)."""
+    file_info = data.get("info")
+    if isinstance(file_info, dict):
+        kept_info = info.setdefault("coco_info", {})
+        for k, v in file_info.items():
+            kept_info.setdefault(k, v)
+    licenses = data.get("licenses")
+    if not isinstance(licenses, list):
+        return
+    kept = info.setdefault("coco_licenses", [])
+    by_id = {lic.get("id"): lic for lic in kept if isinstance(lic, dict)}
+    for lic in licenses:
+        if lic in kept:
+            continue
+        old = by_id.get(lic.get("id")) if isinstance(lic, dict) else None
+        if old is not None:
+            info.setdefault("notes", []).append(
+                f"{f}: license id {lic.get('id')!r} is {lic!r} here but {old!r} in an earlier "
+                "file; the earlier one is written"
+            )
+            continue
+        kept.append(lic)
+        if isinstance(lic, dict):
+            by_id[lic.get("id")] = lic
 
 
 def _ann_to_coco(
@@ -385,7 +512,7 @@ def _ann_to_coco(
     if ann.score is not None:
         out["score"] = ann.score
     for k, v in ann.attributes.items():
-        if k not in _ANN_KEYS:
+        if k not in _ANN_KEYS and k != COCO_ANN_ID:
             out[k] = v
     return out
 
