@@ -45,6 +45,7 @@ from curate.dedupe.signatures import (
     SignatureCache,
     SignatureParams,
     compute_pixel_hashes,
+    compute_sharpness,
     crops_key,
     extract_signatures,
 )
@@ -203,6 +204,7 @@ class _Prepared:
     priority: list[int]
     names: list[list[str]]
     stats: dict[str, Any]
+    sharpness: list[float | None] | None
     listed: Candidates | None = None
     #: The feature spaces, built once (see :func:`_spaces`).
     spaces: list[Space] = field(default_factory=list)
@@ -213,13 +215,18 @@ def _priority(
     sigs: Sequence[Signature | None],
     is_ref: NDArray[np.bool_],
     keep: str,
+    sharpness: Sequence[float | None] | None = None,
 ) -> list[int]:
+    """Image indices, most deserving of being kept first: reference images, then by the
+    keep policy, then dataset order. ``sharpest`` ranks by ``sharpness`` (from
+    :func:`_sharpness`; an image without a value ranks last), then by pixels."""
     keys: list[tuple[float, ...]] = []
-    for img, sig, ref in zip(images, sigs, is_ref, strict=True):
+    for k, (img, sig, ref) in enumerate(zip(images, sigs, is_ref, strict=True)):
         w, h = (sig.width, sig.height) if sig is not None else (img.width, img.height)
         pixels = float(w * h)
         n_ann = float(len(img.annotations))
-        sharp = sig.sharpness if sig is not None and keep == "sharpest" else 0.0
+        value = sharpness[k] if sharpness is not None else None
+        sharp = value if value is not None else -np.inf
         first = 0.0 if ref else 1.0
         if keep == "most-annotations":
             keys.append((first, -n_ann, -pixels))
@@ -304,7 +311,13 @@ def _prepare(
         max_pixels=o.max_pixels,
     )
     scorer = Scorer(items, spec, executor=runtime.executor, progress=prog)
-    priority = _priority(images, sigs, is_ref, o.keep)
+    sharpness = None
+    if o.keep == "sharpest":
+        # Only this policy pays for a second decode; other runs stay at signature cost.
+        t2 = time.perf_counter()
+        sharpness = _sharpness(images, sigs, active, runtime, o)
+        stats["sharpness_s"] = time.perf_counter() - t2
+    priority = _priority(images, sigs, is_ref, o.keep, sharpness)
     prep = _Prepared(
         images,
         is_ref,
@@ -318,6 +331,7 @@ def _prepare(
         priority,
         names,
         stats,
+        sharpness,
     )
     prep.listed = _listed(prep, o, lowest, prog)
     stats["index_method"] = "lsh" if prep.listed is not None else "exact"
@@ -575,6 +589,35 @@ def _pixel_hashes(
     return out
 
 
+def _sharpness(
+    images: Sequence[ImageItem],
+    sigs: Sequence[Signature | None],
+    active: NDArray[np.bool_],
+    runtime: Runtime,
+    o: DedupeOptions,
+) -> list[float | None]:
+    """:func:`~curate.dedupe.signatures.sharpness` of each active image (cached by content
+    hash). None for the others, and where the measure failed: that error goes through the
+    policy (``fail`` stops the run; under ``skip`` it is recorded and the image stays,
+    ranked last)."""
+    order = [int(i) for i in np.flatnonzero(active)]
+    got = compute_sharpness(
+        [(str(images[i].path), sigs[i].content_hash) for i in order],  # type: ignore[union-attr]
+        executor=runtime.executor,
+        progress=runtime.progress,
+        cache=runtime.cache,
+        max_pixels=o.max_pixels,
+    )
+    out: list[float | None] = [None] * len(images)
+    for i in order:
+        res = got[sigs[i].content_hash]  # type: ignore[union-attr]
+        if isinstance(res, ItemFailure):
+            runtime.policy.handle(res.error())
+            continue
+        out[i] = res
+    return out
+
+
 def _verify_items(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],
@@ -679,7 +722,9 @@ class DedupePlan:
 
     ``images`` are the reference images (if any) followed by the dataset's images;
     ``is_reference`` tells them apart. Images whose signature failed are ``active`` False
-    (listed in ``skipped``) and left out of the output.
+    (listed in ``skipped``) and left out of the output. ``sharpness``: per image, with
+    ``--keep sharpest`` only (see :func:`curate.dedupe.signatures.sharpness`; None where
+    it could not be measured).
     """
 
     options: DedupeOptions
@@ -695,6 +740,7 @@ class DedupePlan:
     class_names: list[list[str]]
     skipped: list[dict[str, Any]]
     stats: dict[str, Any]
+    sharpness: list[float | None] | None = None
 
     def dropped(self) -> list[int]:
         """Indices of dropped images (never reference images)."""
@@ -815,6 +861,7 @@ def find_duplicates(
         class_names=prep.names,
         skipped=list(rt.policy.skipped),
         stats=prep.stats,
+        sharpness=prep.sharpness,
     )
 
 

@@ -54,6 +54,7 @@ from curate.core.errors import MalformedFileError, MissingFileError
 from curate.core.output import write_json_atomic
 from curate.dedupe.cluster import DROPPED, KEPT
 from curate.dedupe.labels import label_conflict
+from curate.dedupe.signatures import SHARPNESS_SIDE
 
 if TYPE_CHECKING:
     from curate.dedupe.pipeline import DedupePlan
@@ -124,10 +125,15 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
             tie = "; tie broken by annotations, then dataset order"
         return f"largest ({w}x{h}){tie}"
     if policy == "sharpest":
-        v = sig.sharpness if sig else 0.0
-        rest_s = [plan.signatures[m].sharpness for m in others if plan.signatures[m]]  # type: ignore[union-attr]
-        top = max(rest_s) if rest_s else 0.0
-        return f"sharpest (Laplacian variance {v:.0f}; others up to {top:.0f})"
+        sharp = plan.sharpness or [None] * len(plan.images)
+        v = sharp[head]
+        rest_s = [x for m in others if (x := sharp[m]) is not None]
+        if v is None:
+            return "sharpest (no image could be measured; kept by size, then dataset order)"
+        others_s = f"others up to {max(rest_s):.0f}" if rest_s else "others not measured"
+        if rest_s and max(rest_s) == v:
+            tie = "; tie broken by size, then dataset order"
+        return f"sharpest (Laplacian variance at {SHARPNESS_SIDE} px {v:.0f}; {others_s}){tie}"
     return "first in dataset order"
 
 
