@@ -174,7 +174,6 @@ def merge_datasets(
             if img.group is not None:
                 img.group = f"{name}::{img.group}"
             img.split = None
-            img.id = None
             prefix_of[id(img)] = safe_token(name)
             out.images.append(img)
         report.per_source[name] = {

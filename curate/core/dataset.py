@@ -173,6 +173,7 @@ class Annotation:
     iscrowd: bool = False
     score: float | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+    id: int | None = None
 
     @property
     def width(self) -> float:

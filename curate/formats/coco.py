@@ -7,8 +7,8 @@ or ``<split>/``. ``area`` is recomputed (exports often carry wrong ones); fields
 does not model are kept as attributes and written back.
 
 The file's top-level ``info`` dict and ``licenses`` list are kept in ``Dataset.info``
-(``coco_info``, ``coco_licenses``); each annotation's ``id`` in its attributes under
-:data:`COCO_ANN_ID`. Image ids stay in ``ImageItem.id`` as read (strings too).
+(``coco_info``, ``coco_licenses``); image and annotation ids in ``ImageItem.id`` and
+``Annotation.id`` as read (strings too).
 
 Write: unsplit datasets as ``annotations.json`` + ``images/``; split ones as
 ``annotations/instances_<split>.json`` + ``images/<split>/``. Category ids are kept
@@ -45,8 +45,6 @@ from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 _IMAGE_KEYS = {"id", "file_name", "width", "height", "source", "group", "split"}
 _ANN_KEYS = {"id", "image_id", "category_id", "bbox", "area", "iscrowd", "segmentation", "score"}
-COCO_ANN_ID = "_coco_id"
-"""Annotation attribute holding the input's COCO annotation id; the writer consumes it."""
 # Dataset.info keys that are sodkit's bookkeeping, never written into the COCO ``info``.
 _INTERNAL_INFO = {"path", "changed", "dropped", "notes", "coco_info", "coco_licenses"}
 
@@ -106,6 +104,8 @@ def _peek_is_coco(f: Path) -> bool:
             head = fh.read(4096)
     except (OSError, UnicodeDecodeError):
         return False
+    if '"schema": "sodkit.' in head or '"schema":"sodkit.' in head:
+        return False  # sodkit's own reports (dedupe_report.json) name "images" in their counts
     return '"images"' in head or '"annotations"' in head or '"categories"' in head
 
 
@@ -291,9 +291,7 @@ class CocoFormat:
                 raise MalformedFileError(
                     where, f"annotation #{k}: unknown segmentation form", field="segmentation"
                 )
-        attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS and key != COCO_ANN_ID}
-        if a.get("id") is not None:
-            attrs[COCO_ANN_ID] = a["id"]
+        attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS}
         score = a.get("score")
         return Annotation(
             bbox=(x, y, x + w, y + h),
@@ -302,6 +300,7 @@ class CocoFormat:
             iscrowd=bool(a.get("iscrowd", 0)),
             score=float(score) if score is not None else None,
             attributes=attrs,
+            id=a.get("id"),
         )
 
     # -- writing ----------------------------------------------------------------
@@ -320,9 +319,7 @@ class CocoFormat:
         ]
         ordered = [img for images in splits.values() for img in images]
         image_ids = _plan_ids([img.id for img in ordered], first=None)
-        ann_ids = _plan_ids(
-            [a.attributes.get(COCO_ANN_ID) for img in ordered for a in img.annotations], first=1
-        )
+        ann_ids = _plan_ids([a.id for img in ordered for a in img.annotations], first=1)
         for plan, what in ((image_ids, "images"), (ann_ids, "annotations")):
             if plan.renumbered and plan.had_ids:
                 result.changed.append({"item": what, "change": plan.message(what)})
@@ -363,7 +360,7 @@ class CocoFormat:
                 for ann in img.annotations:
                     coco_ann = _ann_to_coco(ann, next(next_ann), image_id, shift, img)
                     if ann_ids.renumbered:
-                        _keep_original_id(coco_ann, ann.attributes.get(COCO_ANN_ID))
+                        _keep_original_id(coco_ann, ann.id)
                     coco_anns.append(coco_ann)
                 if options.copy_images:
                     place_file(img.path, img_dir / img.file_name, options.link)
@@ -512,7 +509,7 @@ def _ann_to_coco(
     if ann.score is not None:
         out["score"] = ann.score
     for k, v in ann.attributes.items():
-        if k not in _ANN_KEYS and k != COCO_ANN_ID:
+        if k not in _ANN_KEYS:
             out[k] = v
     return out
 

@@ -145,3 +145,39 @@ def test_help_lists_commands(run) -> None:
     res = run("--help")
     for cmd in ("merge", "split", "convert"):
         assert cmd in res.output
+
+
+def test_merge_keeps_coco_ids_or_records_them(tmp_path: Path, run) -> None:
+    """Two COCO sources with the same image ids: renumbered, input ids kept as original_id."""
+    import numpy as np
+    from PIL import Image
+
+    from curate.core.dataset import Annotation, Category, Dataset, ImageItem
+    from curate.io import write_dataset
+
+    def coco(name: str, ids: list[int]) -> Path:
+        items = []
+        for k, i in enumerate(ids):
+            p = tmp_path / f"{name}-src" / f"{name}{k}.png"
+            p.parent.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(np.full((40, 50, 3), 40 * k, np.uint8)).save(p)
+            ann = Annotation((1.0, 2.0, 20.0, 30.0), 1, id=100 + i)
+            items.append(ImageItem(p.name, p, 50, 40, [ann], id=i))
+        out = tmp_path / name
+        out.mkdir()
+        write_dataset(Dataset([Category(1, "fire")], items), out, "coco")
+        return out
+
+    one = coco("one", [397133, 5])
+    solo = tmp_path / "solo"
+    run("merge", f"coco:{one}", "--out", solo, "--format", "coco")
+    data = json.loads((solo / "annotations.json").read_text())
+    assert sorted(i["id"] for i in data["images"]) == [5, 397133]
+    two = coco("two", [5, 6])
+    both = tmp_path / "both"
+    run("merge", f"coco:{one}", f"coco:{two}", "--out", both, "--format", "coco")
+    data = json.loads((both / "annotations.json").read_text())
+    assert sorted(i["id"] for i in data["images"]) == [1, 2, 3, 4]
+    assert sorted(i["original_id"] for i in data["images"]) == [5, 5, 6, 397133]
+    changed = " ".join(c["change"] for c in manifest(both)["changed"])
+    assert "image ids renumbered" in changed

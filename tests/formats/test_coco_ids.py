@@ -22,7 +22,6 @@ from curate.core.dataset import Annotation, Category, Dataset, ImageItem
 from curate.core.output import Manifest
 from curate.export import export_dataset
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
-from curate.formats.coco import COCO_ANN_ID
 from curate.io import load_dataset, write_dataset
 from curate.merge import ClassMap, merge_datasets
 
@@ -49,8 +48,7 @@ def _dataset(
     ann_ids = ann_ids if ann_ids is not None else [None] * len(image_ids)
     images = []
     for k, (image_id, ann_id) in enumerate(zip(image_ids, ann_ids, strict=True)):
-        attrs = {COCO_ANN_ID: ann_id} if ann_id is not None else {}
-        ann = Annotation((1.0 + k, 2.0, 20.0 + k, 30.0), 1, attributes=attrs)
+        ann = Annotation((1.0 + k, 2.0, 20.0 + k, 30.0), 1, id=ann_id)
         images.append(ImageItem(f"img{k}.jpg", Path(f"img{k}.jpg"), 64, 48, [ann], id=image_id))
     return Dataset([Category(1, "fire")], images, dict(info or {}))
 
@@ -89,7 +87,7 @@ def test_real_coco_round_trip_keeps_ids_licenses_and_info(
     assert {a["id"]: a["image_id"] for a in out["annotations"]} == {
         a["id"]: a["image_id"] for a in src["annotations"]
     }
-    assert all(COCO_ANN_ID not in a and "original_id" not in a for a in out["annotations"])
+    assert all("_coco_id" not in a and "original_id" not in a for a in out["annotations"])
     assert out["licenses"] == src["licenses"]
     for key in ("year", "version", "contributor", "url", "date_created"):
         assert out["info"][key] == src["info"][key]

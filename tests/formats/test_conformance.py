@@ -9,29 +9,24 @@ polygon masks.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from curate.core.dataset import Annotation, Dataset
+from curate.core.dataset import Dataset
 from curate.formats import FORMATS
 from curate.formats.base import ReadOptions, WriteOptions
-from curate.formats.coco import COCO_ANN_ID
 from curate.io import detect_layout, load_dataset, write_dataset
 
 from .conftest import make_dataset
 
+#: Formats that hold labels (``images`` holds none and refuses them: tests/cli/test_layouts.py).
+LABEL_FORMATS = sorted(f for f in FORMATS if f != "images")
 TOL = {"coco": 1e-3, "yolo": 1e-3, "voc": 1.0}
 KEEPS_META = {"coco", "yolo"}
 KEEPS_MASKS = {"coco", "yolo"}
-
-
-def _data_attributes(a: Annotation) -> dict[str, Any]:
-    """Attributes less the input annotation id the COCO reader records (bookkeeping, not data)."""
-    return {k: v for k, v in a.attributes.items() if k != COCO_ANN_ID}
 
 
 def canon(ds: Dataset, fmt: str) -> list[tuple]:
@@ -43,7 +38,7 @@ def canon(ds: Dataset, fmt: str) -> list[tuple]:
                 names[a.category_id],
                 tuple(a.bbox),
                 a.mask is not None,
-                tuple(sorted(_data_attributes(a).items())) if fmt in KEEPS_META else (),
+                tuple(sorted(a.attributes.items())) if fmt in KEEPS_META else (),
             )
             for a in img.annotations
         )
@@ -68,7 +63,7 @@ def assert_same(a: Dataset, b: Dataset, fmt: str) -> None:
             assert aa == ab
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", LABEL_FORMATS)
 def test_round_trip(fmt: str, dataset: Dataset, tmp_path: Path) -> None:
     if fmt == "voc":
         for _, a in dataset.annotations():
@@ -83,7 +78,7 @@ def test_round_trip(fmt: str, dataset: Dataset, tmp_path: Path) -> None:
     assert_same(first, second, fmt)
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", LABEL_FORMATS)
 def test_unsplit_round_trip(fmt: str, tmp_path: Path, rng: np.random.Generator) -> None:
     ds = make_dataset(tmp_path, rng, split=False, masks=False)
     if fmt == "voc":
@@ -94,7 +89,7 @@ def test_unsplit_round_trip(fmt: str, tmp_path: Path, rng: np.random.Generator) 
     assert_same(ds, back, fmt)
 
 
-@pytest.mark.parametrize("fmt", sorted(FORMATS))
+@pytest.mark.parametrize("fmt", LABEL_FORMATS)
 def test_writer_does_not_modify_dataset(fmt: str, dataset: Dataset, tmp_path: Path) -> None:
     before = canon(dataset, "coco")
     write_dataset(dataset, tmp_path / "o", fmt, WriteOptions(link="copy"))
@@ -104,7 +99,7 @@ def test_writer_does_not_modify_dataset(fmt: str, dataset: Dataset, tmp_path: Pa
 @settings(
     max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-@given(seed=st.integers(0, 10_000), fmt=st.sampled_from(sorted(FORMATS)))
+@given(seed=st.integers(0, 10_000), fmt=st.sampled_from(LABEL_FORMATS))
 def test_round_trip_property(seed: int, fmt: str, tmp_path_factory: pytest.TempPathFactory) -> None:
     root = tmp_path_factory.mktemp("prop")
     ds = make_dataset(root, np.random.default_rng(seed), n=4, masks=fmt != "voc")
