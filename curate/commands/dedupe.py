@@ -167,7 +167,12 @@ def dedupe_cmd(
         ),
     ] = ClusterMode.greedy,
     keep: Annotated[
-        Keep, typer.Option("--keep", help="Which image of a cluster survives.")
+        Keep,
+        typer.Option(
+            "--keep",
+            help="Which image of a cluster survives: most annotations, largest (pixels), "
+            "sharpest (Laplacian variance at 512 px; decodes once more), or first.",
+        ),
     ] = Keep.most_annotations,
     merge_labels: Annotated[
         bool,
@@ -213,7 +218,9 @@ def dedupe_cmd(
     fmt: Annotated[
         OutFormat | None,
         typer.Option(
-            "--format", "-f", help="Output format (default: the input's if coco/yolo, else coco)."
+            "--format",
+            "-f",
+            help="Output format (default: the input's if coco/yolo/voc/images, else coco).",
         ),
     ] = None,
     link: LinkOpt = Link.hardlink,
@@ -306,13 +313,13 @@ def dedupe_cmd(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
         )
         return
-    # A Kaggle/Roboflow export is written back in its own form (YOLO or COCO), an image
-    # tree without labels as an image tree.
+    # A dataset is written back in its own form: COCO, YOLO, VOC (a Kaggle/Roboflow export
+    # too), an image tree without labels as an image tree; sources such as video as COCO.
     layout = ds.info.get("export_form") or ds.info.get("layout")
     out_fmt = (
         fmt.value
         if fmt is not None
-        else (layout if layout in ("coco", "yolo", "images") else "coco")
+        else (layout if layout in ("coco", "yolo", "voc", "images") else "coco")
     )
     counts = write_deduped(
         plan,

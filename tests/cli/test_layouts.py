@@ -175,11 +175,9 @@ def test_leaks_and_dedupe_on_an_image_tree(tmp_path: Path, run) -> None:
     _tree(root)
     before = _digest(root)
     report = tmp_path / "leaks.json"
-    r = run("leaks", str(root), "--json", str(report))
+    run("leaks", str(root), "--json", str(report))
     rep = json.loads(report.read_text())
-    groups = {
-        g["kind"]: sorted(m["file_name"] for m in g["images"]) for g in rep["exact_leaks"]
-    }
+    groups = {g["kind"]: sorted(m["file_name"] for m in g["images"]) for g in rep["exact_leaks"]}
     assert groups == {
         "file": ["Test/Fire/leak_a.jpg", "Train/Fire/fire_0.jpg"],
         "pixels": ["Test/NoFire/leak_b.png", "Train/NoFire/nofire_6.jpg"],
@@ -187,7 +185,7 @@ def test_leaks_and_dedupe_on_an_image_tree(tmp_path: Path, run) -> None:
     assert rep["counts"]["leaking_clusters"] == 2
     # dedupe writes the tree back, one of each pair of copies gone; the input is untouched.
     out = tmp_path / "clean"
-    r = run("dedupe", str(root), "--out", str(out))
+    run("dedupe", str(root), "--out", str(out))
     written = sorted(
         str(p.relative_to(out)) for p in out.rglob("*") if p.suffix in (".jpg", ".png")
     )
@@ -197,8 +195,9 @@ def test_leaks_and_dedupe_on_an_image_tree(tmp_path: Path, run) -> None:
     assert _digest(root) == before
     man = json.loads((out / "manifest.json").read_text())
     assert len(man["dropped"]) == 2
-    # The output reads back as an image tree.
-    assert len(load_dataset(f"images:{out}").images) == 13
+    # The output reads back as an image tree (its dedupe_report.json is not taken for COCO).
+    assert detect_layout(out) == "images"
+    assert len(load_dataset(str(out)).images) == 13
 
 
 def test_split_of_an_image_tree(tmp_path: Path, run) -> None:
@@ -226,3 +225,24 @@ def test_images_writer_refuses_labels(tmp_path: Path) -> None:
     )
     with pytest.raises(UsageError, match="holds no labels"):
         write_dataset(ds, tmp_path / "out", "images", WriteOptions())
+
+
+def test_dedupe_writes_a_voc_export_back_as_voc(tmp_path: Path, run) -> None:
+    root = tmp_path / "voc-export"
+    for split, s in (("train", 0), ("train", 1), ("valid", 2), ("test", 3)):
+        _save(root / split / f"p{s}.jpg", _photo(s))
+    # p0 copied into test under another name: a duplicate with its own box.
+    (root / "test" / "c0.jpg").write_bytes((root / "train" / "p0.jpg").read_bytes())
+    for xml in [*root.glob("*/*.jpg")]:
+        xml.with_suffix(".xml").write_text(
+            f"<annotation><filename>{xml.name}</filename><size><width>160</width>"
+            "<height>120</height></size><object><name>fire</name><bndbox><xmin>11</xmin>"
+            "<ymin>11</ymin><xmax>30</xmax><ymax>40</ymax></bndbox></object></annotation>"
+        )
+    out = tmp_path / "clean"
+    r = run("dedupe", str(root), "--out", str(out))
+    assert "wrote VOC dataset (4 images)" in " ".join(r.output.split())
+    xmls = sorted(p.name for p in (out / "Annotations").glob("*.xml"))
+    assert len(xmls) == 4 and len(list((out / "JPEGImages").iterdir())) == 4
+    ds = load_dataset(f"voc:{out}")
+    assert sum(len(i.annotations) for i in ds.images) == 4
