@@ -392,9 +392,7 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
             {
                 "kind": "file" if len(hashes) == 1 else "pixels",
                 "splits": splits,
-                "images": [
-                    {"file_name": plan.label(m), "split": _split(plan, m)} for m in members
-                ],
+                "images": [{"file_name": plan.label(m), "split": _split(plan, m)} for m in members],
             }
         )
     return out
