@@ -65,10 +65,14 @@ def load_dataset(spec: str, options: ReadOptions | None = None) -> Dataset:
     if not path.exists():
         raise UsageError(f"dataset path '{path}' does not exist")
     name = layout or detect_layout(path)
+    options = options or ReadOptions()
     with gc_paused():
-        ds = readers()[name].read(path, options or ReadOptions())
+        ds = readers()[name].read(path, options)
     ds.info.setdefault("layout", name)
     ds.info.setdefault("path", str(path))
+    if options.notify is not None:
+        for note in ds.info.get("notes", []):
+            options.notify(note)
     return ds
 
 

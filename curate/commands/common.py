@@ -12,6 +12,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from curate.core.errors import ErrorPolicy, OnError, SodkitError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
@@ -27,7 +28,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 DataArg = Annotated[
     str,
     typer.Argument(
-        help="Dataset: PATH (layout detected) or LAYOUT:PATH, LAYOUT one of coco, yolo, voc, bowfire, video, kaggle. For YOLO, PATH may be the data.yaml itself."
+        help="Dataset: PATH (layout detected) or LAYOUT:PATH, LAYOUT one of coco, yolo, voc, bowfire, video, kaggle, images (an image tree without labels). For YOLO, PATH may be the data.yaml itself."
     ),
 ]
 OutOpt = Annotated[
@@ -81,13 +82,19 @@ def read_options(
     max_pixels: int = DEFAULT_MAX_PIXELS,
     quiet: bool = False,
 ) -> ReadOptions:
-    """ReadOptions for a CLI command: the user's policy and Rich progress bars."""
+    """ReadOptions for a CLI command: the user's policy, Rich progress bars, and the
+    readers' notes printed (on stderr) as they come."""
     return ReadOptions(
         policy=ErrorPolicy(on_error),
         progress=RichProgress(disable=quiet),
         check_images=check_images,
         max_pixels=max_pixels,
+        notify=_print_note,
     )
+
+
+def _print_note(note: str) -> None:
+    err_console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
 def cli_errors(fn: F) -> F:

@@ -220,7 +220,7 @@ def dedupe_cmd(
         typer.Option(
             "--format",
             "-f",
-            help="Output format (default: the input's if coco/yolo/voc/images, else coco).",
+            help="Output format (default: the input's if coco/yolo/images, else coco).",
         ),
     ] = None,
     link: LinkOpt = Link.hardlink,
@@ -313,13 +313,14 @@ def dedupe_cmd(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
         )
         return
-    # A dataset is written back in its own form: COCO, YOLO, VOC (a Kaggle/Roboflow export
-    # too), an image tree without labels as an image tree; sources such as video as COCO.
+    # A dataset is written back in its own form: COCO, YOLO (a Kaggle/Roboflow YOLO export
+    # too), an image tree as an image tree. The rest (VOC, video...) as COCO, which keeps
+    # what VOC cannot hold (original_split, sources, groups).
     layout = ds.info.get("export_form") or ds.info.get("layout")
     out_fmt = (
         fmt.value
         if fmt is not None
-        else (layout if layout in ("coco", "yolo", "voc", "images") else "coco")
+        else (layout if layout in ("coco", "yolo", "images") else "coco")
     )
     counts = write_deduped(
         plan,
@@ -388,7 +389,7 @@ def _print_plan(plan: DedupePlan) -> None:
             f"SSIM at {o.size} px, {stats['pairs_refined']} pairs re-scored at full resolution; "
         )
     else:
-        scale = f"SSIM at {o.size} px (--refine auto decides as full-resolution SSIM); "
+        scale = f"SSIM at {o.size} px (add --refine auto to decide near the threshold at full resolution); "
     console.print(
         f"[dim]{scale}{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
         f"{stats.get('pairs_scored', 0)} scored, {stats.get('cache_hits', 0)} signatures from cache, "

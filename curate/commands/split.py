@@ -31,7 +31,9 @@ from curate.commands.common import (
     print_skipped,
     read_options,
 )
+from curate.core.dataset import Dataset
 from curate.core.errors import OnError, SodkitError
+from curate.core.files import make_unique_names, safe_token
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import Manifest, check_output
 from curate.export import export_dataset
@@ -72,9 +74,11 @@ def split_cmd(
     opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
     extra = _load_groups(groups) if groups else None
+    was = {id(img): img.split or img.attributes.get("original_split") for img in ds.images}
     result = split_dataset(
         ds, shares, seed=seed, extra_groups=extra, keep_unlabeled=fmt is OutFormat.images
     )
+    renamed = _unique_names(result.dataset, was)
     leaks = check_no_leaks(result.dataset)
     if leaks:  # cannot happen by construction; refuse to write a leaking split all the same
         raise SodkitError(f"internal error: groups in two splits: {leaks[:5]}")
@@ -91,6 +95,7 @@ def split_cmd(
     manifest.skipped = opts.policy.skipped
     manifest.record_read(ds.info)
     manifest.dropped += result.dropped
+    manifest.changed += renamed
     manifest.counts = {
         "images_read": len(ds),
         "images_split": len(result.dataset),
@@ -176,6 +181,23 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def _unique_names(ds: Dataset, was: dict[int, str | None]) -> list[dict[str, str]]:
+    """Give images that share a name (a copy kept under its name in train and test of a COCO
+    set) distinct names, prefixed with the split they came from (``was``: by ``id(img)``);
+    the changes, for the manifest."""
+    prefix = {id(img): safe_token(str(was.get(id(img)) or "dup")) for img in ds.images}
+    before = {id(img): img.file_name for img in ds.images}
+    make_unique_names(ds.images, prefix)
+    return [
+        {
+            "item": before[id(img)],
+            "change": f"renamed to {img.file_name}: another image has the same name",
+        }
+        for img in ds.images
+        if img.file_name != before[id(img)]
+    ]
 
 
 def _cluster_mode(path: Path) -> str | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
@@ -39,6 +40,7 @@ class ReadOptions:
 
     ``check_images=False`` reads annotations only (no file access beyond the label
     files; sizes come from the annotations, or from image headers when missing).
+    ``notify`` receives the reader's notes (classes named by id, images read as negatives...).
     """
 
     policy: ErrorPolicy = field(default_factory=ErrorPolicy)
@@ -46,6 +48,8 @@ class ReadOptions:
     check_images: bool = True
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     source: SourceOptions = field(default_factory=SourceOptions)
+    #: Called with each note a reader leaves in ``Dataset.info["notes"]`` (the CLI prints them).
+    notify: Callable[[str], None] | None = None
 
 
 @dataclass

@@ -31,7 +31,7 @@ from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import Dataset, ImageItem, split_name
 from curate.core.errors import ItemError, UsageError
-from curate.core.files import clip_of, place_file
+from curate.core.files import clip_of, place_file, safe_token
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
@@ -147,6 +147,7 @@ class ImagesFormat:
                 "write coco, yolo or voc instead"
             )
         result = WriteResult()
+        used: set[str] = set()
         for img in options.progress.track(
             dataset.images, total=len(dataset.images), description="writing images"
         ):
@@ -156,6 +157,21 @@ class ImagesFormat:
                 if len(parts) > 1 and split_name(parts[0]) is not None:
                     parts = parts[1:]
                 rel = PurePosixPath(img.split, *parts)
+            # Train/Fire/x.jpg and Test/Fire/x.jpg both become <split>/Fire/x.jpg when they
+            # land in one split: the later one gets its old split as a prefix.
+            if rel.as_posix().lower() in used:
+                tag = safe_token(str(img.attributes.get("original_split") or "dup"))
+                base, n = rel, 0
+                while rel.as_posix().lower() in used:
+                    n += 1
+                    rel = base.with_name(f"{tag}{n if n > 1 else ''}__{base.name}")
+                result.changed.append(
+                    {
+                        "item": img.file_name,
+                        "change": f"written as {rel}: another image has its name",
+                    }
+                )
+            used.add(rel.as_posix().lower())
             if options.copy_images:
                 place_file(img.path, out / rel, options.link)
             result.images += 1

@@ -328,6 +328,13 @@ class YoloFormat:
                     _apply_meta(item, meta.get(_meta_key(item.path, root_resolved)))
                 ds.images.append(item)
             self._orphan_labels(files, img_root, options)
+            label_dir = label_path_for(files[0]).parent if files else None
+            if label_dir is not None and label_dir != files[0].parent and not label_dir.is_dir():
+                ds.info.setdefault("notes", []).append(
+                    f"{split or 'the dataset'}: no labels folder ({label_dir}), so its "
+                    f"{len(files)} image(s) are read as negatives; if the export lost its labels, "
+                    "they are not background"
+                )
         if no_label:
             ds.info.setdefault("notes", []).append(
                 f"{no_label} image(s) have no label file: read as negatives (Ultralytics' rule)"

@@ -11,10 +11,12 @@ import cv2
 import numpy as np
 import pytest
 
-from curate.core.dataset import Annotation, Dataset, ImageItem
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem
 from curate.core.errors import UsageError
 from curate.formats.base import ReadOptions, SourceOptions, WriteOptions
 from curate.io import detect_layout, load_dataset, write_dataset
+
+from .conftest import manifest
 
 
 def _photo(seed: int, w: int = 160, h: int = 120) -> np.ndarray:
@@ -227,7 +229,8 @@ def test_images_writer_refuses_labels(tmp_path: Path) -> None:
         write_dataset(ds, tmp_path / "out", "images", WriteOptions())
 
 
-def test_dedupe_writes_a_voc_export_back_as_voc(tmp_path: Path, run) -> None:
+def test_dedupe_of_a_voc_export_keeps_its_splits(tmp_path: Path, run) -> None:
+    """Written as COCO, which holds original_split (VOC cannot): leaks still sees the splits."""
     root = tmp_path / "voc-export"
     for split, s in (("train", 0), ("train", 1), ("valid", 2), ("test", 3)):
         _save(root / split / f"p{s}.jpg", _photo(s))
@@ -241,8 +244,53 @@ def test_dedupe_writes_a_voc_export_back_as_voc(tmp_path: Path, run) -> None:
         )
     out = tmp_path / "clean"
     r = run("dedupe", str(root), "--out", str(out))
-    assert "wrote VOC dataset (4 images)" in " ".join(r.output.split())
-    xmls = sorted(p.name for p in (out / "Annotations").glob("*.xml"))
-    assert len(xmls) == 4 and len(list((out / "JPEGImages").iterdir())) == 4
-    ds = load_dataset(f"voc:{out}")
+    assert "wrote COCO dataset (4 images)" in " ".join(r.output.split())
+    ds = load_dataset(str(out))
     assert sum(len(i.annotations) for i in ds.images) == 4
+    assert sorted(i.attributes["original_split"] for i in ds.images) == [
+        "test",
+        "train",
+        "train",
+        "val",
+    ]
+
+
+def test_split_renames_copies_that_share_a_name(tmp_path: Path, run) -> None:
+    """x.jpg in train and in test (a copy kept under its name) may land in one split."""
+    # An image tree: Train/Fire/x.jpg and Test/Fire/x.jpg (different photos).
+    root = tmp_path / "tree"
+    for split, s in (("Train", 1), ("Test", 2)):
+        _save(root / split / "Fire" / "x.jpg", _photo(s))
+    out = tmp_path / "s-tree"
+    run("split", str(root), "--out", str(out), "--format", "images", "--ratios", "1:0:0")
+    names = sorted(str(p.relative_to(out)) for p in out.rglob("*.jpg"))
+    # Test/ sorts first and keeps the name; the other gets the split it came from as a prefix.
+    assert names == ["train/Fire/train__x.jpg", "train/Fire/x.jpg"]
+    assert any("train__x.jpg" in c["change"] for c in manifest(out)["changed"])
+    # A COCO set with one split file per split, both naming x.jpg.
+    items = [
+        ImageItem("x.jpg", _save(tmp_path / s / "x.jpg", _photo(k)), 160, 120, split=s)
+        for k, s in ((3, "train"), (4, "test"))
+    ]
+    for img in items:
+        img.annotations = [Annotation((5.0, 5.0, 40.0, 40.0), 1)]
+    coco = tmp_path / "coco"
+    coco.mkdir()
+    write_dataset(Dataset([Category(1, "fire")], items), coco, "coco", WriteOptions())
+    out = tmp_path / "s-coco"
+    run("split", str(coco), "--out", str(out), "--format", "coco", "--ratios", "1:0:0")
+    files = sorted(p.name for p in (out / "images" / "train").iterdir())
+    assert len(files) == 2 and "x.jpg" in files
+    assert files[0] in ("test__x.jpg", "train__x.jpg")
+
+
+def test_a_split_without_its_labels_folder_is_noted(tmp_path: Path, run) -> None:
+    """An export that lost test/labels is read as negatives, and the user is told so."""
+    root = tmp_path / "D-Fire"
+    _dfire(root)
+    for f in (root / "test" / "labels").iterdir():
+        f.unlink()
+    (root / "test" / "labels").rmdir()
+    r = run("leaks", str(root))
+    text = " ".join(r.output.split())
+    assert "note: test: no labels folder" in text and "5 image(s) are read as negatives" in text
