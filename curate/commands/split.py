@@ -184,12 +184,13 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
 
 
 def _unique_names(ds: Dataset, was: dict[int, str | None]) -> list[dict[str, str]]:
-    """Give images that share a name (a copy kept under its name in train and test of a COCO
-    set) distinct names, prefixed with the split they came from (``was``: by ``id(img)``);
-    the changes, for the manifest."""
+    """Give images that share a name and landed in one split (a copy kept under its name in
+    train and test of a COCO set) distinct names, prefixed with the split they came from
+    (``was``: by ``id(img)``); the changes, for the manifest."""
     prefix = {id(img): safe_token(str(was.get(id(img)) or "dup")) for img in ds.images}
     before = {id(img): img.file_name for img in ds.images}
-    make_unique_names(ds.images, prefix)
+    for split in {img.split for img in ds.images}:  # names only clash inside one split
+        make_unique_names([img for img in ds.images if img.split == split], prefix)
     return [
         {
             "item": before[id(img)],
