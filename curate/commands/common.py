@@ -89,11 +89,12 @@ def read_options(
         progress=RichProgress(disable=quiet),
         check_images=check_images,
         max_pixels=max_pixels,
-        notify=_print_note,
+        notify=print_note,
     )
 
 
-def _print_note(note: str) -> None:
+def print_note(note: str) -> None:
+    """One ``note:`` line on stderr (what a reader noticed, an option with nothing to do)."""
     err_console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 

@@ -25,6 +25,7 @@ from curate.commands.common import (
     cli_errors,
     console,
     err_console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -45,7 +46,7 @@ from curate.dedupe import (
     write_report,
 )
 from curate.dedupe.pipeline import SWEEP_THRESHOLDS, DedupePlan
-from curate.dedupe.report import REPORT_JSON, exact_leaks
+from curate.dedupe.report import REPORT_JSON
 from curate.io import load_dataset, parse_spec
 
 
@@ -429,7 +430,7 @@ def _note_inert_options(o: DedupeOptions, against: bool) -> None:
             "(--against images are never rewritten)"
         )
     for n in notes:
-        err_console.print(f"[yellow]note:[/] {n}")
+        print_note(n)
 
 
 def _check_report_path(
@@ -501,10 +502,7 @@ def leaks_cmd(
             f"[yellow]note:[/] the dataset has {len(splits)} split(s); leaks need two or more"
         )
     rep = build_report(plan, command="leaks")
-    copies = exact_leaks(plan)
-    rep["exact_leaks"] = copies
-    rep["counts"]["exact_leak_groups"] = len(copies)
-    rep["counts"]["exact_leak_images"] = sum(len(g["images"]) for g in copies)
+    copies = rep["exact_leaks"]
     if result.leaks:
         table = Table(title="near-duplicates across splits")
         for col in ("cluster", "splits", "images", "example", "reasons"):

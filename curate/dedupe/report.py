@@ -36,6 +36,10 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
       ]
     }
 
+A ``leaks`` report also has ``exact_leaks``: each group of exact copies that spans splits
+(``{"kind": "file" | "pixels", "splits": [...], "images": [{"file_name", "split"}]}``),
+counted in ``counts.exact_leak_groups`` / ``exact_leak_images``.
+
 Only clusters of two or more images are listed; an image in no cluster is unique. The CSV
 has one row per member: ``cluster, role, file_name, path, split, reason, duplicate_of,
 linked_to, score, annotations, label_conflict, kept_reason``.
@@ -221,7 +225,7 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
     from curate.dedupe.pipeline import options_dict
 
     rule = plan.rule
-    return {
+    report: dict[str, Any] = {
         "schema": SCHEMA,
         "tool": "sodkit",
         "command": command,
@@ -241,6 +245,12 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "clusters": clusters,
         "skipped": list(plan.skipped),
     }
+    if command == "leaks":
+        copies = exact_leaks(plan)
+        report["exact_leaks"] = copies
+        counts["exact_leak_groups"] = len(copies)
+        counts["exact_leak_images"] = sum(len(g["images"]) for g in copies)
+    return report
 
 
 def _member(plan: DedupePlan, m: int, head: int) -> dict[str, Any]:

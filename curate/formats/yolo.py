@@ -327,14 +327,7 @@ class YoloFormat:
                 if meta:
                     _apply_meta(item, meta.get(_meta_key(item.path, root_resolved)))
                 ds.images.append(item)
-            self._orphan_labels(files, img_root, options)
-            label_dir = label_path_for(files[0]).parent if files else None
-            if label_dir is not None and label_dir != files[0].parent and not label_dir.is_dir():
-                ds.info.setdefault("notes", []).append(
-                    f"{split or 'the dataset'}: no labels folder ({label_dir}), so its "
-                    f"{len(files)} image(s) are read as negatives; if the export lost its labels, "
-                    "they are not background"
-                )
+            self._check_label_dir(files, split, options, ds)
         if no_label:
             ds.info.setdefault("notes", []).append(
                 f"{no_label} image(s) have no label file: read as negatives (Ultralytics' rule)"
@@ -372,12 +365,22 @@ class YoloFormat:
         item.annotations = validated(item, raw, known, where=str(label), changed=ds.info["changed"])
         return item, True
 
-    def _orphan_labels(self, files: list[Path], img_root: Path, options: ReadOptions) -> None:
-        """Label files with no image are reported (their objects would be lost silently)."""
+    def _check_label_dir(
+        self, files: list[Path], split: str | None, options: ReadOptions, ds: Dataset
+    ) -> None:
+        """A split's label folder: when missing, a note (its images are read as negatives);
+        label files in it with no image are reported (their objects would be lost silently)."""
         if not files:
             return
         label_dir = label_path_for(files[0]).parent
-        if not label_dir.is_dir() or label_dir == files[0].parent:
+        if label_dir == files[0].parent:
+            return
+        if not label_dir.is_dir():
+            ds.info.setdefault("notes", []).append(
+                f"{split or 'the dataset'}: no labels folder ({label_dir}), so its "
+                f"{len(files)} image(s) are read as negatives; if the export lost its labels, "
+                "they are not background"
+            )
             return
         stems = {label_path_for(f) for f in files}
         for lab in sorted(label_dir.rglob("*.txt")):

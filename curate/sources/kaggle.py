@@ -4,8 +4,8 @@ Split folders are matched in any case (``Train/``, ``validation/``, ``Testing/``
 export without a YAML (``train/images`` + ``train/labels``, as D-Fire ships) is read too:
 class names then come from ``classes.txt`` or, failing that, the label files' ids (see
 :mod:`curate.formats.yolo`). The export's own split is kept as the attribute
-``original_split`` (``valid`` is read as ``val``); the dataset itself comes out unsplit, so ``curate split`` can make a
-leakage-free split. Roboflow names frames of videos ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``:
+``original_split`` (``valid`` is read as ``val``); the dataset itself comes out unsplit,
+so ``curate split`` can make a leakage-free split. Roboflow names frames of videos ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``:
 such frames get the group ``kaggle/<clip>`` so one clip never lands in two splits
 (exports often leak exactly this way), and the attributes ``clip`` and ``frame``.
 """
