@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import os
+import re
 import shutil
 import sys
 import uuid
@@ -28,6 +29,33 @@ from typing import Any
 from curate.core.errors import OutputExistsError, UsageError
 
 MANIFEST_NAME = "manifest.json"
+#: Files sodkit writes beside a dataset's images (manifest, dedupe report, split summary):
+#: readers never take them for annotations.
+OWN_FILES = frozenset(
+    {
+        MANIFEST_NAME,
+        "dedupe_report.json",
+        "dedupe_report.csv",
+        "split_summary.json",
+        "split_summary.csv",
+    }
+)
+_OWN_JSON = re.compile(r'"(?:tool|schema)"\s*:\s*"sodkit')
+
+
+def is_own_file(path: Path) -> bool:
+    """A file sodkit wrote beside a dataset: one of :data:`OWN_FILES`, or a JSON report
+    saved under another name (``leaks --json``), known by its ``"tool": "sodkit"`` header."""
+    if path.name in OWN_FILES:
+        return True
+    if path.suffix.lower() != ".json":
+        return False
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return False
+    return _OWN_JSON.search(head) is not None
 
 
 def _is_within(child: Path, parent: Path) -> bool:

@@ -40,6 +40,7 @@ from curate.core.errors import (
 )
 from curate.core.files import place_file
 from curate.core.imageio import probe
+from curate.core.output import is_own_file
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
@@ -80,7 +81,7 @@ def _coco_files(path: Path) -> list[tuple[Path, str | None]]:
             found.append((f, _split_from_name(f)))
     if not found:
         for f in sorted(path.glob("*.json")):
-            if f.name != "manifest.json" and _peek_is_coco(f):
+            if not is_own_file(f) and _peek_is_coco(f):
                 found.append((f, _split_from_name(f)))
     return found
 
@@ -104,8 +105,6 @@ def _peek_is_coco(f: Path) -> bool:
             head = fh.read(4096)
     except (OSError, UnicodeDecodeError):
         return False
-    if '"schema": "sodkit.' in head or '"schema":"sodkit.' in head:
-        return False  # sodkit's own reports (dedupe_report.json) name "images" in their counts
     return '"images"' in head or '"annotations"' in head or '"categories"' in head
 
 
@@ -123,11 +122,7 @@ class CocoFormat:
         ann = path / "annotations"
         if ann.is_dir() and any(_peek_is_coco(f) for f in ann.glob("*.json")):
             return 80
-        return (
-            40
-            if any(_peek_is_coco(f) for f in path.glob("*.json") if f.name != "manifest.json")
-            else 0
-        )
+        return 40 if any(_peek_is_coco(f) for f in path.glob("*.json") if not is_own_file(f)) else 0
 
     # -- reading ----------------------------------------------------------------
     def read(self, path: Path, options: ReadOptions) -> Dataset:

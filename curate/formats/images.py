@@ -33,11 +33,10 @@ from curate.core.dataset import Dataset, ImageItem, split_name
 from curate.core.errors import ItemError, UsageError
 from curate.core.files import clip_of, place_file, safe_token
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
+from curate.core.output import is_own_file
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 _LABEL_SUFFIXES = (".xml", ".json", ".yaml", ".yml")
-#: Files sodkit writes beside a dataset (an output read back is still an image tree).
-_OWN_FILES = ("manifest.json", "dedupe_report.json", "dedupe_report.csv", "split_summary.csv")
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 
 
@@ -48,9 +47,9 @@ def _walk(path: Path) -> tuple[list[Path], bool]:
     for root, dirs, files in os.walk(path):
         dirs[:] = sorted(d for d in dirs if not d.startswith("."))
         for name in files:
-            if name.startswith(".") or name in _OWN_FILES:
-                continue
             p = Path(root, name)
+            if name.startswith(".") or is_own_file(p):  # an output read back is still a tree
+                continue
             (images if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
     images.sort()
     stems = {p.with_suffix("") for p in images}

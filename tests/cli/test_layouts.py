@@ -214,6 +214,21 @@ def test_split_of_an_image_tree(tmp_path: Path, run) -> None:
     assert {f.parts[0] for f in files} <= {"train", "val", "test"}
     # The class folder is kept under the new split folder; the old split folder is gone.
     assert all(f.parts[1] in ("Fire", "NoFire") for f in files)
+    # It reads back as an image tree (split_summary.json and the manifest are sodkit's own).
+    assert detect_layout(out) == "images"
+    assert len(load_dataset(str(out)).images) == 15
+
+
+def test_sodkit_files_are_never_read_as_annotations(tmp_path: Path) -> None:
+    from curate.core.output import OWN_FILES, is_own_file
+    from curate.dedupe.report import REPORT_CSV, REPORT_JSON
+
+    assert {REPORT_JSON, REPORT_CSV, "manifest.json"} <= OWN_FILES
+    report = tmp_path / "leaks-of-train.json"
+    report.write_text('{\n  "schema": "sodkit.dedupe.report/1",\n  "tool": "sodkit"}')
+    coco = tmp_path / "instances.json"
+    coco.write_text('{"info": {"description": "written by sodkit"}, "images": []}')
+    assert is_own_file(report) and not is_own_file(coco)
 
 
 def test_images_writer_refuses_labels(tmp_path: Path) -> None:
