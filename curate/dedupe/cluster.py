@@ -19,7 +19,8 @@ mode the chain of links shown in the report may take another path).
 Exact copies (the search's ``extra`` pairs) link each copy to one member of its group, not
 to every member; exactness is transitive, so both modes close the groups: connected mode
 joins a group through any of its pairs, and greedy mode drops a copy of a kept image at that
-image (before looking further) whichever member of the group was kept.
+image (before looking further) whichever member of the group was kept, and a copy of a
+dropped image at the image that one was dropped at, so exact copies share one cluster.
 
 Reference images (``--against``) are kept first and never dropped; a new image that is a
 duplicate of a reference image is dropped. Both modes are deterministic: the work done in
@@ -167,6 +168,7 @@ def greedy(
     res.status[ref & act] = KEPT
     group = exact_groups(search.extra)
     kept_copy: dict[int, int] = {}  # exact group -> its first kept member
+    dropped_at: dict[int, int] = {}  # exact group -> the kept image its first drop went to
     for i in sorted((i for i in group if ref[i] and act[i]), key=lambda i: rank[i]):
         kept_copy.setdefault(group[i], i)
     order = [int(i) for i in priority if act[i] and not ref[i]]
@@ -178,6 +180,8 @@ def greedy(
         within = search.within([i for i in block if found[i][0] < 0], block, rank)
         for i in block:
             j, reason = _kept_copy(i, group, kept_copy, scorer, rule)
+            if j < 0:
+                j, reason = _copy_dropped_at(i, group, dropped_at, scorer, rule)
             if j < 0:
                 j, reason = found[i]
             if j < 0:
@@ -191,6 +195,8 @@ def greedy(
                     kept_copy.setdefault(group[i], i)
                 continue
             res.status[i] = DROPPED
+            if i in group:
+                dropped_at.setdefault(group[i], j)
             res.dup_of[i] = res.link[i] = res.cluster[i] = j
             res.link_reason[i] = reason
             res.edges.append((i, j))
@@ -228,6 +234,27 @@ def _kept_copy(
     scorer.score([(i, j)])
     s = scorer.memo_get(i, j)
     return (j, rule.decide(s)) if s.exact else (-1, None)
+
+
+def _copy_dropped_at(
+    i: int, group: dict[int, int], dropped_at: dict[int, int], scorer: Scorer, rule: DuplicateRule
+) -> tuple[int, str | None]:
+    """The kept image an earlier exact copy of ``i`` was dropped at, when ``i`` is a
+    duplicate of it too, and the rule's reason; else (-1, None).
+
+    Same pixels score the same against it, so a copy joins its group's cluster instead
+    of the nearest image kept since (which would split exact copies over two clusters,
+    and ``split --groups`` could then put them in two splits). The kept set is the same
+    either way: the copy is a duplicate of a kept image.
+    """
+    g = group.get(i)
+    j = dropped_at.get(g, -1) if g is not None else -1
+    if j < 0:
+        return -1, None
+    scorer.score([(i, j)])
+    _settle(scorer, rule, [(i, [j])])
+    reason = rule.decide(scorer.memo_get(i, j))
+    return (j, reason) if reason is not None else (-1, None)
 
 
 def _score_before(

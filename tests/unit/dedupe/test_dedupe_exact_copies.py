@@ -120,3 +120,29 @@ def test_cli_output_has_no_exact_copies_left(
     assert len(dropped) == sum(len(g) - 1 for g in GROUPS), dropped
     assert set(dropped.values()) <= {"exact-file", "exact-pixels"}
     assert second["dropped"] == []
+
+
+def test_greedy_puts_exact_copies_in_one_cluster(tmp_path: Path) -> None:
+    """QA: a byte copy of a dropped image went to the nearest image kept since, so exact
+    copies sat in two clusters (and ``split --groups`` could put them in two splits).
+
+    ``b`` (first dropped, at ``a``) and its copy ``c`` are both duplicates of ``a`` and of
+    ``d`` (kept after ``b``, not a duplicate of ``a``); ``d`` is nearer to them."""
+    rng = np.random.default_rng(3)  # scenes whose SSIMs are as below
+    scene, other = make_scene(rng, 240, 320), make_scene(rng, 240, 320)
+    a, d = scene.copy(), scene.copy()
+    a[:, :130] = other[:, :130]  # SSIM with b 0.87 at 128 px
+    d[:, -30:] = other[:, -30:]  # 0.95 with b, 0.82 with a
+    folder = tmp_path / "data"
+    for name, arr in (("a", a), ("b", scene), ("d", d)):
+        save(arr, folder / f"{name}.png")
+    shutil.copyfile(folder / "b.png", folder / "c.png")
+    ds = dataset([item(folder / f"{k}.png") for k in "abdc"])
+    plan = find_duplicates(ds, DedupeOptions(keep="first"))
+    res = plan.resolution
+    stem = [img.path.stem for img in plan.images]
+    assert {stem[i] for i in plan.kept_new()} == {"a", "d"}
+    cluster = {stem[i]: stem[int(res.cluster[i])] for i in plan.dropped()}
+    assert cluster == {"b": "a", "c": "a"}
+    c = stem.index("c")
+    assert res.link_reason[c] == "ssim"
