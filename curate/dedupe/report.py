@@ -37,10 +37,11 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
     }
 
 A ``leaks`` report also has ``exact_leaks``: each group of exact copies that spans splits
-(``{"kind": "file" | "pixels", "splits": [...], "images": [{"file_name", "split"}]}``),
+(``{"kind": "file" | "pixels", "splits": [...], "images": [{"file_name", "path", "split"}]}``),
 counted in ``counts.exact_leak_groups`` / ``exact_leak_images``.
 
-Only clusters of two or more images are listed; an image in no cluster is unique. The CSV
+Paths are absolute. Only clusters of two or more images are listed; an image in no cluster
+is unique. The CSV
 has one row per member: ``cluster, role, file_name, path, split, reason, duplicate_of,
 linked_to, score, annotations, label_conflict, kept_reason``.
 """
@@ -49,6 +50,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -253,6 +255,11 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
     return report
 
 
+def _abs_path(plan: DedupePlan, m: int) -> str:
+    """Image ``m``'s file as an absolute path (the report may be read from another folder)."""
+    return os.path.abspath(plan.images[m].path)
+
+
 def _member(plan: DedupePlan, m: int, head: int) -> dict[str, Any]:
     res = plan.resolution
     img = plan.images[m]
@@ -261,7 +268,7 @@ def _member(plan: DedupePlan, m: int, head: int) -> dict[str, Any]:
     role = "reference" if ref else ("kept" if res.status[m] == KEPT else "dropped")
     entry: dict[str, Any] = {
         "file_name": img.file_name,
-        "path": str(img.path),
+        "path": _abs_path(plan, m),
         "split": _split(plan, m),
         "reference": ref,
         "role": role,
@@ -402,7 +409,14 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
             {
                 "kind": "file" if len(hashes) == 1 else "pixels",
                 "splits": splits,
-                "images": [{"file_name": plan.label(m), "split": _split(plan, m)} for m in members],
+                "images": [
+                    {
+                        "file_name": plan.label(m),
+                        "path": _abs_path(plan, m),
+                        "split": _split(plan, m),
+                    }
+                    for m in members
+                ],
             }
         )
     return out

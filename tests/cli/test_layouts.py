@@ -97,11 +97,14 @@ def test_yolo_without_yaml_reads_split_folders(tmp_path: Path) -> None:
     ]
 
 
-def test_leaks_finds_every_exact_copy_in_a_yaml_less_export(tmp_path: Path, run) -> None:
+def test_leaks_finds_every_exact_copy_in_a_yaml_less_export(
+    tmp_path: Path, run, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = tmp_path / "D-Fire"
     _dfire(root)
     report = tmp_path / "leaks.json"
-    r = run("leaks", str(root), "--json", str(report))
+    monkeypatch.chdir(tmp_path)  # a relative data path: the report still names absolute paths
+    r = run("leaks", "D-Fire", "--json", str(report))
     text = " ".join(r.output.split())
     assert "2 group(s) of exact copies" in text
     rep = json.loads(report.read_text())
@@ -109,6 +112,9 @@ def test_leaks_finds_every_exact_copy_in_a_yaml_less_export(tmp_path: Path, run)
     assert groups == [["copy1.jpg", "img1.jpg"], ["copy2.jpg", "img2.jpg"]]
     assert all(g["kind"] == "file" for g in rep["exact_leaks"])
     assert rep["counts"]["exact_leak_images"] == 4
+    paths = [Path(m["path"]) for g in rep["exact_leaks"] for m in g["images"]]
+    paths += [Path(m["path"]) for c in rep["clusters"] for m in c["members"]]
+    assert all(p.is_absolute() and p.is_file() and root in p.parents for p in paths), paths
 
 
 # -- image trees without labels -------------------------------------------------------------------
