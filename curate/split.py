@@ -3,11 +3,17 @@
 Images are first joined into units that must stay together: their ``group`` (a video
 clip, a Roboflow clip, the parent of tiles) and any extra grouping such as the
 clusters of a dedupe report. Units are then assigned to minimise how far each split's
-share of images, of boxes of every class, of small boxes (COCO small: area < 32²) and of
-negatives lies from the ratios: largest first, each to the split furthest below its
-target, then improved by moving single units and swapping pairs between splits. Image
-shares count most, so the ratios hold as closely as the unit sizes allow; when they
-cannot, :func:`ratio_warning` names the unit that prevents it.
+share of images, of boxes of every class, of small boxes (COCO small: area < 32²), of
+negatives and of the images of every class folder lies from the ratios: largest first,
+each to the split furthest below its target, then improved by moving single units and
+swapping pairs between splits. Image shares count most, so the ratios hold as closely as
+the unit sizes allow; when they cannot, :func:`ratio_warning` names the unit that
+prevents it.
+
+A class folder is the ``folder`` attribute of an image without annotations (an image
+tree read by the ``images`` layout: ``Train/NoFire/a.jpg`` is in folder ``NoFire``): such
+images are stratified by folder as boxes are by class, so a small folder is not left in
+train alone.
 
 Images tagged ``unlabeled`` (clips with no annotations) are not training-ready: they
 are left out and reported.
@@ -131,14 +137,26 @@ def match_groups(images: list[ImageItem], extra_groups: Mapping[str, str]) -> Gr
     )
 
 
-def _features(unit: list[ImageItem], cat_index: dict[int, int]) -> np.ndarray:
-    """[images, negatives, small boxes, boxes of class 0..K-1] of a unit."""
+def _folder(img: ImageItem) -> str | None:
+    """The class folder of an image without annotations (its ``folder`` attribute), if any."""
+    folder = img.attributes.get("folder")
+    return str(folder) if folder and not img.annotations else None
+
+
+def _features(
+    unit: list[ImageItem], cat_index: dict[int, int], folder_index: dict[str, int]
+) -> np.ndarray:
+    """[images, negatives, small boxes, boxes of class 0..K-1, images of folder 0..D-1]
+    of a unit (folders: see :func:`_folder`)."""
     k = len(cat_index)
-    f = np.zeros(3 + k)
+    f = np.zeros(3 + k + len(folder_index))
     for img in unit:
         f[0] += 1
         if not img.annotations:
             f[1] += 1
+            folder = _folder(img)
+            if folder is not None:
+                f[3 + k + folder_index[folder]] += 1
         for a in img.annotations:
             if a.box_area < SMALL_AREA:
                 f[2] += 1
@@ -157,7 +175,8 @@ def _weights(totals: NDArray[np.float64], r: NDArray[np.float64]) -> NDArray[np.
 
     A feature weighs its count relative to the images' (at most 1), shrunk further when it
     has too few items to put one in every split (below ``1 / min(r)``): a class with three
-    boxes cannot pull whole clips around. Images weigh twice all other features together.
+    boxes (or a folder with three images) cannot pull whole clips around. Images weigh
+    twice all other features together.
     """
     w = np.minimum(totals, totals[0]) / totals[0] * totals / (totals + 1.0 / r.min())
     w[0] = max(1.0, 2.0 * float(w[1:].sum()))
@@ -391,10 +410,12 @@ def split_dataset(
         )
         raise UsageError(f"nothing to split: the dataset has no labelled images{hint}")
     cat_index = {c.id: i for i, c in enumerate(sorted(ds.categories, key=lambda c: c.id))}
+    folders = sorted({f for img in usable if (f := _folder(img)) is not None})
+    folder_index = {f: i for i, f in enumerate(folders)}
     found = units(usable, extra_groups)
     # The seed orders the units, which breaks every tie between equal units.
     groups = [found[i] for i in rng.permutation(len(found))]
-    feats = np.stack([_features(u, cat_index) for u in groups])
+    feats = np.stack([_features(u, cat_index, folder_index) for u in groups])
     assignment = _assign(feats, np.asarray(ratios, dtype=np.float64))
     for gi, unit in enumerate(groups):
         for img in unit:
@@ -409,7 +430,7 @@ def split_dataset(
     return SplitResult(
         out,
         dropped,
-        summarize(out),
+        summarize(out, extra_groups),
         len(groups),
         ratios={
             "requested": {s: round(float(v), 4) for s, v in zip(SPLITS, ratios, strict=True)},
@@ -420,8 +441,14 @@ def split_dataset(
     )
 
 
-def summarize(ds: Dataset) -> list[dict[str, Any]]:
-    """Per-split rows: images, their share of all images, groups, negatives, boxes, small boxes, boxes per class."""
+def summarize(ds: Dataset, extra_groups: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+    """Per-split rows: images, their share of all images, groups, negatives, boxes, small
+    boxes, boxes per class.
+
+    ``groups`` counts the units the split kept together (see :func:`units`: a clip, the
+    tiles of one image, a cluster of ``extra_groups``, or an image in none of them); over
+    all rows they add up to :attr:`SplitResult.units`.
+    """
     names = ds.category_names()
     rows: list[dict[str, Any]] = []
     total = max(1, len(ds.images))
@@ -435,7 +462,7 @@ def summarize(ds: Dataset) -> list[dict[str, Any]]:
                 "split": split,
                 "images": len(imgs),
                 "share": round(len(imgs) / total, 4),
-                "groups": len(images_by_group(imgs)),
+                "groups": len(units(imgs, extra_groups)),
                 "negatives": sum(1 for im in imgs if not im.annotations),
                 "boxes": len(boxes),
                 "small": sum(1 for a in boxes if a.box_area < SMALL_AREA),
