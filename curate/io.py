@@ -3,11 +3,13 @@
 Layouts are the on-disk formats (``coco``, ``yolo``, ``voc``) and the raw source
 layouts (``bowfire``, ``video``, ``kaggle``). Without a ``LAYOUT:`` prefix the layout
 is detected; when two layouts claim a path equally, the error lists them and asks for
-a prefix.
+a prefix. A mistyped prefix (``vidoe:clips``) is an error naming the known layouts.
 """
 
 from __future__ import annotations
 
+import difflib
+import re
 from pathlib import Path
 
 from curate.core.dataset import Dataset
@@ -18,6 +20,7 @@ from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, Write
 from curate.sources import SOURCES
 
 STRONG = 60  # a detect() score at or above this is a confident claim
+_LAYOUT_LIKE = re.compile(r"[A-Za-z0-9_-]{2,}")
 
 
 def readers() -> dict[str, Reader]:
@@ -26,11 +29,23 @@ def readers() -> dict[str, Reader]:
 
 
 def parse_spec(spec: str) -> tuple[str | None, Path]:
-    """Split ``LAYOUT:PATH`` (a known layout name before the first colon) from ``PATH``."""
+    """Split ``LAYOUT:PATH`` (a known layout name before the first colon) from ``PATH``.
+
+    Text before the first colon that looks like a layout name (two or more letters, digits,
+    ``-`` or ``_``; one letter is a Windows drive) but names none is a mistyped layout, an
+    error, unless the whole spec is an existing path (``clip:1.mp4``).
+    """
     head, sep, tail = spec.partition(":")
-    if sep and head.lower() in readers():
+    layouts = readers()
+    if sep and head.lower() in layouts:
         return head.lower(), Path(tail).expanduser()
-    return None, Path(spec).expanduser()
+    path = Path(spec).expanduser()
+    if sep and _LAYOUT_LIKE.fullmatch(head) and not path.exists():
+        known = [*FORMATS, *SOURCES]
+        close = difflib.get_close_matches(head.lower(), known, n=1)
+        maybe = f"; did you mean '{close[0]}:{tail}'?" if close else ""
+        raise UsageError(f"unknown layout '{head}' in '{spec}'; known: {', '.join(known)}{maybe}")
+    return None, path
 
 
 def detect_layout(path: Path) -> str:

@@ -1,11 +1,13 @@
-"""Placing image files into an output: hard link, symbolic link or copy."""
+"""Files of a dataset: split folders, frame names, the image files a reader left unread,
+and placing image files into an output (hard link, symbolic link or copy)."""
 
 from __future__ import annotations
 
 import os
 import re
 import shutil
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import SPLITS, ImageItem, split_name
@@ -32,6 +34,96 @@ def split_dirs(path: Path) -> dict[Path, str]:
     found = [(split_name(c.name), c) for c in path.iterdir() if c.is_dir()]
     ordered = sorted((SPLITS.index(s), c.name, c, s) for s, c in found if s is not None)
     return {c: s for _, _, c, s in ordered}
+
+
+#: Image types sodkit does not read (HEIC, AVIF and JPEG XL need Pillow plugins, a GIF may be
+#: animated, SVG is vector, PSD layered, DNG raw; ``.jfif`` is JPEG under a name that
+#: ``imageio.IMAGE_EXTENSIONS`` does not list). Such files in a dataset are left out with a
+#: note (:func:`unread_types_note`), never silently; other files (``.txt``, ``.csv``,
+#: ``.DS_Store``) are not images and not mentioned.
+UNREAD_IMAGE_EXTENSIONS = frozenset(
+    {".avif", ".dng", ".gif", ".heic", ".heif", ".jfif", ".jp2", ".jxl", ".psd", ".svg"}
+)
+_NAMED = 3  # folders named in a note; the rest are counted
+
+
+def is_unread_image(path: Path) -> bool:
+    """Whether ``path`` has the extension of an image type sodkit does not read."""
+    return path.suffix.lower() in UNREAD_IMAGE_EXTENSIONS
+
+
+def walk_files(root: Path) -> Iterable[Path]:
+    """Every file under ``root``, hidden files and folders left out, in a stable order."""
+    for folder, dirs, files in os.walk(root):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if not name.startswith("."):
+                yield Path(folder, name)
+
+
+def unread_types_note(files: Sequence[Path], root: Path) -> str | None:
+    """The reader note for image files of a type sodkit does not read (None: there are none).
+
+    ``e.g.`` names the first file, relative to ``root`` (the dataset's folder).
+    """
+    if not files:
+        return None
+    counts = Counter(f.suffix.lower() for f in files)
+    kinds = ", ".join(
+        f"{ext}: {n}" for ext, n in sorted(counts.items(), key=lambda c: (-c[1], c[0]))
+    )
+    return (
+        f"{len(files)} image file(s) of a type sodkit does not read were left out ({kinds}), "
+        f"e.g. {shown_path(min(files), root)}; convert them to JPEG or PNG to read them"
+    )
+
+
+def unread_folders_note(
+    unread: Sequence[Path], read: Iterable[Path], root: Path, hint: str
+) -> str | None:
+    """The reader note for images under ``root`` (the dataset's folder) that no split holds.
+
+    ``unread`` are those images, ``read`` the images the splits hold. Each unread image is
+    counted under the highest folder on its path that holds no read image (``extra/``,
+    ``train/more_images/``), or under its own folder when every folder on its path holds
+    some; a few folders are named, the rest counted. ``hint`` says which folders are read
+    and how to have the others read. None when there are none.
+    """
+    if not unread:
+        return None
+    held: set[tuple[str, ...]] = {()}
+    for parent in {p.parent for p in read}:
+        parts = _parts(parent, root)
+        if parts is not None:
+            held.update(parts[:i] for i in range(1, len(parts) + 1))
+    by_folder: Counter[tuple[str, ...]] = Counter()
+    for p in unread:
+        parts = _parts(p.parent, root) or ()
+        top = next((parts[:i] for i in range(1, len(parts) + 1) if parts[:i] not in held), parts)
+        by_folder[top] += 1
+    ranked = sorted(by_folder.items(), key=lambda c: (-c[1], c[0]))
+    named = ", ".join(f"{'/'.join(k) or '.'}/ ({n})" for k, n in ranked[:_NAMED])
+    if len(ranked) > _NAMED:
+        named += f" and {len(ranked) - _NAMED} more folder(s)"
+    return (
+        f"{len(unread)} image(s) in {len(ranked)} folder(s) that no split holds were not read: "
+        f"{named}; {hint}"
+    )
+
+
+def _parts(path: Path, root: Path) -> tuple[str, ...] | None:
+    try:
+        return path.relative_to(root).parts
+    except ValueError:
+        return None
+
+
+def shown_path(path: Path, root: Path) -> str:
+    """``path`` relative to ``root`` (POSIX form) when inside it, else as given (for notes)."""
+    parts = _parts(path, root)
+    if parts is None:
+        return str(path)
+    return "/".join(parts) or "."
 
 
 def place_file(src: Path, dst: Path, mode: str) -> str:

@@ -26,12 +26,18 @@ Labels have no place here: a dataset with annotations is refused.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import Dataset, ImageItem, split_name
 from curate.core.errors import ItemError, UsageError
-from curate.core.files import clip_of, place_file, safe_token
+from curate.core.files import (
+    clip_of,
+    is_unread_image,
+    place_file,
+    safe_token,
+    unread_types_note,
+    walk_files,
+)
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.core.output import is_own_file
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
@@ -40,17 +46,15 @@ _LABEL_SUFFIXES = (".xml", ".json", ".yaml", ".yml")
 _VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg")
 
 
-def _walk(path: Path) -> tuple[list[Path], bool]:
-    """Images under ``path`` (sorted) and whether anything there looks like labels or video."""
+def _walk(path: Path) -> tuple[list[Path], list[Path], bool]:
+    """Images under ``path`` (sorted), image files of a type sodkit does not read, and
+    whether anything there looks like labels or video."""
     images: list[Path] = []
     other: list[Path] = []
-    for root, dirs, files in os.walk(path):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        for name in files:
-            p = Path(root, name)
-            if name.startswith(".") or is_own_file(p):  # an output read back is still a tree
-                continue
-            (images if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
+    for p in walk_files(path):
+        if is_own_file(p):  # an output read back is still a tree
+            continue
+        (images if p.suffix.lower() in IMAGE_EXTENSIONS else other).append(p)
     images.sort()
     stems = {p.with_suffix("") for p in images}
     labelled = any(
@@ -59,7 +63,7 @@ def _walk(path: Path) -> tuple[list[Path], bool]:
         or p.parent.name.lower() in ("labels", "annotations")
         for p in other
     )
-    return images, labelled
+    return images, [p for p in other if is_unread_image(p)], labelled
 
 
 def _placement(rel: PurePosixPath) -> tuple[str | None, str]:
@@ -85,16 +89,18 @@ class ImagesFormat:
     def detect(self, path: Path) -> int:
         if not path.is_dir():
             return 0
-        images, labelled = _walk(path)
+        images, _, labelled = _walk(path)
         return 20 if images and not labelled else 0
 
     def read(self, path: Path, options: ReadOptions) -> Dataset:
         if not path.is_dir():
             raise UsageError(f"'{path}' is not a folder of images")
-        files, _ = _walk(path)
+        files, unread, _ = _walk(path)
+        unread_note = unread_types_note(unread, path)
         if not files:
             raise UsageError(
                 f"'{path}' holds no images ({', '.join(IMAGE_EXTENSIONS)}, in any sub-folder)"
+                + (f"; {unread_note}" if unread_note else "")
             )
         tag = options.source.unlabeled != "negative"
         ds = Dataset(info={"changed": [], "dropped": []})
@@ -135,7 +141,7 @@ class ImagesFormat:
         note = f"{len(ds.images)} image(s) without labels, {what}"
         if splits:
             note += f"; split folders kept as original_split ({', '.join(sorted(splits))})"
-        ds.info["notes"] = [note]
+        ds.info["notes"] = [note, *([unread_note] if unread_note else [])]
         return ds
 
     def write(self, dataset: Dataset, out: Path, options: WriteOptions) -> WriteResult:

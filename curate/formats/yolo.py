@@ -38,7 +38,16 @@ from curate.core.errors import (
     MissingFileError,
     UsageError,
 )
-from curate.core.files import place_file, split_dirs, write_new_text
+from curate.core.files import (
+    is_unread_image,
+    place_file,
+    shown_path,
+    split_dirs,
+    unread_folders_note,
+    unread_types_note,
+    walk_files,
+    write_new_text,
+)
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
@@ -141,6 +150,12 @@ def _list_images(folder: Path) -> list[Path]:
     )
 
 
+def _base(yaml_file: Path, data: dict[str, Any]) -> Path:
+    """The folder split entries are relative to: the YAML's ``path``, else the YAML's folder."""
+    base = Path(data["path"]) if data.get("path") else yaml_file.parent
+    return base if base.is_absolute() else yaml_file.parent / base
+
+
 def _split_sources(
     path: Path, yaml_file: Path | None, data: dict[str, Any]
 ) -> list[tuple[str | None, list[Path], Path]]:
@@ -161,9 +176,7 @@ def _split_sources(
             return [(split, _list_images(d), d) for split, d in parts]
         return [(None, _list_images(path), path)]
     yaml_dir = yaml_file.parent
-    base = Path(data["path"]) if data.get("path") else yaml_dir
-    if not base.is_absolute():
-        base = yaml_dir / base
+    base = _base(yaml_file, data)
     seen: set[Path] = set()
     for key, value in data.items():
         split = split_name(str(key))
@@ -332,6 +345,9 @@ class YoloFormat:
             ds.info.setdefault("notes", []).append(
                 f"{no_label} image(s) have no label file: read as negatives (Ultralytics' rule)"
             )
+        unread = _unread_notes(path, yaml_file, data, sources)
+        if unread:
+            ds.info.setdefault("notes", []).extend(unread)
         return ds
 
     def _read_item(
@@ -553,6 +569,52 @@ def _names_from_labels(
             "in the label files; add a data.yaml with 'names' (or a classes.txt) to name them"
         )
     return names
+
+
+def _unread_notes(
+    path: Path,
+    yaml_file: Path | None,
+    data: dict[str, Any],
+    sources: list[tuple[str | None, list[Path], Path]],
+) -> list[str]:
+    """Notes on image files no split reads: types sodkit does not read, and images in
+    folders outside the splits (``extra/``, ``train/more_images/``).
+
+    The dataset's folder is searched: PATH without a YAML; with one, the YAML's ``path``
+    or else its folder, whichever holds every split (``path`` often only existed on the
+    author's machine). When neither does, only the split folders are, for unread types.
+    """
+    roots = [r for _, _, r in sources]
+    if yaml_file is None:
+        cands = [path]
+        hint = (
+            "without a data.yaml, the images folders of split folders are read "
+            f"({', '.join(shown_path(r, path) for r in roots)}): move the images into one "
+            "to read them"
+        )
+    else:
+        cands = [_base(yaml_file, data).resolve(), yaml_file.parent.resolve()]
+        keys = [str(k) for k, v in data.items() if split_name(str(k)) and v not in (None, "")]
+        hint = (
+            f"{yaml_file.name} names the splits read ({', '.join(keys)}): "
+            "add a folder to one of them to read it"
+            if keys
+            else f"{yaml_file.name} names no split (train, val, test): add them to read them"
+        )
+    root = next((c for c in cands if c.is_dir() and all(r.is_relative_to(c) for r in roots)), None)
+    read = {p for _, files, _ in sources for p in files}
+    if root is not None:
+        walked = list(walk_files(root))
+        extra = [f for f in walked if f.suffix.lower() in IMAGE_EXTENSIONS and f not in read]
+    else:
+        root = cands[0]
+        walked = sorted({f for r in set(roots) for f in walk_files(r)})
+        extra = []
+    notes = [
+        unread_types_note([f for f in walked if is_unread_image(f)], root),
+        unread_folders_note(extra, read, root, hint),
+    ]
+    return [n for n in notes if n]
 
 
 def _load_sidecar(root: Path) -> dict[str, Any] | None:

@@ -16,7 +16,18 @@ from pathlib import Path
 
 from curate.core.dataset import Dataset
 from curate.core.errors import UsageError
-from curate.core.files import clip_of, make_unique_names, safe_token, split_dirs
+from curate.core.files import (
+    clip_of,
+    is_unread_image,
+    make_unique_names,
+    safe_token,
+    shown_path,
+    split_dirs,
+    unread_folders_note,
+    unread_types_note,
+    walk_files,
+)
+from curate.core.imageio import is_image_file
 from curate.formats.base import ReadOptions
 from curate.formats.voc import VocFormat
 from curate.formats.yolo import YoloFormat, find_yaml
@@ -60,6 +71,9 @@ class KaggleSource:
         elif dirs and any(any(d.glob("*.xml")) for d in dirs):
             ds = self._read_voc(dirs, options)
             ds.info["export_form"] = "voc"
+            unread = _unread_notes(path, dirs, ds)
+            if unread:
+                ds.info.setdefault("notes", []).extend(unread)
         elif yolo.detect(path) >= 60:
             ds = yolo.read(path, options)
             ds.info["export_form"] = "yolo"
@@ -110,3 +124,22 @@ class KaggleSource:
                 out.images.append(img)
             out.info["changed"] += part.info.get("changed", [])
         return out
+
+
+def _unread_notes(path: Path, dirs: dict[Path, str], ds: Dataset) -> list[str]:
+    """Notes on image files a VOC export leaves out: types sodkit does not read, and images
+    in folders outside the split folders (``extra/``)."""
+    read = {img.path for img in ds.images}
+    walked = [f for f in walk_files(path) if f not in read]
+    extra = [f for f in walked if is_image_file(f) and not any(f.is_relative_to(d) for d in dirs)]
+    splits = ", ".join(shown_path(d, path) for d in dirs)
+    notes = [
+        unread_types_note([f for f in walked if is_unread_image(f)], path),
+        unread_folders_note(
+            extra,
+            read,
+            path,
+            f"the split folders are read ({splits}): move the images into one to read them",
+        ),
+    ]
+    return [n for n in notes if n]
