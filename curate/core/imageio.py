@@ -337,6 +337,66 @@ def read_reduced(
     return rgb
 
 
+#: The JPEG standard's luminance quantization table (Annex K), which libjpeg scales by quality.
+_STD_LUMA = np.array(
+    [16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+     14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+     18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+     49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99],
+    np.int64,
+)  # fmt: skip
+
+
+def _luma_table_sums() -> NDArray[np.int64]:
+    """Sum of libjpeg's luminance table at each quality 1..100 (decreasing)."""
+    q = np.arange(1, 101)
+    scale = np.where(q < 50, 5000 // q, 200 - 2 * q)
+    tables = np.clip((_STD_LUMA[None, :] * scale[:, None] + 50) // 100, 1, 255)
+    return tables.sum(axis=1)
+
+
+_LUMA_SUMS = _luma_table_sums()
+
+
+def jpeg_quality(data: bytes) -> int | None:
+    """Estimated quality (1-100, libjpeg's scale) of JPEG bytes, from the coarseness of
+    their luminance quantization table; None when ``data`` is not a JPEG or has no table.
+
+    The estimate is the libjpeg quality whose scaled standard table has the nearest sum,
+    so an encoder with its own tables (cameras) gets the quality of equal coarseness.
+    Only the header is read (the markers before the scan).
+    """
+    if data[:2] != b"\xff\xd8":
+        return None
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte
+            pos += 1
+            continue
+        if marker == 0xDA:  # start of scan: no table before it
+            return None
+        length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+        seg = data[pos + 4 : pos + 2 + length]
+        if marker == 0xDB:
+            k = 0
+            while k < len(seg):
+                precision, table_id = seg[k] >> 4, seg[k] & 15
+                size = 128 if precision else 64
+                body = seg[k + 1 : k + 1 + size]
+                if len(body) < size:
+                    return None
+                if table_id == 0:
+                    dtype = ">u2" if precision else "u1"
+                    total = int(np.frombuffer(body, dtype).astype(np.int64).sum())
+                    return int(np.argmin(np.abs(_LUMA_SUMS - total))) + 1
+                k += 1 + size
+        pos += 2 + length
+    return None
+
+
 def write_image(path: str | Path, image: NDArray[np.uint8], *, quality: int = 95) -> None:
     """Encode ``(H, W, 3)`` RGB (or ``(H, W)`` gray) uint8 to ``path`` by its extension."""
     p = Path(path)

@@ -210,6 +210,14 @@ class _Prepared:
     spaces: list[Space] = field(default_factory=list)
 
 
+def _quality_step(quality: int) -> int:
+    """Estimated JPEG quality in steps of 10, 90 and above alike (other formats count as
+    100): a quality-50 re-encode ranks below its quality-75 original, while copies that
+    differ only in how well they were kept (a PNG of a quality-92 JPEG, q92 against q95)
+    stay in dataset order."""
+    return min(quality, 90) // 10
+
+
 def _priority(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],
@@ -218,22 +226,24 @@ def _priority(
     sharpness: Sequence[float | None] | None = None,
 ) -> list[int]:
     """Image indices, most deserving of being kept first: reference images, then by the
-    keep policy, then dataset order. ``sharpest`` ranks by ``sharpness`` (from
-    :func:`_sharpness`; an image without a value ranks last), then by pixels."""
+    keep policy, then the less compressed copy (:func:`_quality_step`), then dataset order. ``sharpest`` ranks by ``sharpness`` (from
+    :func:`_sharpness`; an image without a value ranks last), then by pixels. ``first`` is
+    dataset order alone."""
     keys: list[tuple[float, ...]] = []
     for k, (img, sig, ref) in enumerate(zip(images, sigs, is_ref, strict=True)):
         w, h = (sig.width, sig.height) if sig is not None else (img.width, img.height)
         pixels = float(w * h)
         n_ann = float(len(img.annotations))
+        quality = float(_quality_step(sig.quality)) if sig is not None else 0.0
         value = sharpness[k] if sharpness is not None else None
         sharp = value if value is not None else -np.inf
         first = 0.0 if ref else 1.0
         if keep == "most-annotations":
-            keys.append((first, -n_ann, -pixels))
+            keys.append((first, -n_ann, -pixels, -quality))
         elif keep == "largest":
-            keys.append((first, -pixels, -n_ann))
+            keys.append((first, -pixels, -n_ann, -quality))
         elif keep == "sharpest":
-            keys.append((first, -sharp, -pixels))
+            keys.append((first, -sharp, -pixels, -quality))
         else:
             keys.append((first,))
     return C.priority_order(keys)

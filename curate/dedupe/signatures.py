@@ -12,7 +12,9 @@ A :class:`Signature` holds what every later step needs, so no step decodes an im
 - ``hist``: ``(256,)`` float32 HSV colour histogram (see :mod:`curate.dedupe.hist`);
 - ``feature``: ``(2 * side**2,)`` float16 structure feature for the candidate index
   (see :func:`curate.dedupe.index.structure_feature`);
-- ``jpeg``: whether the file is a JPEG (its reduced decode takes another path).
+- ``jpeg``: whether the file is a JPEG (its reduced decode takes another path);
+- ``quality``: the JPEG quality estimated from the quantization table (100 for other
+  formats), which breaks keep-policy ties in favour of the less compressed copy.
 
 Sharpness (``--keep sharpest``) is not part of a signature: the thumbnail is too small to
 show it (a downscaled copy scores as high as its original there, and a blur of a few
@@ -46,20 +48,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.errors import CorruptImageError, ImageTooLargeError, ItemError, MissingFileError
-from curate.core.imageio import DEFAULT_MAX_PIXELS, read_image, read_reduced
+from curate.core.imageio import DEFAULT_MAX_PIXELS, jpeg_quality, read_image, read_reduced
 from curate.core.parallel import Executor, SerialExecutor
 from curate.core.progress import NullProgress, Progress
 from curate.dedupe.hist import NUM_BINS, hsv_histogram
 from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
-SIGNATURE_VERSION = 3
+SIGNATURE_VERSION = 4
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
 SHARPNESS_TAG = f"sharpness-v1-s{SHARPNESS_SIDE}"
-_HEADER = struct.Struct("<4sHIIHHI")
+_HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")
 
@@ -89,6 +91,9 @@ class Signature:
     hist: NDArray[np.float32]
     feature: NDArray[np.float16]
     jpeg: bool
+    #: Estimated JPEG quality 1-100 (:func:`curate.core.imageio.jpeg_quality`); 100 for
+    #: other formats and JPEGs without a readable table.
+    quality: int = 100
 
     def to_bytes(self) -> bytes:
         th, tw = self.thumb.shape
@@ -100,6 +105,7 @@ class Signature:
             th,
             tw,
             len(self.feature) | (int(self.jpeg) << 31),
+            self.quality,
         )
         return b"".join(
             (
@@ -115,7 +121,7 @@ class Signature:
         """Rebuild from :meth:`to_bytes`; raises ``ValueError`` for bytes it did not write."""
         if len(data) < _HEADER.size:
             raise ValueError("signature record too short")
-        magic, version, width, height, th, tw, nfeat = _HEADER.unpack_from(data)
+        magic, version, width, height, th, tw, nfeat, quality = _HEADER.unpack_from(data)
         if magic != _MAGIC or version != SIGNATURE_VERSION:
             raise ValueError("not a signature record of this version")
         jpeg = bool(nfeat >> 31)
@@ -129,7 +135,7 @@ class Signature:
         hist = np.frombuffer(data, "<f4", NUM_BINS, off).astype(np.float32)
         off += 4 * NUM_BINS
         feature = np.frombuffer(data, "<f2", nfeat, off).astype(np.float16)
-        return cls(content_hash, width, height, thumb, hist, feature, jpeg)
+        return cls(content_hash, width, height, thumb, hist, feature, jpeg, quality)
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -181,6 +187,7 @@ def compute_signature(
         hist=hsv_histogram(rgb),
         feature=structure_feature(gray, params.feature_side),
         jpeg=data[:2] == b"\xff\xd8",
+        quality=jpeg_quality(data) or 100,
     )
 
 
