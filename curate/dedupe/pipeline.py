@@ -211,11 +211,12 @@ class _Prepared:
 
 
 def _quality_step(quality: int) -> int:
-    """Estimated JPEG quality in steps of 10, 90 and above alike (other formats count as
-    100): a quality-50 re-encode ranks below its quality-75 original, while copies that
-    differ only in how well they were kept (a PNG of a quality-92 JPEG, q92 against q95)
-    stay in dataset order."""
-    return min(quality, 90) // 10
+    """How heavily a copy was compressed, from its estimated JPEG quality (other formats
+    count as 100): 0 below 40, 1 below 70, else 2. A quality-50 re-encode ranks below its
+    quality-75 original; copies at 70 and above (PIL's default is 75, OpenCV's 95) stay in
+    dataset order, since a finer rank would prefer an edited copy saved at 95 to its
+    original at 75."""
+    return 0 if quality < 40 else 1 if quality < 70 else 2
 
 
 def _priority(
