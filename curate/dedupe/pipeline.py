@@ -48,6 +48,7 @@ from curate.dedupe.signatures import (
     compute_sharpness,
     crops_key,
     extract_signatures,
+    quality_step,
 )
 from curate.dedupe.ssim import common_shape, resize_gray
 from curate.dedupe.verify import Scorer, VerifyItem, VerifySpec
@@ -210,15 +211,6 @@ class _Prepared:
     spaces: list[Space] = field(default_factory=list)
 
 
-def _quality_step(quality: int) -> int:
-    """How heavily a copy was compressed, from its estimated JPEG quality (other formats
-    count as 100): 0 below 40, 1 below 70, else 2. A quality-50 re-encode ranks below its
-    quality-75 original; copies at 70 and above (PIL's default is 75, OpenCV's 95) stay in
-    dataset order, since a finer rank would prefer an edited copy saved at 95 to its
-    original at 75."""
-    return 0 if quality < 40 else 1 if quality < 70 else 2
-
-
 def _priority(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],
@@ -227,15 +219,16 @@ def _priority(
     sharpness: Sequence[float | None] | None = None,
 ) -> list[int]:
     """Image indices, most deserving of being kept first: reference images, then by the
-    keep policy, then the less compressed copy (:func:`_quality_step`), then dataset order. ``sharpest`` ranks by ``sharpness`` (from
-    :func:`_sharpness`; an image without a value ranks last), then by pixels. ``first`` is
-    dataset order alone."""
+    keep policy, then the less compressed copy (:func:`quality_step`), then dataset order.
+    ``sharpest`` ranks heavily compressed copies below the others first (JPEG blocking
+    raises the Laplacian variance), then by ``sharpness`` (from :func:`_sharpness`; an
+    image without a value ranks last), then by pixels. ``first`` is dataset order alone."""
     keys: list[tuple[float, ...]] = []
     for k, (img, sig, ref) in enumerate(zip(images, sigs, is_ref, strict=True)):
         w, h = (sig.width, sig.height) if sig is not None else (img.width, img.height)
         pixels = float(w * h)
         n_ann = float(len(img.annotations))
-        quality = float(_quality_step(sig.quality)) if sig is not None else 0.0
+        quality = float(quality_step(sig.quality)) if sig is not None else 0.0
         value = sharpness[k] if sharpness is not None else None
         sharp = value if value is not None else -np.inf
         first = 0.0 if ref else 1.0
@@ -244,7 +237,7 @@ def _priority(
         elif keep == "largest":
             keys.append((first, -pixels, -n_ann, -quality))
         elif keep == "sharpest":
-            keys.append((first, -sharp, -pixels, -quality))
+            keys.append((first, -quality, -sharp, -pixels))
         else:
             keys.append((first,))
     return C.priority_order(keys)

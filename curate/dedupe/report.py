@@ -139,6 +139,8 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
         others_s = f"others up to {max(rest_s):.0f}" if rest_s else "others not measured"
         if rest_s and max(rest_s) == v:
             tie = "; tie broken by size, then JPEG quality, then dataset order"
+        if rest_s and max(rest_s) > v:
+            tie = "; sharper copies are compressed below JPEG quality 70, which ranks them below"
         return f"sharpest (Laplacian variance at {SHARPNESS_SIDE} px {v:.0f}; {others_s}){tie}"
     return "first in dataset order"
 

@@ -138,6 +138,15 @@ class Signature:
         return cls(content_hash, width, height, thumb, hist, feature, jpeg, quality)
 
 
+def quality_step(quality: int) -> int:
+    """How heavily a copy was compressed, from its estimated JPEG quality (other formats
+    count as 100): 0 below 40, 1 below 70, else 2. Keep policies break ties with it: a
+    quality-50 re-encode ranks below its quality-75 original, while copies at 70 and above
+    (PIL's default is 75, OpenCV's 95) stay in dataset order, since a finer rank would
+    prefer an edited copy saved at 95 to its original at 75."""
+    return 0 if quality < 40 else 1 if quality < 70 else 2
+
+
 def _read_bytes(path: Path) -> bytes:
     try:
         return path.read_bytes()

@@ -55,3 +55,19 @@ def test_a_tie_keeps_the_less_compressed_copy(
     (cluster,) = build_report(plan)["clusters"]
     assert "JPEG quality" in cluster["kept_reason"]
     assert [plan.signatures[i].quality for i in range(3)] == [50, 92, 75]
+
+
+def test_sharpest_ranks_heavy_compression_below(tmp_path: Path, rng: np.random.Generator) -> None:
+    """QA: ``--keep sharpest`` kept quality-50 JPEGs, whose blocking raises the Laplacian
+    variance; copies compressed below quality 70 now rank below the others."""
+    scene = cv2.GaussianBlur(make_scene(rng, 480, 640), (0, 0), 2.0)
+    names = {"a_q30": 30, "b_q60": 60, "c_q90": 90}
+    for name, q in names.items():
+        (tmp_path / f"{name}.jpg").write_bytes(_jpeg(scene, q))
+    ds = dataset([item(tmp_path / f"{n}.jpg") for n in names])
+    plan = find_duplicates(ds, DedupeOptions(keep="sharpest"))
+    sharp = plan.sharpness
+    assert sharp is not None and sharp[0] > sharp[2] and sharp[1] > sharp[2]  # the trap
+    assert [plan.images[i].path.stem for i in plan.kept_new()] == ["c_q90"]
+    (cluster,) = build_report(plan)["clusters"]
+    assert "compressed below JPEG quality 70" in cluster["kept_reason"]
