@@ -60,7 +60,7 @@ CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
-SHARPNESS_TAG = f"sharpness-v1-s{SHARPNESS_SIDE}"
+SHARPNESS_TAG = f"sharpness-v2-s{SHARPNESS_SIDE}"
 _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")

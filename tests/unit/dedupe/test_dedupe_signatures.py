@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from dedupe_helpers import make_scene, save
@@ -106,6 +107,25 @@ def test_reduced_decode_from_bytes_equals_decode_from_path(
         read_reduced(tmp_path / "x.jpg", 128, data=b"")
     with pytest.raises(CorruptImageError):
         read_reduced(tmp_path / "x.jpg", 128, data=p.read_bytes()[:100])
+
+
+def test_reduced_gray_decode_is_the_thumbnails_luma(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """Sharpness and object crops decode gray: a PNG's luma is the thumbnails' (to_gray);
+    a JPEG's is its Y channel, within a level or two of the luma of its decoded RGB."""
+    from curate.core.imageio import read_reduced
+    from curate.dedupe.ssim import to_gray
+
+    scene = make_scene(rng, 300, 400)
+    for name in ("a.jpg", "b.png", "c.jpg"):
+        p = save(
+            cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY) if name == "c.jpg" else scene, tmp_path / name
+        )
+        gray = read_reduced(p, 256, gray=True)
+        assert gray.dtype == np.uint8 and gray.shape == (192, 256)
+        diff = np.abs(gray.astype(int) - to_gray(read_reduced(p, 256)))
+        assert diff.max() <= (0 if name == "b.png" else 2), name
 
 
 @pytest.mark.parametrize(("h", "w"), [(480, 640), (375, 500), (1100, 1500), (130, 170)])
