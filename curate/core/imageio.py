@@ -339,7 +339,7 @@ def read_reduced(
         # As dedupe's thumbnails round it, and ten times faster than a float product.
         import cv2  # here: most readers of this module never need OpenCV
 
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        return np.asarray(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), dtype=np.uint8)
     return rgb
 
 
