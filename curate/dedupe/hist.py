@@ -32,6 +32,17 @@ def hsv_histogram(rgb: NDArray[np.uint8]) -> NDArray[np.float32]:
     return flat / total if total > 0 else flat
 
 
+#: Share of pixels with saturation of 64 or more (the upper three saturation bins) below
+#: which an image counts as gray: a gray copy has none; a colour photo, even of smoke, some.
+GRAY_COLOUR_SHARE = 1e-4
+
+
+def is_gray(hist: NDArray[np.float32]) -> bool:
+    """Whether a :func:`hsv_histogram` is that of a gray image (no saturated pixels)."""
+    colour = float(hist.reshape(BINS)[:, 1:, :].sum(dtype=np.float64))
+    return colour < GRAY_COLOUR_SHARE
+
+
 def intersection(a: NDArray[np.float32], b: NDArray[np.float32]) -> float:
     """Histogram intersection of two normalised histograms, in [0, 1]."""
     return float(np.minimum(a, b).sum(dtype=np.float64))

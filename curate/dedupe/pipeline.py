@@ -26,7 +26,7 @@ from curate.core.output import Manifest, atomic_output
 from curate.core.parallel import Executor
 from curate.core.progress import NullProgress, Progress
 from curate.dedupe import cluster as C
-from curate.dedupe.hist import NUM_BINS, index_features, index_radius
+from curate.dedupe.hist import NUM_BINS, index_features, index_radius, is_gray
 from curate.dedupe.index import (
     EXACT_LIMIT,
     FEATURE_DIM,
@@ -219,9 +219,11 @@ def _priority(
     sharpness: Sequence[float | None] | None = None,
 ) -> list[int]:
     """Image indices, most deserving of being kept first: reference images, then by the
-    keep policy, then the less compressed copy (:func:`quality_step`), then dataset order.
-    ``sharpest`` ranks heavily compressed copies below the others first (JPEG blocking
-    raises the Laplacian variance), then by ``sharpness`` (from :func:`_sharpness`; an
+    keep policy, then colour over gray (:func:`curate.dedupe.hist.is_gray`: a gray copy of a
+    colour photo has lost the main cue for fire), then the less compressed copy
+    (:func:`quality_step`), then dataset order. ``sharpest`` ranks heavily compressed copies
+    below the others first (JPEG blocking raises the Laplacian variance), then gray copies,
+    then by ``sharpness`` (from :func:`_sharpness`; an
     image without a value ranks last), then by pixels. ``first`` is dataset order alone."""
     keys: list[tuple[float, ...]] = []
     for k, (img, sig, ref) in enumerate(zip(images, sigs, is_ref, strict=True)):
@@ -229,15 +231,16 @@ def _priority(
         pixels = float(w * h)
         n_ann = float(len(img.annotations))
         quality = float(quality_step(sig.quality)) if sig is not None else 0.0
+        gray = 1.0 if sig is not None and is_gray(sig.hist) else 0.0
         value = sharpness[k] if sharpness is not None else None
         sharp = value if value is not None else -np.inf
         first = 0.0 if ref else 1.0
         if keep == "most-annotations":
-            keys.append((first, -n_ann, -pixels, -quality))
+            keys.append((first, -n_ann, -pixels, gray, -quality))
         elif keep == "largest":
-            keys.append((first, -pixels, -n_ann, -quality))
+            keys.append((first, -pixels, -n_ann, gray, -quality))
         elif keep == "sharpest":
-            keys.append((first, -quality, -sharp, -pixels))
+            keys.append((first, -quality, gray, -sharp, -pixels))
         else:
             keys.append((first,))
     return C.priority_order(keys)

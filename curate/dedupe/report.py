@@ -112,7 +112,9 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
         n = len(img.annotations)
         rest = [len(plan.images[m].annotations) for m in others]
         if rest and max(rest) == n:
-            tie = "; tie broken by size, then JPEG quality, then dataset order"
+            tie = (
+                "; tie broken by size, then colour over gray, then JPEG quality, then dataset order"
+            )
         span = (
             f"{min(rest)}-{max(rest)}"
             if rest and min(rest) != max(rest)
@@ -128,19 +130,22 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
             s = plan.signatures[m]
             rest.append((s.width * s.height) if s else plan.images[m].width * plan.images[m].height)
         if rest and max(rest) == w * h:
-            tie = "; tie broken by annotations, then JPEG quality, then dataset order"
+            tie = "; tie broken by annotations, then colour over gray, then JPEG quality, then dataset order"
         return f"largest ({w}x{h}){tie}"
     if policy == "sharpest":
         sharp = plan.sharpness or [None] * len(plan.images)
         v = sharp[head]
         rest_s = [x for m in others if (x := sharp[m]) is not None]
         if v is None:
-            return "sharpest (no image could be measured; kept by size, then JPEG quality, then dataset order)"
+            return (
+                "sharpest (no image could be measured; kept by JPEG quality, then colour over "
+                "gray, then size, then dataset order)"
+            )
         others_s = f"others up to {max(rest_s):.0f}" if rest_s else "others not measured"
         if rest_s and max(rest_s) == v:
-            tie = "; tie broken by size, then JPEG quality, then dataset order"
+            tie = "; tie broken by size, then dataset order"
         if rest_s and max(rest_s) > v:
-            tie = "; sharper copies are compressed below JPEG quality 70, which ranks them below"
+            tie = "; sharper copies are gray or compressed below JPEG quality 70, which ranks them below"
         return f"sharpest (Laplacian variance at {SHARPNESS_SIDE} px {v:.0f}; {others_s}){tie}"
     return "first in dataset order"
 

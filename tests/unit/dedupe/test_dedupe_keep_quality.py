@@ -71,3 +71,18 @@ def test_sharpest_ranks_heavy_compression_below(tmp_path: Path, rng: np.random.G
     assert [plan.images[i].path.stem for i in plan.kept_new()] == ["c_q90"]
     (cluster,) = build_report(plan)["clusters"]
     assert "compressed below JPEG quality 70" in cluster["kept_reason"]
+
+
+@pytest.mark.parametrize("keep", ["most-annotations", "largest", "sharpest"])
+def test_a_tie_keeps_colour_over_gray(tmp_path: Path, rng: np.random.Generator, keep: str) -> None:
+    """QA: a gray copy (first in dataset order) was kept and its colour original dropped."""
+    scene = make_scene(rng, 240, 320)
+    gray = cv2.cvtColor(cv2.cvtColor(scene, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+    (tmp_path / "a_gray.png").write_bytes(cv2.imencode(".png", gray)[1].tobytes())
+    (tmp_path / "b_colour.png").write_bytes(cv2.imencode(".png", scene[:, :, ::-1])[1].tobytes())
+    ds = dataset(
+        [item(tmp_path / n, [(20.0, 20.0, 90.0, 80.0)]) for n in ("a_gray.png", "b_colour.png")]
+    )
+    plan = find_duplicates(ds, DedupeOptions(keep=keep))
+    assert [plan.images[i].path.stem for i in plan.kept_new()] == ["b_colour"]
+    assert plan.dropped() and plan.images[plan.dropped()[0]].path.stem == "a_gray"
