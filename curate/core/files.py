@@ -111,6 +111,19 @@ def unread_folders_note(
     )
 
 
+def unread_notes(
+    walked: Sequence[Path], extra: Sequence[Path], read: Iterable[Path], root: Path, hint: str
+) -> list[str]:
+    """A reader's notes on what it left out of the files ``walked`` under ``root``: image
+    types sodkit does not read (:func:`unread_types_note`), and the images ``extra`` that no
+    split holds (:func:`unread_folders_note`, with ``read`` and ``hint``)."""
+    notes = [
+        unread_types_note([f for f in walked if is_unread_image(f)], root),
+        unread_folders_note(extra, read, root, hint),
+    ]
+    return [n for n in notes if n]
+
+
 def _parts(path: Path, root: Path) -> tuple[str, ...] | None:
     try:
         return path.relative_to(root).parts

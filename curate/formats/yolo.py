@@ -39,16 +39,14 @@ from curate.core.errors import (
     UsageError,
 )
 from curate.core.files import (
-    is_unread_image,
     place_file,
     shown_path,
     split_dirs,
-    unread_folders_note,
-    unread_types_note,
+    unread_notes,
     walk_files,
     write_new_text,
 )
-from curate.core.imageio import IMAGE_EXTENSIONS, probe
+from curate.core.imageio import IMAGE_EXTENSIONS, is_image_file, probe
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
@@ -605,16 +603,12 @@ def _unread_notes(
     read = {p for _, files, _ in sources for p in files}
     if root is not None:
         walked = list(walk_files(root))
-        extra = [f for f in walked if f.suffix.lower() in IMAGE_EXTENSIONS and f not in read]
+        extra = [f for f in walked if is_image_file(f) and f not in read]
     else:
         root = cands[0]
         walked = sorted({f for r in set(roots) for f in walk_files(r)})
         extra = []
-    notes = [
-        unread_types_note([f for f in walked if is_unread_image(f)], root),
-        unread_folders_note(extra, read, root, hint),
-    ]
-    return [n for n in notes if n]
+    return unread_notes(walked, extra, read, root, hint)
 
 
 def _load_sidecar(root: Path) -> dict[str, Any] | None:

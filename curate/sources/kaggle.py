@@ -18,13 +18,11 @@ from curate.core.dataset import Dataset
 from curate.core.errors import UsageError
 from curate.core.files import (
     clip_of,
-    is_unread_image,
     make_unique_names,
     safe_token,
     shown_path,
     split_dirs,
-    unread_folders_note,
-    unread_types_note,
+    unread_notes,
     walk_files,
 )
 from curate.core.imageio import is_image_file
@@ -133,13 +131,5 @@ def _unread_notes(path: Path, dirs: dict[Path, str], ds: Dataset) -> list[str]:
     walked = [f for f in walk_files(path) if f not in read]
     extra = [f for f in walked if is_image_file(f) and not any(f.is_relative_to(d) for d in dirs)]
     splits = ", ".join(shown_path(d, path) for d in dirs)
-    notes = [
-        unread_types_note([f for f in walked if is_unread_image(f)], path),
-        unread_folders_note(
-            extra,
-            read,
-            path,
-            f"the split folders are read ({splits}): move the images into one to read them",
-        ),
-    ]
-    return [n for n in notes if n]
+    hint = f"the split folders are read ({splits}): move the images into one to read them"
+    return unread_notes(walked, extra, read, path, hint)
