@@ -21,6 +21,7 @@ are left out and reported.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -101,7 +102,9 @@ def units(
 
 def _unit_cluster(img: ImageItem, extra_groups: Mapping[str, str]) -> str | None:
     """The cluster of ``extra_groups`` an image belongs to (by file name, original path or path)."""
-    for key in (img.file_name, str(img.attributes.get("original_path", "")), str(img.path)):
+    path = str(img.path)
+    keys = (img.file_name, str(img.attributes.get("original_path", "")), path)
+    for key in (*keys, os.path.abspath(path)):
         cid = extra_groups.get(key)
         if cid is not None:
             return cid
@@ -120,20 +123,29 @@ class GroupsMatch:
     """Clusters with at least one image in the dataset."""
     clusters_joining: int
     """Clusters with two or more images in the dataset: the only ones that constrain a split."""
+    matched_by_name_only: int = 0
+    """Matched images whose path the map does not hold (a copy of the data, or another
+    dataset that uses the same file names)."""
 
 
 def match_groups(images: list[ImageItem], extra_groups: Mapping[str, str]) -> GroupsMatch:
     """Count how many of ``extra_groups``' clusters and images the dataset holds."""
     present: dict[str, int] = {}
+    by_name = 0
     for img in images:
         cid = _unit_cluster(img, extra_groups)
         if cid is not None:
             present[cid] = present.get(cid, 0) + 1
+            paths = (str(img.attributes.get("original_path", "")), str(img.path))
+            by_name += not any(
+                p and (p in extra_groups or os.path.abspath(p) in extra_groups) for p in paths
+            )
     return GroupsMatch(
         clusters=len(set(extra_groups.values())),
         images_matched=sum(present.values()),
         clusters_present=len(present),
         clusters_joining=sum(1 for n in present.values() if n >= 2),
+        matched_by_name_only=by_name,
     )
 
 

@@ -29,7 +29,7 @@ from curate.commands.common import (
     print_skipped,
     read_options,
 )
-from curate.core.errors import OnError, UsageError
+from curate.core.errors import OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import check_file_output, check_output
 from curate.core.parallel import make_executor
@@ -45,7 +45,14 @@ from curate.dedupe import (
     write_deduped,
     write_report,
 )
-from curate.dedupe.pipeline import SWEEP_THRESHOLDS, DedupePlan
+from curate.dedupe.pipeline import (
+    SWEEP_THRESHOLDS,
+    DedupePlan,
+    against_counts,
+    class_differences,
+    merge_counts,
+    same_files,
+)
 from curate.dedupe.report import REPORT_JSON
 from curate.io import load_dataset, parse_spec
 
@@ -202,6 +209,14 @@ def dedupe_cmd(
             help="A clean reference dataset: drop new images that duplicate it (it is never changed).",
         ),
     ] = None,
+    class_map: Annotated[
+        Path | None,
+        typer.Option(
+            "--class-map",
+            help="YAML/JSON with classes and synonyms (as for merge): class names to compare as "
+            "one (--roi objects, label conflicts, --merge-labels); the output keeps its own classes.",
+        ),
+    ] = None,
     do_sweep: Annotated[
         bool,
         typer.Option(
@@ -270,11 +285,12 @@ def dedupe_cmd(
         refine_band=refine_band,
         index=index.value,
         max_pixels=max_pixels,
+        class_map=_class_pairs(class_map) if class_map else (),
     )
     writes = not (dry_run or do_sweep)
     if writes and out is None:
         raise UsageError("--out DIR is required (or pass --dry-run / --sweep to write nothing)")
-    _note_inert_options(o, against is not None)
+    _note_inert_options(o, against is not None, sweep=do_sweep, report=report is not None)
     inputs = [parse_spec(data)[1]] + ([parse_spec(against)[1]] if against else [])
     if against and inputs[0].resolve() == inputs[1].resolve():
         raise UsageError(
@@ -283,6 +299,11 @@ def dedupe_cmd(
         )
     if writes:
         check_output(out, overwrite=overwrite, inputs=inputs)  # type: ignore[arg-type]
+    elif out is not None:
+        try:
+            check_output(out, overwrite=overwrite, inputs=inputs)
+        except SodkitError as exc:
+            print_note(f"the run without --dry-run would stop here: {exc}")
     if report is not None:
         # The output folder gets its own report; one inside it would make it non-empty.
         _check_report_path(report, overwrite, inputs, out=out if writes else None)
@@ -290,6 +311,8 @@ def dedupe_cmd(
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
         ref = load_dataset(against, opts) if against else None
+        if ref is not None:
+            _check_against(ds, ref, against, o)  # type: ignore[arg-type]
         if do_sweep:
             rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
             _print_sweep(rows, o, len(ds))
@@ -301,14 +324,20 @@ def dedupe_cmd(
             print_skipped(opts.policy, listed_in=None)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
-    _print_plan(plan)
+    _print_plan(plan, scheduler)
+    if o.merge_labels and not writes:
+        m = merge_counts(plan.output_dataset()[1])
+        console.print(
+            f"--merge-labels would carry {m['carried']} boxes to {m['survivors']} survivors "
+            f"and leave {m['left']} (each overlaps a box of its class there)"
+        )
     print_skipped(
         opts.policy,
         listed_in="manifest.json" if writes else (str(report) if report is not None else None),
     )
     if report is not None:
         paths = write_report(build_report(plan), report)
-        console.print(f"report: {paths[0]} and {paths[1].name}")
+        console.print(f"report: {paths[0]} and {paths[1]}")
     if not writes:
         console.print(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
@@ -332,6 +361,12 @@ def dedupe_cmd(
         inputs=inputs,
         progress=runtime.progress,
     )
+    if "merge_labels" in counts:
+        m = counts["merge_labels"]
+        console.print(
+            f"--merge-labels carried {m['carried']} boxes to {m['survivors']} survivors and "
+            f"left {m['left']} (each overlaps a box of its class there; see manifest.json)"
+        )
     console.print(
         f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
@@ -343,7 +378,44 @@ def dedupe_cmd(
         )
 
 
-def _print_plan(plan: DedupePlan) -> None:
+def _class_pairs(path: Path) -> tuple[tuple[str, str], ...]:
+    """``--class-map FILE`` as (name, class) pairs for :class:`DedupeOptions`."""
+    from curate.merge import ClassMap
+
+    cmap = ClassMap.from_file(path)
+    if cmap.drop:
+        raise UsageError(
+            f"--class-map {path}: dedupe compares classes and never drops labels; remove "
+            f"'drop' ({', '.join(sorted(cmap.drop))}) or use it with `curate merge`"
+        )
+    return tuple((c, c) for c in cmap.classes) + tuple(sorted(cmap.synonyms.items()))
+
+
+def _check_against(ds: Any, ref: Any, against: str, o: DedupeOptions) -> None:
+    """The reference is not the dataset itself (however spelled); say where classes differ."""
+    same = same_files(ds, ref)
+    if same and same == len(ds.images):
+        raise UsageError(
+            f"--against '{against}' holds the very files of the dataset: every image would be "
+            "dropped as a copy of itself; give the clean reference set"
+        )
+    if same:
+        print_note(
+            f"{same} of the {len(ds.images)} images are the very files of --against images: "
+            "they will be dropped as copies of themselves"
+        )
+    only_ref, only_new = class_differences(ds, ref, o)
+    if only_ref and only_new:
+        print_note(
+            f"the classes differ: only --against has {', '.join(only_ref)}; only the dataset "
+            f"has {', '.join(only_new)}. Classes are compared by name (case and spaces "
+            "ignored), so such boxes never match"
+            + (" (--roi objects keeps those copies)" if o.roi == "objects" else "")
+            + " and show as label conflicts; pass --class-map to name the same classes"
+        )
+
+
+def _print_plan(plan: DedupePlan, scheduler: str | None = None) -> None:
     rep = build_report(plan)
     c = rep["counts"]
     table = Table(title="duplicate clusters (largest first)")
@@ -378,7 +450,7 @@ def _print_plan(plan: DedupePlan) -> None:
             console.print(f"... and {len(clusters) - 15} more clusters (see the report)")
     console.print(
         f"{c['images']} images: keep {c['kept']}, drop {c['dropped']} in {c['clusters']} clusters"
-        + (f", {c['skipped']} skipped" if c["skipped"] else "")
+        + (f", {c['skipped_items']} skipped" if c["skipped_items"] else "")
         + (f", {c['label_conflicts']} label conflicts" if c["label_conflicts"] else "")
     )
     stats = plan.stats
@@ -394,9 +466,22 @@ def _print_plan(plan: DedupePlan) -> None:
     console.print(
         f"[dim]{scale}{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
         f"{stats.get('pairs_scored', 0)} scored, {stats.get('cache_hits', 0)} signatures from cache, "
-        f"{stats.get('total_s', 0):.1f} s[/]"
+        f"{stats.get('total_s', 0):.1f} s"
+        + (f" on Dask at {scheduler}" if scheduler else "")
+        + "[/]"
     )
-    if c["images"] and c["kept"] <= max(1, c["images"] // 20) and c["dropped"]:
+    if plan.is_reference.any():
+        a = against_counts(plan)
+        console.print(
+            f"against the reference: {a['of_reference']} new images are copies of reference "
+            f"images ({a['of_reference_exact']} exact), {a['of_new']} duplicate other new images"
+        )
+        if c["dropped"] and not c["kept"]:
+            err_console.print(
+                f"[yellow]warning:[/] none of the {c['images']} new images survives: each "
+                "duplicates the reference or another new image; nothing new to add"
+            )
+    elif c["images"] and c["kept"] <= max(1, c["images"] // 20) and c["dropped"]:
         err_console.print(
             f"[yellow]warning:[/] only {c['kept']} of {c['images']} images survive: on a static "
             "camera every frame can pass the threshold. Try --sweep, a higher --ssim, or "
@@ -409,6 +494,9 @@ def _print_plan(plan: DedupePlan) -> None:
 def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:
     method = "SSIM" if o.ssim is not None else "histogram"
     extra = " + objects" if o.roi == "objects" else ""
+    if o.ssim is not None and o.hist is not None:
+        how = "and" if o.combine == "all" else "or"
+        extra += f" ({how} histogram above {o.hist:.2f}, fixed)"
     table = Table(title=f"images kept of {n} by {method}{extra} threshold")
     table.add_column("threshold", justify="right")
     table.add_column("greedy", justify="right")
@@ -418,11 +506,17 @@ def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:
     console.print(table)
 
 
-def _note_inert_options(o: DedupeOptions, against: bool) -> None:
+def _note_inert_options(
+    o: DedupeOptions, against: bool, *, sweep: bool = False, report: bool = False
+) -> None:
     """Say so when an option given has nothing to act on (rather than ignore it silently)."""
     notes = []
     if o.combine == "any" and (o.ssim is None or o.hist is None or o.exact_only):
         notes.append("--combine decides between --ssim and --hist; with one test it does nothing")
+    if o.refines and o.ssim is None:
+        notes.append("--refine and --refine-band re-score SSIM; without --ssim they do nothing")
+    if sweep and report:
+        notes.append("--sweep prints counts only; it writes no --report (run --dry-run for one)")
     if o.merge_labels and against:
         notes.append(
             "--merge-labels carries labels only between new images: a new image dropped as a "

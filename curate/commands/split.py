@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
@@ -161,6 +162,17 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
                 "is it the report of this dataset?",
             )
         )
+    where = _report_folder(path) if m.clusters_joining and m.matched_by_name_only else None
+    if where is not None:  # a report without paths can only match by name
+        out.append(
+            (
+                "warning",
+                f"{m.matched_by_name_only} of the {m.images_matched} images found in {path} "
+                f"match by file name only: the report names other paths (under {where}). "
+                "Right for a copy of that data; a report of another dataset with the same "
+                "file names would join unrelated images",
+            )
+        )
     if m.clusters_joining and _cluster_mode(path) == "greedy":
         out.append(
             (
@@ -199,6 +211,21 @@ def _unique_names(ds: Dataset, was: dict[int, str | None]) -> list[dict[str, str
         for img in ds.images
         if img.file_name != before[id(img)]
     ]
+
+
+def _report_folder(path: Path) -> str | None:
+    """The folder the images of a report lie under (their common parent), if it says."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        paths = [
+            str(m["path"])
+            for c in data.get("clusters", [])
+            for m in c.get("members", [])
+            if m.get("path") and not m.get("reference")
+        ]
+        return os.path.commonpath(paths) if paths else None
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
 
 
 def _cluster_mode(path: Path) -> str | None:

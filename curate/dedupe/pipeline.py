@@ -10,8 +10,9 @@ from the caller (:class:`Runtime`).
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, overload
@@ -99,6 +100,10 @@ class DedupeOptions:
     radius_scale: float = RADIUS_SCALE
     seed: int = 0
     max_pixels: int | None = DEFAULT_MAX_PIXELS
+    #: Class names to compare as one (``--class-map``): pairs (normalised name, class),
+    #: applied after :func:`curate.merge.normalize_name`. Only comparisons use it: the
+    #: output keeps the dataset's own classes.
+    class_map: tuple[tuple[str, str], ...] = ()
 
     def resolved(self) -> DedupeOptions:
         """SSIM 0.85 when no method is named; no similarity test with ``exact_only``."""
@@ -301,7 +306,10 @@ def _prepare(
         for i, img in enumerate(images)
     ]
     number: dict[str, int] = {}
-    classes = [np.array([number.setdefault(c, len(number)) for c in nm], np.int64) for nm in names]
+    key = class_key(o)
+    classes = [
+        np.array([number.setdefault(key(c), len(number)) for c in nm], np.int64) for nm in names
+    ]
     keep_pair = _pair_filter(images, boxes, classes, exact_pairs, o)
     lowest = min(thresholds) if thresholds else None
     items = _verify_items(images, sigs, pixel, boxes, classes, o, runtime, active)
@@ -765,7 +773,7 @@ class DedupePlan:
 
     def output_dataset(self) -> tuple[Dataset, list[dict[str, Any]]]:
         """The kept images of the dataset (labels merged in with ``merge_labels``) and changes."""
-        from curate.dedupe.labels import merge_into
+        from curate.dedupe.labels import LEFT_OVERLAP, merge_into
 
         kept = self.kept_new()
         changes: list[dict[str, Any]] = []
@@ -779,7 +787,11 @@ class DedupePlan:
                 continue
             before = len(copies[k].annotations)
             notes = merge_into(
-                copies[k], _names_of(copies[k], own), self.images[d], self.class_names[d]
+                copies[k],
+                _names_of(copies[k], own),
+                self.images[d],
+                self.class_names[d],
+                class_key(self.options),
             )
             added = len(copies[k].annotations) - before
             if added or notes:
@@ -789,10 +801,79 @@ class DedupePlan:
                         "change": "merged labels",
                         "from": self.images[d].file_name,
                         "added_annotations": added,
+                        "left_annotations": sum(LEFT_OVERLAP in n for n in notes),
                         **({"notes": notes} if notes else {}),
                     }
                 )
         return self.dataset.subset(copies[i] for i in kept), changes
+
+
+def class_key(o: DedupeOptions) -> Callable[[str], str]:
+    """How dedupe compares class names: case, spaces and hyphens ignored
+    (:func:`curate.merge.normalize_name`), then ``o.class_map`` (``--class-map``)."""
+    from curate.merge import normalize_name
+
+    table = dict(o.class_map)
+
+    def key(name: str) -> str:
+        n = normalize_name(name)
+        return table.get(n, n)
+
+    return key
+
+
+def class_differences(
+    dataset: Dataset, reference: Dataset, o: DedupeOptions
+) -> tuple[list[str], list[str]]:
+    """Classes annotated in ``reference`` that ``dataset`` does not have, and the other way
+    round, as :func:`class_key` compares them (names as each dataset spells them)."""
+    key = class_key(o)
+
+    def used(ds: Dataset) -> dict[str, str]:
+        names = ds.category_names()
+        ids = {a.category_id for img in ds.images for a in img.annotations}
+        return {key(names.get(c, str(c))): names.get(c, str(c)) for c in sorted(ids)}
+
+    ref, own = used(reference), used(dataset)
+    return (
+        sorted(v for k, v in ref.items() if k not in own),
+        sorted(v for k, v in own.items() if k not in ref),
+    )
+
+
+def same_files(dataset: Dataset, reference: Dataset) -> int:
+    """How many of ``dataset``'s images are the very files of ``reference`` images (the
+    same path once links are resolved): such an image is dropped as a copy of itself."""
+    ref = {os.path.realpath(img.path) for img in reference.images}
+    return sum(os.path.realpath(img.path) in ref for img in dataset.images)
+
+
+def against_counts(plan: DedupePlan) -> dict[str, int]:
+    """With a reference: new images dropped as copies of reference images (``exact`` of
+    them by bytes or pixels) and as duplicates of other new images."""
+    dup_of = plan.resolution.dup_of
+    exact = {"exact-file", "exact-pixels"}
+    out = {"of_reference": 0, "of_reference_exact": 0, "of_new": 0}
+    for d in plan.dropped():
+        k = int(dup_of[d])
+        if k >= 0 and plan.is_reference[k]:
+            out["of_reference"] += 1
+            out["of_reference_exact"] += plan.resolution.link_reason[d] in exact
+        else:
+            out["of_new"] += 1
+    return out
+
+
+def merge_counts(changes: Sequence[dict[str, Any]]) -> dict[str, int]:
+    """Boxes ``--merge-labels`` carries to survivors, the survivors that get some, and the
+    boxes it leaves (each overlaps a box of its class on the survivor), from the changes of
+    :meth:`DedupePlan.output_dataset`."""
+    merged = [c for c in changes if c.get("change") == "merged labels"]
+    return {
+        "carried": sum(int(c.get("added_annotations", 0)) for c in merged),
+        "survivors": len({c["item"] for c in merged if c.get("added_annotations")}),
+        "left": sum(int(c.get("left_annotations", 0)) for c in merged),
+    }
 
 
 def _names_of(img: ImageItem, names: dict[int, str]) -> list[str]:
@@ -1004,6 +1085,8 @@ def write_deduped(
             "written_images": result.images,
             "written_annotations": result.annotations,
         }
+        if plan.options.merge_labels:
+            manifest.counts["merge_labels"] = merge_counts(changes)
         manifest.outputs = [*result.files, REPORT_JSON, REPORT_CSV]
         manifest.extra = {"report": REPORT_JSON, "stats": _round_stats(plan.stats)}
         manifest.write(tmp)

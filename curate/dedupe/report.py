@@ -30,8 +30,11 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
                                              # "duplicate" is null where no decision
                                              # needed the full-resolution SSIM
           "label_conflicts": [{"dropped": "b.jpg", "kept": "a.jpg",
-                               "only_in_dropped": [{"category": "fire", "bbox": [x1, y1, x2, y2]}],
-                               "only_in_kept": [...]}]
+                               "bbox_format": "xyxy pixels of its own image",
+                               "dropped_size": [w, h], "kept_size": [w, h],
+                               "only_in_dropped": [{"category": "fire", "bbox": [x1, y1, x2, y2],
+                                                    "bbox_in_kept": [x1, y1, x2, y2]}],
+                               "only_in_kept": [{"category": ..., "bbox": [...]}]}]
         }
       ]
     }
@@ -163,6 +166,9 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         ca, cb = cluster_of.get(a), cluster_of.get(b)
         if ca is not None and ca == cb:
             pairs_of.setdefault(ca, []).append((a, b))
+    from curate.dedupe.pipeline import class_key
+
+    key = class_key(plan.options)
     clusters: list[dict[str, Any]] = []
     n_conflicts = 0
     for n, (head, members) in enumerate(members_of.items(), start=1):
@@ -179,6 +185,7 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
                     plan.images[k],
                     plan.class_names[k],
                     kept_label=plan.label(k),
+                    key=key,
                 )
                 if conflict is not None:
                     conflicts.append(conflict.to_dict())
@@ -222,8 +229,8 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "kept": int((plan.active & new & (res.status == KEPT)).sum()),
         "dropped": len(plan.dropped()),
         # Images read but not compared (unreadable at decode); skipped_items counts every
-        # bad item reported while reading and decoding (listed under "skipped").
-        "skipped": int((~plan.active & new).sum()),
+        # bad item reported while reading and decoding (listed under "skipped"), these too.
+        "not_compared": int((~plan.active & new).sum()),
         "skipped_items": len(plan.skipped),
         "clusters": len(clusters),
         "leaking_clusters": sum(c["leak"] for c in clusters),

@@ -140,3 +140,113 @@ def test_frame_window_from_the_cli(run, data: Path, tmp_path: Path) -> None:
     assert json.loads(report.read_text())["options"]["frame_window"] == 5
     res = run("dedupe", data, "--dry-run", "--frame-window", "0", code=2)
     assert "--frame-window" in res.output and "Traceback" not in res.output
+
+
+def _relabel(data: Path, out: Path, name: str) -> Path:
+    """``data`` written again with its one class renamed to ``name`` (same images, boxes)."""
+    from curate.io import load_dataset
+
+    ds = load_dataset(str(data))
+    ds.categories = [Category(0, name)]
+    write_dataset(ds, out, "yolo")
+    return out
+
+
+def test_against_the_dataset_itself_however_spelled(run, data: Path) -> None:
+    for a, b in ((data / "data.yaml", data), (data, data / "data.yaml")):
+        res = run("dedupe", a, "--against", b, "--dry-run", "-j", "1", code=1)
+        assert "very files of the dataset" in res.output
+
+
+def test_against_says_what_is_already_in_the_reference(run, data: Path, tmp_path: Path) -> None:
+    ref = tmp_path / "clean"
+    run("dedupe", data, "--out", ref, "-j", "1")
+    copy = tmp_path / "again"
+    shutil.copytree(data, copy)
+    res = run("dedupe", copy, "--against", ref, "--dry-run", "-j", "1")
+    text = " ".join(res.output.split())
+    # 5 are byte copies of the 4 reference images, the brighter copy a near one.
+    assert "6 new images are copies of reference images (5 exact), 0 duplicate" in text
+    assert "none of the 6 new images survives" in text
+    assert "static camera" not in text
+
+
+def test_against_other_class_names_notes_and_class_map(run, data: Path, tmp_path: Path) -> None:
+    clean = tmp_path / "clean"
+    run("dedupe", data, "--out", clean, "-j", "1")
+    ref = _relabel(clean, tmp_path / "flame", "Flame")
+    new = tmp_path / "new"
+    shutil.copytree(data, new)
+    args = ("dedupe", new, "--against", ref, "--roi", "objects", "--dry-run", "-j", "1")
+    res = run(*args)
+    assert "only --against has Flame; only the dataset has fire" in " ".join(res.output.split())
+    # The brighter copy's box is 'fire', its reference twin's 'Flame': no match, kept.
+    assert "would keep 1 and drop 5" in res.output
+    cmap = tmp_path / "map.yaml"
+    cmap.write_text("classes: [fire]\nsynonyms: {flame: fire}\n")
+    res = run(*args, "--class-map", cmap)
+    assert "would keep 0 and drop 6" in res.output and "classes differ" not in res.output
+    # Case alone never separates classes.
+    res = run(*args[:3], _relabel(clean, tmp_path / "upper", "FIRE"), *args[4:])
+    assert "would keep 0 and drop 6" in res.output and "classes differ" not in res.output
+    cmap.write_text("classes: [fire]\ndrop: [smoke]\n")
+    res = run(*args, "--class-map", cmap, code=1)
+    assert "drop" in res.output
+
+
+def test_inert_and_refused_later_options_are_noted(run, data: Path, tmp_path: Path) -> None:
+    res = run("dedupe", data, "--sweep", "--report", tmp_path / "r.json", "-j", "1")
+    assert (
+        "writes no --report" in " ".join(res.output.split()) and not (tmp_path / "r.json").exists()
+    )
+    res = run("dedupe", data, "--hist", "0.9", "--refine", "auto", "--dry-run", "-j", "1")
+    assert "without --ssim they do nothing" in res.output
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "x.txt").write_text("keep me")
+    res = run("dedupe", data, "--dry-run", "--out", full, "-j", "1")
+    assert "without --dry-run would stop here" in res.output and "--overwrite" in res.output
+    res = run("dedupe", data, "--sweep", "--ssim", "0.85", "--hist", "0.9", "--combine", "any")
+    assert "or histogram above 0.90, fixed" in " ".join(res.output.split())
+
+
+def _labelled_copies(tmp_path: Path) -> Path:
+    """COCO: a scene and its half-size copy; the copy has one box more, which merges."""
+    rng = np.random.default_rng(3)
+    raw = tmp_path / "raw_ml"
+    raw.mkdir()
+    img = _scene(rng)
+    Image.fromarray(img).save(raw / "a.png")
+    Image.fromarray(cv2.resize(img, (80, 60), interpolation=cv2.INTER_AREA)).save(raw / "b.png")
+    items = [
+        ImageItem("a.png", raw / "a.png", 160, 120, [Annotation((20, 20, 60, 70), 0)]),
+        ImageItem(
+            "b.png",
+            raw / "b.png",
+            80,
+            60,
+            [Annotation((10, 10, 30, 35), 0), Annotation((50, 30, 70, 50), 0)],
+        ),
+    ]
+    out = tmp_path / "coco_ml"
+    write_dataset(Dataset([Category(0, "fire")], items), out, "coco")
+    return out
+
+
+def test_merge_labels_preview_matches_the_run_and_conflicts_state_frames(
+    run, tmp_path: Path
+) -> None:
+    data = _labelled_copies(tmp_path)
+    common = ("--merge-labels", "--keep", "largest", "-j", "1")
+    res = run("dedupe", data, "--dry-run", *common)
+    assert "would carry 1 boxes to 1 survivors and leave 0" in res.output
+    out = tmp_path / "merged"
+    res = run("dedupe", data, "--out", out, *common)
+    assert "carried 1 boxes to 1 survivors" in res.output
+    assert manifest(out)["counts"]["merge_labels"] == {"carried": 1, "survivors": 1, "left": 0}
+    (conflict,) = json.loads((out / "dedupe_report.json").read_text())["clusters"][0][
+        "label_conflicts"
+    ]
+    assert conflict["dropped_size"] == [80, 60] and conflict["kept_size"] == [160, 120]
+    (box,) = conflict["only_in_dropped"]
+    assert box["bbox"] == [50, 30, 70, 50] and box["bbox_in_kept"] == [100, 60, 140, 100]

@@ -34,12 +34,24 @@ def _coco(tmp_path: Path, clip: int, singles: int) -> Path:
     return out
 
 
-def _report(path: Path, clusters: list[list[str]], cluster_mode: str | None = None) -> Path:
-    """A dedupe report with these clusters of file names (only what --groups reads)."""
+def _report(
+    path: Path,
+    clusters: list[list[str]],
+    cluster_mode: str | None = None,
+    folder: Path | None = None,
+) -> Path:
+    """A dedupe report with these clusters of file names (only what --groups reads), with
+    each member's path in ``folder`` when given."""
     body: dict[str, Any] = {
         "schema": "sodkit.dedupe.report/1",
         "clusters": [
-            {"id": f"dup-{i:05d}", "members": [{"file_name": f} for f in members]}
+            {
+                "id": f"dup-{i:05d}",
+                "members": [
+                    {"file_name": f} | ({"path": str(folder / f)} if folder else {})
+                    for f in members
+                ],
+            }
             for i, members in enumerate(clusters, 1)
         ],
     }
@@ -83,6 +95,7 @@ def test_a_report_of_another_dataset_is_flagged(run, tmp_path: Path) -> None:
         "images_matched": 0,
         "clusters_present": 0,
         "clusters_joining": 0,
+        "matched_by_name_only": 0,
     }
     assert any("another dataset" in w for w in m["warnings"])
 
@@ -123,3 +136,19 @@ def test_greedy_clusters_are_flagged_as_not_leak_free(run, tmp_path: Path, mode:
     text = " ".join(res.output.split())
     flagged = "are greedy ones" in text and "curate leaks --json" in text
     assert flagged == (mode == "greedy")
+
+
+def test_a_report_matching_by_name_only_names_its_folder(run, tmp_path: Path) -> None:
+    """Another dataset with the same file names: its clusters would join unrelated images."""
+    data = _coco(tmp_path, clip=10, singles=30)
+    clusters = [["s0.png", "s1.png"], ["s2.png", "s3.png"]]
+    other = tmp_path / "elsewhere" / "images"
+    report = _report(tmp_path / "r.json", clusters, "connected", folder=other)
+    res = run("split", data, "--out", tmp_path / "split", "--groups", report, "--dry-run")
+    text = " ".join(res.output.split())
+    assert "4 of the 4 images found in" in text and "match by file name only" in text
+    assert f"(under {other})" in text
+    # The report of this very dataset (its own paths) is used quietly.
+    own = _report(tmp_path / "own.json", clusters, "connected", folder=(data / "images").resolve())
+    res = run("split", data, "--out", tmp_path / "split2", "--groups", own, "--dry-run")
+    assert "warning" not in res.output, res.output
