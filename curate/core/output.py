@@ -7,7 +7,8 @@ Every writing command does::
         manifest.write(tmp)
 
 Nothing appears at ``out`` until the block succeeds; then the temporary folder is
-renamed into place (an old output, with ``--overwrite``, is removed only after that).
+renamed into place (an old output, with ``--overwrite``, is removed only after that,
+and Ctrl+C cannot stop the swap half-way; see :func:`atomic_output`).
 """
 
 from __future__ import annotations
@@ -17,10 +18,13 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
+import threading
+import time
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,40 +113,190 @@ def check_file_output(
     return target
 
 
+#: Hidden names of atomic writes beside a target: ``.NAME.tmp-PID-TAG`` (being written),
+#: ``.NAME.old-PID-TAG`` (a replaced output being removed); older releases wrote them
+#: without the PID (``.NAME.tmp-TAG``).
+_SIDE_NAME = re.compile(r"\.(?:tmp|old)-(?:(\d+)-)?[0-9a-f]{8}")
+#: Age after which a leftover without a PID in its name is taken for abandoned.
+STALE_AGE_S = 24 * 3600.0
+#: Signals held back while an output is swapped into place.
+_DEFERRED = (signal.SIGINT, signal.SIGTERM)
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id exists on this machine (one of another user counts;
+    on Windows, where ``os.kill`` would end it, every process counts as alive)."""
+    if os.name == "nt":
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OverflowError):
+        return True
+    return True
+
+
+def _side_name(target: Path, kind: str) -> Path:
+    return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def remove_stale(target: str | Path) -> list[Path]:
+    """Remove what interrupted runs left beside ``target``: ``.NAME.tmp-*`` and ``.NAME.old-*``
+    entries whose process is gone, and those without a PID (older releases) once older than
+    :data:`STALE_AGE_S`. Those of a running process are kept. Returns what was removed."""
+    target = Path(target)
+    prefix = f".{target.name}"
+    removed: list[Path] = []
+    try:
+        entries = [e for e in target.parent.iterdir() if e.name.startswith(prefix)]
+    except OSError:
+        return removed
+    now = time.time()
+    for entry in entries:
+        m = _SIDE_NAME.fullmatch(entry.name, len(prefix))
+        if m is None:
+            continue
+        try:
+            if m.group(1) is not None:
+                if pid_alive(int(m.group(1))):
+                    continue
+            elif now - entry.lstat().st_mtime < STALE_AGE_S:
+                continue
+            if entry.is_dir() and not entry.is_symlink():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
+        except OSError:
+            continue  # not ours to remove after all (permissions): leave it
+        removed.append(entry)
+    return removed
+
+
+class _StopRemoving(BaseException):
+    """Raised by the deferring handler to cut short the removal of a replaced output."""
+
+
+@contextmanager
+def _signals_deferred(stop_on_signal: list[bool]) -> Iterator[list[int]]:
+    """Hold back SIGINT and SIGTERM: yield the list they are recorded in. While
+    ``stop_on_signal[0]`` is true, the first one raises :class:`_StopRemoving` (once).
+
+    Only the main thread can set handlers; elsewhere nothing is deferred (signals are
+    delivered to the main thread anyway). A signal whose handler was not set from Python
+    or is ignored is left alone. On exit the previous handlers come back, and a held-back
+    signal is delivered again, except SIGINT under Python's default handler: that would be
+    a KeyboardInterrupt after the work is done, and it is dropped (the caller notes it).
+    """
+    received: list[int] = []
+    previous: dict[int, Any] = {}
+
+    def hold(signum: int, frame: object) -> None:
+        received.append(signum)
+        if stop_on_signal[0]:
+            stop_on_signal[0] = False
+            raise _StopRemoving
+
+    if threading.current_thread() is threading.main_thread():
+        for sig in _DEFERRED:
+            current = signal.getsignal(sig)
+            if current is None or current == signal.SIG_IGN:
+                continue
+            try:
+                signal.signal(sig, hold)
+            except (ValueError, OSError):  # not the main interpreter
+                continue
+            previous[sig] = current
+    try:
+        yield received
+    finally:
+        stop_on_signal[0] = False
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        for signum in dict.fromkeys(received):
+            if previous.get(signum) is not signal.default_int_handler:
+                signal.raise_signal(signum)
+
+
+def _swap_into_place(tmp: Path, target: Path, notify: Callable[[str], None] | None) -> None:
+    """Move ``tmp`` to ``target``, replacing an old output (see :func:`atomic_output`)."""
+    if not target.exists():
+        os.replace(tmp, target)  # one rename: atomic, nothing to defer
+        return
+    old = _side_name(target, "old")
+    stop = [False]
+    with _signals_deferred(stop) as received:
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        if not received:  # a signal during the renames: leave the removal to the next run
+            try:
+                stop[0] = True
+                shutil.rmtree(old, ignore_errors=True)
+                stop[0] = False
+            except _StopRemoving:
+                pass
+    if received and notify is not None:
+        left = (
+            f"; '{old.name}' (the previous output) is left, the next run into '{target}' removes it"
+        )
+        notify(
+            f"interrupted while putting the output in place: '{target}' holds the new output"
+            + (left if old.exists() else "")
+        )
+
+
 @contextmanager
 def atomic_output(
-    out: str | Path, *, overwrite: bool = False, inputs: Iterable[Path] = ()
+    out: str | Path,
+    *,
+    overwrite: bool = False,
+    inputs: Iterable[Path] = (),
+    notify: Callable[[str], None] | None = None,
 ) -> Iterator[Path]:
-    """Yield a temporary folder beside ``out``; move it to ``out`` when the block succeeds."""
+    """Yield a temporary folder beside ``out``; move it to ``out`` when the block succeeds.
+
+    The temporary folder is ``.NAME.tmp-PID-TAG``; a failure in the block, Ctrl+C included,
+    removes it and leaves ``out`` as it was. Replacing an old output (``overwrite``) renames
+    it to ``.NAME.old-PID-TAG``, renames the new one into place, then removes the old one;
+    SIGINT and SIGTERM are held back meanwhile (in the main thread), so ``out`` is always
+    either the old output or the new one. Once the new one is in place the work counts as
+    done: a Ctrl+C from then on raises nothing (a Ctrl+C during the removal stops it and
+    leaves the rest to the next run), SIGTERM is delivered again afterwards, and ``notify``
+    hears about it. Leftovers of interrupted runs beside ``out`` are removed first (see
+    :func:`remove_stale`); ``notify`` gets a note naming them.
+    """
     target = check_output(Path(out), overwrite=overwrite, inputs=inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tag = uuid.uuid4().hex[:8]
-    tmp = target.parent / f".{target.name}.tmp-{tag}"
+    stale = remove_stale(target)
+    if stale and notify is not None:
+        names = ", ".join(f"'{p.name}'" for p in stale)
+        notify(f"removed {len(stale)} leftover(s) of interrupted runs beside '{target}': {names}")
+    tmp = _side_name(target, "tmp")
     tmp.mkdir()
-    done = False
     try:
         yield tmp
-        done = True
-    finally:
-        if not done:  # any failure, Ctrl+C included: leave nothing half-written behind
-            shutil.rmtree(tmp, ignore_errors=True)
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{tag}"
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
+        _swap_into_place(tmp, target, notify)
+    except BaseException:  # any failure, Ctrl+C included: leave nothing half-written behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename."""
+    """Write JSON to ``path`` through a temporary file (removed on any failure) and a rename."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = p.with_name(f".{p.name}.tmp-{uuid.uuid4().hex[:8]}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, indent=indent, ensure_ascii=False)
-    os.replace(tmp, p)
+    tmp = _side_name(p, "tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(data, fh, indent=indent, ensure_ascii=False)
+        os.replace(tmp, p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 @dataclass
