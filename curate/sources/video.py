@@ -16,7 +16,12 @@ does not depend on the options: ``$SODKIT_CACHE_DIR/frames/<key>/<clip stem>_f<n
 (default root ``~/.cache/sodkit``), where ``key`` hashes the clip's size, mtime and
 first MiB. ``meta.json`` there records the frame count (counted by decoding, not taken
 from the header), frame rate and size, so a later read whose frames are all cached
-does not open the clip at all.
+does not open the clip at all. A cache that cannot be written (a file in the way, a
+read-only folder, a full disk) is not fatal: the clip is decoded into a temporary
+folder instead, removed when the process exits, and ``dataset.info["notes"]`` says so
+(``dataset.info["temporary_frames"]`` names that folder: links into it do not last).
+Temporary files that interrupted runs left in a clip's cache folder are removed when
+that folder is used again.
 
 Annotations come from :mod:`curate.sources.video_labels` (FURG XML or per-frame
 YOLO/VOC files; see there for which frames they cover). A frame the annotations cover
@@ -36,10 +41,14 @@ through the policy.
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import os
 import re
+import shutil
+import tempfile
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -56,7 +65,7 @@ from curate.core.errors import (
     UsageError,
 )
 from curate.core.imageio import write_image
-from curate.core.output import write_json_atomic
+from curate.core.output import pid_alive, write_json_atomic
 from curate.core.progress import Progress
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, SourceOptions
@@ -70,6 +79,11 @@ META_NAME = "meta.json"
 _META_VERSION = 1
 _HASH_BYTES = 1 << 20
 _NOT_FIRE = re.compile(r"(?:no|non|not)[_\- ]?(?:fire|flame|smoke)")
+#: Temporary files of interrupted writes: write_image's ``.NAME.tmpPID`` and
+#: write_json_atomic's ``.NAME.tmp-PID-TAG``.
+_TEMP_FILE = re.compile(r"\..+\.tmp-?(\d+)(?:-[0-9a-f]{8})?")
+#: Seconds after which such a file of a process that is gone is taken for abandoned.
+STALE_TEMP_S = 60.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,20 +252,49 @@ def decode_clip(
     return info
 
 
+def remove_stale_temp_files(cache_dir: Path) -> int:
+    """Remove temporary files that interrupted runs left in a clip's cache folder: those of
+    processes now gone, untouched for :data:`STALE_TEMP_S` (a cache shared between
+    machines has other machines' process ids). Returns how many were removed (a folder
+    that cannot be listed or written: 0)."""
+    removed = 0
+    try:
+        entries = list(os.scandir(cache_dir))
+    except OSError:
+        return 0
+    now = time.time()
+    for entry in entries:
+        m = _TEMP_FILE.fullmatch(entry.name)
+        if m is None or pid_alive(int(m.group(1))):
+            continue
+        try:
+            if now - entry.stat(follow_symlinks=False).st_mtime < STALE_TEMP_S:
+                continue
+            os.unlink(entry.path)
+        except OSError:
+            continue
+        removed += 1
+    return removed
+
+
 def ensure_frames(
     clip: Path,
     keep_for: Callable[[float], Callable[[int], bool]],
     *,
     progress: Progress,
     max_pixels: int | None,
+    fallback: Callable[[OSError], Path] | None = None,
 ) -> tuple[ClipInfo, Path]:
     """The clip's info and cache folder, with every kept frame present as a JPEG there.
 
     ``keep_for(clip_fps)`` gives the sampling predicate once the frame rate is known.
-    The clip is opened only when a kept frame is missing from the cache.
+    The clip is opened only when a kept frame is missing from the cache. When the cache
+    cannot be written, ``fallback(error)`` gives another folder to decode into (without
+    one, the error is raised).
     """
     cache_dir = cache_root() / "frames" / clip_key(clip)
     meta = _read_meta(cache_dir)
+    remove_stale_temp_files(cache_dir)
     if meta is not None:
         keep = keep_for(meta.fps)
         if all(
@@ -260,8 +303,50 @@ def ensure_frames(
             if keep(i)
         ):
             return meta, cache_dir
-    info = decode_clip(clip, cache_dir, keep_for, progress=progress, max_pixels=max_pixels)
+    try:
+        info = decode_clip(clip, cache_dir, keep_for, progress=progress, max_pixels=max_pixels)
+    except OSError as exc:
+        if fallback is None:
+            raise
+        cache_dir = fallback(exc) / clip_key(clip)
+        try:
+            info = decode_clip(clip, cache_dir, keep_for, progress=progress, max_pixels=max_pixels)
+        except OSError as again:
+            raise UsageError(
+                f"cannot write the frames of '{clip}': not to the cache ({exc}), "
+                f"nor to '{cache_dir.parent}' ({again}); set {CACHE_ENV} to a writable "
+                "folder with free space"
+            ) from again
     return info, cache_dir
+
+
+class _TemporaryFrames:
+    """Where frames go when the cache cannot take them: one temporary folder per read,
+    made on first need, noted once, removed when the process exits (the dataset's items
+    point into it until then)."""
+
+    def __init__(self, ds: Dataset) -> None:
+        self._ds = ds
+        self._folder: Path | None = None
+
+    def __call__(self, exc: OSError) -> Path:
+        if self._folder is None:
+            try:
+                self._folder = Path(tempfile.mkdtemp(prefix="sodkit-frames-"))
+            except OSError as tmp_exc:
+                raise UsageError(
+                    f"the frame cache at '{cache_root() / 'frames'}' cannot be written "
+                    f"({exc}), nor a temporary folder ({tmp_exc}); set {CACHE_ENV} to a "
+                    "writable folder"
+                ) from tmp_exc
+            atexit.register(shutil.rmtree, self._folder, ignore_errors=True)
+            self._ds.info["temporary_frames"] = str(self._folder)
+            self._ds.info.setdefault("notes", []).append(
+                f"frame cache at '{cache_root() / 'frames'}' cannot be written ({exc}); "
+                f"frames are decoded to '{self._folder}', removed when this run ends "
+                f"(set {CACHE_ENV} to a writable folder to keep them between runs)"
+            )
+        return self._folder
 
 
 # -- the source --------------------------------------------------------------------------
@@ -292,14 +377,22 @@ class VideoSource:
                 f"no video clips in '{path}' (looked for {', '.join(VIDEO_EXTENSIONS)}, any case)"
             )
         ds = Dataset(info={"dropped": [], "changed": [], "clips": {}})
+        fallback = _TemporaryFrames(ds)
         for clip_id, clip in clips:
             try:
-                self._read_clip(clip_id, clip, ds, options)
+                self._read_clip(clip_id, clip, ds, options, fallback)
             except ItemError as err:
                 options.policy.handle(err)
         return ds
 
-    def _read_clip(self, clip_id: str, clip: Path, ds: Dataset, options: ReadOptions) -> None:
+    def _read_clip(
+        self,
+        clip_id: str,
+        clip: Path,
+        ds: Dataset,
+        options: ReadOptions,
+        fallback: Callable[[OSError], Path],
+    ) -> None:
         src = options.source
         labels = find_clip_labels(clip)
         if labels is None and src.unlabeled == "skip":
@@ -323,7 +416,11 @@ class VideoSource:
             return frame_selector(rate, every=src.every, fps=src.fps)
 
         info, cache_dir = ensure_frames(
-            clip, keep_for, progress=options.progress, max_pixels=options.max_pixels
+            clip,
+            keep_for,
+            progress=options.progress,
+            max_pixels=options.max_pixels,
+            fallback=fallback,
         )
         fps = info.fps or (labels.frame_rate if labels is not None else None) or 0.0
         if labels is not None:

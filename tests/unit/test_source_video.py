@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TypeVar
@@ -440,3 +445,93 @@ def test_inputs_are_not_touched(tmp_path: Path) -> None:
     before = {p.name: p.stat().st_mtime_ns for p in clips.iterdir()}
     read(clips)
     assert {p.name: p.stat().st_mtime_ns for p in clips.iterdir()} == before
+
+
+# -- an unusable frame cache, leftovers of interrupted runs -----------------------------------
+def test_cache_path_that_is_a_file_falls_back_to_a_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "cachefile"
+    blocker.write_text("hi")
+    monkeypatch.setenv("SODKIT_CACHE_DIR", str(blocker))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    write_clip(tmp_path / "clips" / "a.avi", 4)
+    write_clip(tmp_path / "clips" / "b.avi", 3)
+    ds = read(tmp_path / "clips")
+    assert len(ds) == 7 and [bar_frame(i.path) for i in ds.images[:4]] == [0, 1, 2, 3]
+    folder = Path(ds.info["temporary_frames"])
+    assert folder.parent == tmp_path / "tmp"
+    assert all(folder in i.path.parents for i in ds.images)
+    (note,) = ds.info["notes"]  # one note for the read, not one per clip
+    assert str(blocker) in note and "SODKIT_CACHE_DIR" in note and str(folder) in note
+
+
+def test_read_only_cache_falls_back_to_a_temporary_folder(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, cache_dir: Path
+) -> None:
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    real_write = video_module.write_image
+
+    def read_only(path: Path, *args: object, **kwargs: object) -> None:
+        if cache_dir in Path(path).parents:  # root ignores permission bits: refuse here
+            raise PermissionError(13, "Permission denied", str(path))
+        real_write(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(video_module, "write_image", read_only)
+    write_clip(tmp_path / "clips" / "a.avi", 3)
+    ds = read(tmp_path / "clips")
+    assert [bar_frame(i.path) for i in ds.images] == [0, 1, 2]
+    assert "Permission denied" in ds.info["notes"][0]
+
+
+def test_frames_left_in_a_temporary_folder_are_removed_at_exit(tmp_path: Path) -> None:
+    write_clip(tmp_path / "a.avi", 2)
+    (tmp_path / "cachefile").write_text("hi")
+    code = (
+        "import sys; from pathlib import Path; from curate.sources.video import VideoSource; "
+        "from curate.formats.base import ReadOptions; "
+        "ds = VideoSource().read(Path(sys.argv[1]), ReadOptions()); "
+        "assert all(i.path.is_file() for i in ds.images); print(ds.info['temporary_frames'])"
+    )
+    env = {
+        **os.environ,
+        "SODKIT_CACHE_DIR": str(tmp_path / "cachefile"),
+        "TMPDIR": str(tmp_path),
+    }
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "a.avi")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    folder = Path(proc.stdout.strip())
+    assert folder.parent == tmp_path and not folder.exists()
+
+
+def test_temp_files_of_interrupted_runs_are_removed(tmp_path: Path) -> None:
+    write_clip(tmp_path / "c.avi", 3)
+    folder = read(tmp_path).images[0].path.parent
+    dead = int(
+        subprocess.run(
+            [sys.executable, "-c", "import os; print(os.getpid())"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    )
+    stale = [folder / f".c_f000001.jpg.tmp{dead}", folder / f".meta.json.tmp-{dead}-0123abcd"]
+    kept = [
+        folder / f".c_f000002.jpg.tmp{os.getpid()}",  # a running process's
+        folder / f".c_f000000.jpg.tmp{dead}x",  # not a name we write
+    ]
+    hour_ago = time.time() - 3600
+    for p in [*stale, *kept]:
+        p.write_bytes(b"partial")
+        os.utime(p, (hour_ago, hour_ago))
+    fresh = folder / f".c_f000002.jpg.tmp{dead}"  # may be another machine's, being written
+    fresh.write_bytes(b"partial")
+    read(tmp_path)
+    assert not any(p.exists() for p in stale)
+    assert all(p.exists() for p in [*kept, fresh])
