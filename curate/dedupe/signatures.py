@@ -37,6 +37,7 @@ import hashlib
 import os
 import sqlite3
 import struct
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -272,14 +273,17 @@ _WORKER_CACHE: dict[str, sqlite3.Connection] = {}
 def _worker_lookup(db: str | None, content_hash: str) -> bytes | None:
     """A cached signature record, read by the worker itself (None on any miss or problem).
 
-    On a Dask worker of another machine the path usually does not exist: that is a miss.
+    ``db``: the ``file:`` URI from :meth:`SignatureCache.db_path` (or a plain path, read
+    with ``?mode=ro``). On a Dask worker of another machine the path usually does not
+    exist: that is a miss.
     """
     if db is None:
         return None
     conn = _WORKER_CACHE.get(db)
     if conn is None:
         try:
-            conn = sqlite3.connect(f"{Path(db).as_uri()}?mode=ro", uri=True, timeout=30)
+            uri = db if db.startswith("file:") else f"{Path(db).as_uri()}?mode=ro"
+            conn = sqlite3.connect(uri, uri=True, timeout=30)
         except (sqlite3.Error, ValueError):
             return None
         _WORKER_CACHE[db] = conn
@@ -347,21 +351,62 @@ def default_cache_dir() -> Path:
     return base / "sodkit" / "signatures"
 
 
+def _sqlite_code(exc: sqlite3.Error) -> int:
+    """The primary SQLite result code of an error (``SQLITE_READONLY``...), 0 if unknown."""
+    return int(getattr(exc, "sqlite_errorcode", 0) or 0) & 0xFF
+
+
+def _file_id(path: Path) -> tuple[int, int] | None:
+    """``(device, inode)`` of a file, None when absent: tells a file from its replacement."""
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 class SignatureCache:
     """Signatures, pixel hashes and object-region crops, one SQLite file per parameter set.
 
-    Nothing is opened until the first lookup; the folder is created then. A cache that
-    cannot be opened or written is reported through :attr:`problem` and then ignored:
-    caching only ever saves time. New signatures are written by a background thread
-    (the run goes on meanwhile); every other call, and :meth:`close`, waits for it first.
+    Nothing is opened until the first lookup; the folder is created then. Caching only
+    ever saves time, so nothing here is fatal; what went wrong is said in :attr:`problem`:
+
+    * a folder that cannot be made or used: the run goes on without the cache;
+    * files that can be read but not written (a shared, read-only team cache): they are
+      opened read-only (``?mode=ro``; with ``immutable=1`` when there is no ``-wal`` file,
+      as SQLite cannot otherwise read a WAL database in a folder it cannot write), their
+      records are used and new ones are not stored;
+    * a file that is not a database, or is damaged: it is moved aside with its ``-wal``
+      and ``-shm`` files (``NAME.corrupt-YYYYmmdd-HHMMSS``) and a fresh one is made; when it
+      cannot be moved, that file is left out and :attr:`problem` names it for deletion.
+
+    New signatures are written by a background thread (the run goes on meanwhile); every
+    other call, and :meth:`close`, waits for it first.
     """
 
     def __init__(self, folder: str | Path) -> None:
         self.folder = Path(folder)
-        self.problem: str | None = None
-        self._conns: dict[str, sqlite3.Connection] = {}
+        self._notes: dict[str, str] = {}
+        self._disabled = False
+        self._conns: dict[str, sqlite3.Connection | None] = {}
+        self._read_only: dict[str, str] = {}  # tag -> URI its file was opened with
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+
+    @property
+    def problem(self) -> str | None:
+        """What to warn about (each thing once), or None when the cache is fine."""
+        return "; ".join(self._notes.values()) or None
+
+    def _note(self, key: str, message: str) -> None:
+        self._notes.setdefault(key, message)
+
+    def _give_up(self, message: str) -> None:
+        self._disabled = True
+        self._note("off", f"{message}; running without it")
+
+    def _file(self, tag: str) -> Path:
+        return self.folder / f"signatures-{tag}.sqlite"
 
     def _wait(self) -> None:
         pending, self._pending = self._pending, []
@@ -370,16 +415,35 @@ class SignatureCache:
 
     def _conn(self, tag: str) -> sqlite3.Connection | None:
         self._wait()
-        if self.problem is not None:
+        if self._disabled:
             return None
-        conn = self._conns.get(tag)
-        if conn is not None:
-            return conn
+        if tag not in self._conns:
+            self._conns[tag] = self._open(tag)
+        return self._conns[tag]
+
+    def _open(self, tag: str) -> sqlite3.Connection | None:
+        path = self._file(tag)
+        seen = _file_id(path)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.folder / f"signatures-{tag}.sqlite", timeout=30, check_same_thread=False
-            )
+            return self._open_writable(path)
+        except sqlite3.Error as exc:
+            code = _sqlite_code(exc)
+            if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                return self._replace_damaged(path, exc, seen)
+            if code == sqlite3.SQLITE_READONLY or (
+                code == sqlite3.SQLITE_CANTOPEN and not os.access(self.folder, os.W_OK)
+            ):
+                return self._open_read_only(tag, path, exc)
+            self._give_up(f"signature cache at '{self.folder}' is not usable ({exc})")
+        except OSError as exc:
+            self._give_up(f"signature cache at '{self.folder}' is not usable ({exc})")
+        return None
+
+    @staticmethod
+    def _open_writable(path: Path) -> sqlite3.Connection:
+        conn = sqlite3.connect(path, timeout=30, check_same_thread=False)
+        try:
             conn.execute("PRAGMA journal_mode=WAL")
             # A cache may lose its last writes in a power cut; it must not cost an fsync each.
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -388,13 +452,88 @@ class SignatureCache:
             conn.execute("CREATE TABLE IF NOT EXISTS roi (hash TEXT PRIMARY KEY, data BLOB)")
             conn.execute("CREATE TABLE IF NOT EXISTS sharp (hash TEXT PRIMARY KEY, value REAL)")
             conn.commit()
-        except (OSError, sqlite3.Error) as exc:
-            self.problem = (
-                f"signature cache at '{self.folder}' is not usable ({exc}); running without it"
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _open_read_only(
+        self, tag: str, path: Path, why: sqlite3.Error
+    ) -> sqlite3.Connection | None:
+        self._note(
+            "read-only",
+            f"signature cache at '{self.folder}' is read-only ({why}): the signatures stored "
+            "there are used, new ones are not stored",
+        )
+        if not path.is_file():
+            return None  # nothing stored for these parameters
+        modes = ["mode=ro"]
+        if not path.with_name(f"{path.name}-wal").exists():  # no writer has it open
+            modes.append("mode=ro&immutable=1")
+        for mode in modes:
+            uri = f"{path.resolve().as_uri()}?{mode}"
+            try:
+                conn = sqlite3.connect(uri, uri=True, timeout=30, check_same_thread=False)
+            except sqlite3.Error:
+                continue
+            try:
+                conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.Error as exc:
+                conn.close()
+                if _sqlite_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                    self._note_damaged(path, exc, " and the cache is read-only")
+                    return None
+                continue
+            self._read_only[tag] = uri
+            return conn
+        return None
+
+    def _note_damaged(self, path: Path, exc: sqlite3.Error, kept: str = "") -> None:
+        self._note(
+            f"damaged {path.name}",
+            f"signature cache file '{path}' is not a usable database ({exc}){kept}; "
+            "running without it: delete it to rebuild it",
+        )
+
+    def _replace_damaged(
+        self, path: Path, exc: sqlite3.Error, seen: tuple[int, int] | None
+    ) -> sqlite3.Connection | None:
+        """Move the damaged file aside and start a fresh one; ``seen``: the file's
+        :func:`_file_id` when it was opened (another run may have replaced it since)."""
+        aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
+        try:
+            if _file_id(path) != seen:
+                raise FileNotFoundError(path)
+            os.replace(path, aside)
+        except FileNotFoundError:
+            pass  # another run moved it aside first (and may have started afresh)
+        except OSError as move_exc:
+            self._note_damaged(
+                path, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
             )
             return None
-        self._conns[tag] = conn
-        return conn
+        else:
+            for suffix in ("-wal", "-shm"):  # a stale log must not be applied to the new file
+                side = path.with_name(path.name + suffix)
+                try:
+                    os.replace(side, aside.with_name(aside.name + suffix))
+                except FileNotFoundError:
+                    continue
+                except OSError as move_exc:
+                    self._note_damaged(
+                        side, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
+                    )
+                    return None
+            self._note(
+                f"damaged {path.name}",
+                f"signature cache file '{path}' was not a usable database ({exc}): moved "
+                f"to '{aside.name}' and started afresh",
+            )
+        try:
+            return self._open_writable(path)
+        except (OSError, sqlite3.Error) as again:
+            self._give_up(f"signature cache at '{self.folder}' is not usable ({again})")
+            return None
 
     def _select(self, tag: str, table: str, col: str, keys: Sequence[str]) -> dict[str, object]:
         conn = self._conn(tag)
@@ -410,17 +549,23 @@ class SignatureCache:
                 ).fetchall()
                 out.update(rows)
         except sqlite3.Error as exc:
-            self.problem = f"signature cache read failed ({exc}); running without it"
+            if _sqlite_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                self._note_damaged(self._file(tag), exc)
+                self._conns[tag] = None
+                conn.close()
+            else:
+                self._give_up(f"signature cache read failed ({exc})")
             return {}
         return out
 
     def _insert(self, tag: str, table: str, rows: Iterable[tuple[str, object]]) -> None:
         conn = self._conn(tag)
-        if conn is not None:
-            self._insert_on(conn, table, list(rows))
+        if conn is not None and tag not in self._read_only:
+            self._insert_on(tag, conn, table, list(rows))
 
     def db_path(self, tag: str) -> str | None:
-        """The cache file of ``tag`` for workers to read, or None when it holds nothing yet."""
+        """The ``file:`` URI workers read the cache file of ``tag`` with (read-only), or
+        None when it holds nothing yet."""
         conn = self._conn(tag)
         if conn is None:
             return None
@@ -429,13 +574,13 @@ class SignatureCache:
                 return None
         except sqlite3.Error:
             return None
-        return str((self.folder / f"signatures-{tag}.sqlite").resolve())
+        return self._read_only.get(tag) or f"{self._file(tag).resolve().as_uri()}?mode=ro"
 
     def get_signatures(self, tag: str, hashes: Sequence[str]) -> dict[str, Signature]:
         out: dict[str, Signature] = {}
         for key, data in self._select(tag, "sig", "data", hashes).items():
             try:
-                out[key] = Signature.from_bytes(key, bytes(data))  # type: ignore[arg-type]
+                out[key] = Signature.from_bytes(key, bytes(data))  # type: ignore[call-overload]
             except ValueError:
                 continue
         return out
@@ -444,20 +589,29 @@ class SignatureCache:
         """Store ``(content hash, Signature.to_bytes())`` rows in the background (see the
         class docstring)."""
         conn = self._conn(tag)
-        if conn is None:
+        if conn is None or tag in self._read_only:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sodkit-cache")
-        self._pending.append(self._writer.submit(self._insert_on, conn, "sig", rows))
+        self._pending.append(self._writer.submit(self._insert_on, tag, conn, "sig", rows))
 
     def _insert_on(
-        self, conn: sqlite3.Connection, table: str, rows: list[tuple[str, object]]
+        self, tag: str, conn: sqlite3.Connection, table: str, rows: Sequence[tuple[str, object]]
     ) -> None:
         try:
             with conn:
                 conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", rows)
         except sqlite3.Error as exc:
-            self.problem = f"signature cache write failed ({exc}); running without it"
+            if _sqlite_code(exc) == sqlite3.SQLITE_READONLY:
+                # Opened for writing, yet the file or its folder is write-protected.
+                self._read_only[tag] = f"{self._file(tag).resolve().as_uri()}?mode=ro"
+                self._note(
+                    "read-only",
+                    f"signature cache at '{self.folder}' is read-only ({exc}): the "
+                    "signatures stored there are used, new ones are not stored",
+                )
+            else:
+                self._give_up(f"signature cache write failed ({exc})")
 
     def get_pixel_hashes(self, hashes: Sequence[str]) -> dict[str, str]:
         return {k: str(v) for k, v in self._select("pixels", "pix", "pixels", hashes).items()}
@@ -479,7 +633,7 @@ class SignatureCache:
         """Object-region crops by :func:`crops_key` (records it cannot read are misses)."""
         out: dict[str, tuple[NDArray[np.uint8], ...]] = {}
         for key, data in self._select("regions", "roi", "data", keys).items():
-            crops = crops_from_bytes(bytes(data))  # type: ignore[arg-type]
+            crops = crops_from_bytes(bytes(data))  # type: ignore[call-overload]
             if crops is not None:
                 out[key] = crops
         return out
@@ -493,7 +647,8 @@ class SignatureCache:
             self._writer.shutdown(wait=True)
             self._writer = None
         for conn in self._conns.values():
-            conn.close()
+            if conn is not None:
+                conn.close()
         self._conns.clear()
 
 
