@@ -33,6 +33,7 @@ It prints:
 from __future__ import annotations
 
 import argparse
+import atexit
 import itertools
 import json
 import os
@@ -746,7 +747,9 @@ def main() -> None:
             near_duplicates_section(ex)
         return
     if args.only != "scale":
-        cache_root = Path(tempfile.mkdtemp(prefix="sodkit-frames-"))
+        # The frame cache of a run that brought none: removed at exit.
+        cache_root = Path(tempfile.mkdtemp(prefix="sodkit-bench-cache-"))
+        atexit.register(shutil.rmtree, cache_root, True)
         os.environ.setdefault("SODKIT_CACHE_DIR", str(cache_root))
         furg_spec = f"video:{SHARED / 'furg-fire-video'}"
         rf_spec = str(SHARED / "roboflow-fire-smoke")

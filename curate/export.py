@@ -21,14 +21,17 @@ def export_dataset(
     inputs: Iterable[Path] = (),
     options: WriteOptions | None = None,
     extra: Callable[[Path], None] | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> WriteResult:
     """Write ``ds`` as ``fmt`` into ``out`` (temp folder, then rename) with ``manifest.json``.
 
-    ``extra(tmp_dir)`` may add files (reports, tables) before the folder is moved into place.
+    ``extra(tmp_dir)`` may add files (reports, tables) before the folder is moved into place;
+    ``notify`` hears what :func:`curate.core.output.atomic_output` has to say (leftovers of
+    interrupted runs removed, a Ctrl+C after the output was in place).
     The writer's own drops and changes (what the format cannot hold) join the manifest.
     """
     get_format(fmt)  # fail on an unknown format before creating anything
-    with atomic_output(out, overwrite=overwrite, inputs=list(inputs)) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=list(inputs), notify=notify) as tmp:
         result = write_dataset(ds, tmp, fmt, options or WriteOptions())
         manifest.dropped += result.dropped
         manifest.changed += result.changed

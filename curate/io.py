@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from dataclasses import replace
 from pathlib import Path
 
 from curate.core.dataset import Dataset
@@ -102,6 +103,27 @@ def get_format(name: str) -> Format:
 def write_dataset(
     dataset: Dataset, out: Path, fmt: str, options: WriteOptions | None = None
 ) -> WriteResult:
-    """Write ``dataset`` in format ``fmt`` into the (empty, temporary) folder ``out``."""
+    """Write ``dataset`` in format ``fmt`` into the (empty, temporary) folder ``out``.
+
+    Video frames decoded into a temporary folder (an unwritable frame cache) are copied
+    where ``symlink`` was asked: links into that folder would break when the run ends.
+    """
+    from curate.sources.video import in_temporary_frames
+
+    opts = options or WriteOptions()
+    temporary = opts.link == "symlink" and any(
+        in_temporary_frames(img.path) for img in dataset.images
+    )
+    if temporary:
+        opts = replace(opts, link="copy")
     with gc_paused():
-        return get_format(fmt).write(dataset, out, options or WriteOptions())
+        result = get_format(fmt).write(dataset, out, opts)
+    if temporary:
+        result.changed.append(
+            {
+                "item": "images",
+                "change": "copied, not symlinked: the video frames lie in a temporary folder "
+                "removed when this run ends (the frame cache could not be written)",
+            }
+        )
+    return result

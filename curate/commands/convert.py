@@ -19,6 +19,7 @@ from curate.commands.common import (
     QuietOpt,
     cli_errors,
     console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -75,6 +76,7 @@ def convert_cmd(
         overwrite=overwrite,
         inputs=[path],
         options=WriteOptions(link=link.value, progress=opts.progress),
+        notify=print_note,
     )
     console.print(
         f"wrote {res.images} images, {res.annotations} boxes as {to.value.upper()} to [bold]{out}[/]"

@@ -360,6 +360,7 @@ def dedupe_cmd(
         link=link.value,  # type: ignore[arg-type]
         inputs=inputs,
         progress=runtime.progress,
+        notify=print_note,
     )
     if "merge_labels" in counts:
         m = counts["merge_labels"]

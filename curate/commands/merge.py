@@ -22,6 +22,7 @@ from curate.commands.common import (
     Unlabeled,
     cli_errors,
     console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -145,6 +146,7 @@ def merge_cmd(
         overwrite=overwrite,
         inputs=paths,
         options=WriteOptions(link=link.value),
+        notify=print_note,
     )
     console.print(
         f"wrote {fmt.value.upper()} dataset to [bold]{out}[/] (manifest.json lists what was dropped or changed)"

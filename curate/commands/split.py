@@ -29,6 +29,7 @@ from curate.commands.common import (
     cli_errors,
     console,
     err_console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -133,6 +134,7 @@ def split_cmd(
         inputs=[path],
         options=WriteOptions(link=link.value, progress=opts.progress),
         extra=lambda tmp: _save_summary(tmp, result.summary),
+        notify=print_note,
     )
     console.print(
         f"wrote {fmt.value.upper()} splits to [bold]{out}[/] (split_summary.csv, manifest.json)"

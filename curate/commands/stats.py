@@ -19,6 +19,7 @@ from curate.commands.common import (
     QuietOpt,
     cli_errors,
     console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -183,7 +184,7 @@ def stats_cmd(
     if out is None:
         return
     plots = make_plots(st, rng=np.random.default_rng(seed))
-    with atomic_output(out, overwrite=overwrite, inputs=[data_path]) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=[data_path], notify=print_note) as tmp:
         written = write_report(tmp, st, plots, title=f"sodkit stats: {data_path.name}")
         write_json_atomic(tmp / "stats.json", st.to_dict())
         manifest = Manifest(

@@ -25,6 +25,7 @@ from curate.commands.common import (
     WorkersOpt,
     cli_errors,
     console,
+    print_note,
     print_skipped,
     read_options,
 )
@@ -177,7 +178,7 @@ def tile_cmd(
         return
     manifest = Manifest("tile", inputs=[data], options=options)
     with (
-        atomic_output(out, overwrite=overwrite, inputs=[path]) as tmp,
+        atomic_output(out, overwrite=overwrite, inputs=[path], notify=print_note) as tmp,
         executor as ex,
     ):
         res = tile_dataset(

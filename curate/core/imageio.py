@@ -421,5 +421,9 @@ def write_image(path: str | Path, image: NDArray[np.uint8], *, quality: int = 95
     if fmt is None:
         raise ValueError(f"unsupported image extension {ext!r} for {p}")
     params: dict[str, Any] = {"quality": quality} if fmt in ("JPEG", "WEBP") else {}
-    img.save(tmp, format=fmt, **params)
-    os.replace(tmp, p)
+    try:
+        img.save(tmp, format=fmt, **params)
+        os.replace(tmp, p)
+    except BaseException:  # a full disk, Ctrl+C: no half-written temp file left behind
+        tmp.unlink(missing_ok=True)
+        raise

@@ -935,6 +935,8 @@ def find_duplicates(
     prep.stats["pairs_scored"] = len(prep.scorer)
     prep.stats["pairs_refined"] = sum(v.full_ssim is not None for v in prep.scorer.memo.values())
     prep.stats["total_s"] = time.perf_counter() - t0
+    if rt.cache is not None and rt.cache.problem:  # the sharpness and crop steps use it too
+        prep.stats["cache_problem"] = rt.cache.problem
     return DedupePlan(
         options=o,
         dataset=dataset,
@@ -1043,8 +1045,10 @@ def write_deduped(
     link: str = "hardlink",
     inputs: Sequence[Path] = (),
     progress: Progress | None = None,
+    notify: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Write the kept images (``fmt``), ``manifest.json`` and the cluster report, atomically."""
+    """Write the kept images (``fmt``), ``manifest.json`` and the cluster report, atomically
+    (``notify``: see :func:`curate.core.output.atomic_output`)."""
     from curate.dedupe.report import REPORT_CSV, REPORT_JSON, build_report, write_report
 
     get_format(fmt)
@@ -1070,7 +1074,7 @@ def write_deduped(
     manifest.skipped.extend(plan.skipped)
     manifest.record_read(plan.dataset.info)  # what the reader changed or dropped (renames...)
     manifest.changed.extend(changes)
-    with atomic_output(out, overwrite=overwrite, inputs=inputs) as tmp:
+    with atomic_output(out, overwrite=overwrite, inputs=inputs, notify=notify) as tmp:
         result = write_dataset(
             ds,
             tmp,

@@ -320,6 +320,19 @@ def ensure_frames(
     return info, cache_dir
 
 
+#: Prefix of the temporary folder frames go to when the cache cannot take them.
+TEMPORARY_FRAMES_PREFIX = "sodkit-frames-"
+
+
+def in_temporary_frames(path: str | Path) -> bool:
+    """Whether ``path`` lies in a temporary frame folder (removed when its run ends)."""
+    tmp = tempfile.gettempdir()
+    return any(
+        p.name.startswith(TEMPORARY_FRAMES_PREFIX) and str(p.parent) == tmp
+        for p in Path(path).parents
+    )
+
+
 class _TemporaryFrames:
     """Where frames go when the cache cannot take them: one temporary folder per read,
     made on first need, noted once, removed when the process exits (the dataset's items
@@ -332,7 +345,7 @@ class _TemporaryFrames:
     def __call__(self, exc: OSError) -> Path:
         if self._folder is None:
             try:
-                self._folder = Path(tempfile.mkdtemp(prefix="sodkit-frames-"))
+                self._folder = Path(tempfile.mkdtemp(prefix=TEMPORARY_FRAMES_PREFIX))
             except OSError as tmp_exc:
                 raise UsageError(
                     f"the frame cache at '{cache_root() / 'frames'}' cannot be written "

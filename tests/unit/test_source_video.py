@@ -535,3 +535,27 @@ def test_temp_files_of_interrupted_runs_are_removed(tmp_path: Path) -> None:
     read(tmp_path)
     assert not any(p.exists() for p in stale)
     assert all(p.exists() for p in [*kept, fresh])
+
+
+def test_frames_in_a_temporary_folder_are_copied_where_symlinks_were_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Links into the temporary folder would dangle once the run ends."""
+    from curate.formats.base import WriteOptions
+    from curate.io import write_dataset
+
+    (tmp_path / "cachefile").write_text("hi")
+    monkeypatch.setenv("SODKIT_CACHE_DIR", str(tmp_path / "cachefile"))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    (tmp_path / "tmp").mkdir()
+    write_clip(tmp_path / "clips" / "a.avi", 3)
+    ds = read(tmp_path / "clips")
+    res = write_dataset(ds, tmp_path / "out", "coco", WriteOptions(link="symlink"))
+    images = [p for p in (tmp_path / "out").rglob("*.jpg")]
+    assert len(images) == 3 and not any(p.is_symlink() for p in images)
+    assert any("copied, not symlinked" in c["change"] for c in res.changed)
+    # Frames from a working cache are linked as asked.
+    monkeypatch.setenv("SODKIT_CACHE_DIR", str(tmp_path / "cache"))
+    ds = read(tmp_path / "clips")
+    write_dataset(ds, tmp_path / "out2", "coco", WriteOptions(link="symlink"))
+    assert all(p.is_symlink() for p in (tmp_path / "out2").rglob("*.jpg"))
