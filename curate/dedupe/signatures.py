@@ -296,7 +296,8 @@ def _worker_lookup(db: str | None, content_hash: str) -> bytes | None:
 
 @dataclass(frozen=True, slots=True)
 class SignatureJob:
-    """One image for :func:`_signature_task`; ``db``: the cache file to look in first."""
+    """One image for :func:`_signature_task`; ``db``: the cache to look in first (a ``file:``
+    URI from :meth:`SignatureCache.db_path`, see :func:`_worker_lookup`)."""
 
     path: str
     params: SignatureParams
