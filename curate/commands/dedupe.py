@@ -335,7 +335,7 @@ def dedupe_cmd(
         opts.policy,
         listed_in="manifest.json" if writes else (str(report) if report is not None else None),
     )
-    if report is not None:
+    if report is not None and not writes:
         paths = write_report(build_report(plan), report)
         console.print(f"report: {paths[0]} and {paths[1]}")
     if not writes:
@@ -377,6 +377,16 @@ def dedupe_cmd(
             "[yellow]note:[/] the output is not split: the export's train/valid/test is kept "
             "as each image's original_split; run `curate split` for a leakage-free split"
         )
+    if report is not None:  # after the output: an interrupt never leaves a report alone
+        try:
+            paths = write_report(build_report(plan), report)
+        except KeyboardInterrupt:
+            err_console.print(
+                f"[yellow]interrupted: {out} was written; the --report copy was not (the same "
+                f"report is {Path(out) / REPORT_JSON})[/]"  # type: ignore[arg-type]
+            )
+            raise typer.Exit(130) from None
+        console.print(f"report: {paths[0]} and {paths[1]}")
 
 
 def _class_pairs(path: Path) -> tuple[tuple[str, str], ...]:

@@ -305,18 +305,41 @@ def _member(plan: DedupePlan, m: int, head: int) -> dict[str, Any]:
 
 
 def write_report(report: dict[str, Any], json_path: str | Path) -> tuple[Path, Path]:
-    """Write the report as JSON at ``json_path`` and as CSV beside it (same stem, ``.csv``)."""
+    """Write the report as JSON at ``json_path`` and as CSV beside it (same stem, ``.csv``).
+
+    Both are written to temporary files first and renamed together (on any failure,
+    Ctrl+C included, the temporary files are removed and nothing is renamed).
+    """
     json_path = Path(json_path)
     csv_path = json_path.with_suffix(".csv")
-    write_json_atomic(json_path, report)
-    write_report_csv(report, csv_path)
+    tmp_json = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
+    tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
+    try:
+        write_json_atomic(tmp_json, report)
+        _write_csv(report, tmp_csv)
+        os.replace(tmp_csv, csv_path)
+        os.replace(tmp_json, json_path)
+    except BaseException:
+        tmp_json.unlink(missing_ok=True)
+        tmp_csv.unlink(missing_ok=True)
+        raise
     return json_path, csv_path
 
 
 def write_report_csv(report: dict[str, Any], path: str | Path) -> None:
     """One row per cluster member (see the module docstring)."""
     p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp")
+    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    try:
+        _write_csv(report, tmp)
+        tmp.replace(p)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def _write_csv(report: dict[str, Any], tmp: Path) -> None:
+    tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)
         writer.writeheader()
@@ -338,7 +361,6 @@ def write_report_csv(report: dict[str, Any], path: str | Path) -> None:
                         "kept_reason": c["kept_reason"] if m["role"] != "dropped" else "",
                     }
                 )
-    tmp.replace(p)
 
 
 def load_cluster_groups(report_path: str | Path) -> dict[str, str]:

@@ -250,3 +250,34 @@ def test_merge_labels_preview_matches_the_run_and_conflicts_state_frames(
     assert conflict["dropped_size"] == [80, 60] and conflict["kept_size"] == [160, 120]
     (box,) = conflict["only_in_dropped"]
     assert box["bbox"] == [50, 30, 70, 50] and box["bbox_in_kept"] == [100, 60, 140, 100]
+
+
+def test_an_interrupt_before_the_output_leaves_no_report_either(
+    run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--report is written after --out: output and report both there, or both absent."""
+    import curate.commands.dedupe as cmd
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "write_deduped", interrupted)
+    report = tmp_path / "r.json"
+    res = run("dedupe", data, "--out", tmp_path / "out", "--report", report, "-j", "1", code=130)
+    assert "nothing was written" in res.output
+    assert not report.exists() and not report.with_suffix(".csv").exists()
+
+
+def test_a_failed_report_write_leaves_no_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curate.dedupe.report as rep
+
+    def broken(report: object, tmp: Path) -> None:
+        tmp.write_text("half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(rep, "_write_csv", broken)
+    with pytest.raises(KeyboardInterrupt):
+        rep.write_report({"clusters": []}, tmp_path / "r.json")
+    assert list(tmp_path.iterdir()) == []
