@@ -33,17 +33,27 @@ with ``fork`` in its many-threaded process, did hang). ``ProcessExecutor(start_m
 A Dask scheduler address is checked before use: a bad shape, a refused or silent address,
 or a port that does not speak Dask (the dashboard's 8787, say) is a :class:`UsageError`
 after about ``connect_timeout`` seconds (10 by default, ``SODKIT_SCHEDULER_TIMEOUT`` to
-change it), never a traceback or a hang.
+change it), never a traceback or a hang. A scheduler lost during a map is one too: at once
+when the client had tasks on it, else once the client gives up reconnecting (as long again).
+
+Ctrl+C stops the local pool at once and quietly: the workers ignore SIGINT (a terminal
+sends it to the whole process group; a worker that took it printed a traceback and could
+die holding the pool's queue lock, hanging the others and Python's exit), and this process
+cancels what is queued and terminates them (:meth:`ProcessExecutor._abort`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import multiprocessing as mp
 import os
+import signal
 import socket
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import CancelledError, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from multiprocessing.context import BaseContext
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -69,9 +79,22 @@ _PRELOAD = (
 # Native thread pools read these when they load; workers set them to 1.
 _THREAD_ENV = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
+# Seconds an interrupted pool waits for each step of its teardown (a worker to die after
+# SIGTERM, then SIGKILL; the pool's manager thread to finish) before the next, harder one.
+_ABORT_WAIT = 5.0
+
 DEFAULT_CONNECT_TIMEOUT = 10.0
 TIMEOUT_ENV = "SODKIT_SCHEDULER_TIMEOUT"
+# Seconds between checks that the Dask client is still open while waiting for a task.
+_DASK_POLL = 1.0
 _SCHEMES = ("tcp", "tls", "inproc")
+# What distributed logs in this process when the scheduler goes away (logger: start of the
+# message): the connection closing, and the client giving up reconnecting. DaskExecutor.map
+# reports that loss itself, as one error line, so these are left out while it runs.
+_LOSS_LOGS = {
+    "distributed.batched": "Batched Comm Closed",
+    "distributed.client": "Failed to reconnect to scheduler",
+}
 _SCHEDULER_HINT = (
     "is `dask scheduler` running there? It listens on port 8786, its dashboard on 8787; "
     "or leave out --scheduler to run on local processes"
@@ -132,12 +155,48 @@ class SerialExecutor(_Base):
             yield fn(x)
 
 
+@contextlib.contextmanager
+def _sigint_deferred() -> Iterator[None]:
+    """Hold Ctrl+C back until the block is done, then raise ``KeyboardInterrupt`` as usual.
+
+    For the steps a ``KeyboardInterrupt`` must not cut short: starting a process (one cut
+    off half-started is never stopped) and stopping the pool. Processes started in the
+    block inherit SIGINT blocked.
+    """
+    caught: list[int] = []
+    old = None
+    if threading.current_thread() is threading.main_thread():  # Python runs handlers there
+        old = signal.getsignal(signal.SIGINT)
+    if old is not None:  # None: a handler not set from Python, left alone
+        signal.signal(signal.SIGINT, lambda signum, _frame: caught.append(signum))
+    mask = None
+    if hasattr(signal, "pthread_sigmask"):  # not on Windows
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if mask is not None:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+            if caught:
+                signal.raise_signal(signal.SIGINT)
+
+
 def _limit_native_threads(forked: bool = False) -> None:
-    """Worker initializer: one thread for OpenCV, OpenMP and BLAS in this worker.
+    """Worker initializer: ignore Ctrl+C, and one thread for OpenCV, OpenMP and BLAS.
+
+    A terminal sends SIGINT to the whole process group: a worker that took it would print
+    a traceback and could die holding the pool's queue lock, leaving the others waiting
+    for good. The parent handles Ctrl+C and stops the workers itself (forkserver workers
+    start with SIGINT blocked, see :class:`ProcessExecutor`; this covers the rest).
 
     ``forked``: the worker is a plain ``fork`` of a parent that may run native thread
     pools; touching them there can hang, so only the environment is set.
     """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     for var in _THREAD_ENV:  # for libraries this worker loads later
         os.environ[var] = "1"
     if forked:
@@ -168,6 +227,12 @@ def _pool_context(method: str | None) -> BaseContext:
 class ProcessExecutor(_Base):
     """A local process pool: workers fork from a clean fork server, one native thread each.
 
+    Ctrl+C reaches only this process: the workers ignore SIGINT (the fork server is
+    started with it blocked, so its workers never see one, not even while they start).
+    A ``KeyboardInterrupt`` while mapping, or any exception leaving a ``with`` block,
+    cancels the queued chunks and terminates the workers instead of waiting for them;
+    :meth:`close` after a normal run waits for them to finish.
+
     ``start_method`` overrides the choice (``"fork"``, ``"spawn"``; for tests and benchmarks).
     """
 
@@ -177,6 +242,9 @@ class ProcessExecutor(_Base):
         self.workers = workers or os.cpu_count() or 1
         ctx = _pool_context(start_method)
         self.start_method = ctx.get_start_method()
+        # What _abort stops (workers, the pool's manager thread, its result queue), kept
+        # from its first call: the pool forgets them at shutdown.
+        self._to_stop: tuple[list[Any], Any, Any] | None = None
         self._pool = ProcessPoolExecutor(
             self.workers,
             mp_context=ctx,
@@ -185,28 +253,82 @@ class ProcessExecutor(_Base):
         )
         if self.start_method == "forkserver":
             # Start the server now (it returns at once): its imports overlap with whatever
-            # the caller does before the first map, instead of delaying that map.
+            # the caller does before the first map, instead of delaying that map. With
+            # SIGINT blocked, as the resource tracker does: a Ctrl+C during its imports
+            # would print a traceback, and its workers inherit the mask from birth.
             from multiprocessing import forkserver
 
-            forkserver.ensure_running()
+            with _sigint_deferred():
+                forkserver.ensure_running()
 
     def map(
         self, fn: Callable[[T], R], items: Sequence[T], *, chunksize: int | None = None
     ) -> Iterator[R]:
         size = chunksize or _auto_chunksize(len(items), self.workers)
         # Submit chunks lazily, a bounded number ahead, so memory stays flat on long inputs.
-        chunks = _chunks(items, size)
-        pending: list[Any] = []
+        pending: list[Future[list[R]]] = []
         ahead = self.workers * 4
-        for chunk in chunks:
-            pending.append(self._pool.submit(_apply_chunk, fn, chunk))
-            if len(pending) >= ahead:
+        try:
+            for chunk in _chunks(items, size):
+                with _sigint_deferred():  # submit may start a worker
+                    pending.append(self._pool.submit(_apply_chunk, fn, chunk))
+                if len(pending) >= ahead:
+                    yield from pending.pop(0).result()
+            while pending:
                 yield from pending.pop(0).result()
-        for fut in pending:
-            yield from fut.result()
+        except KeyboardInterrupt:
+            self._abort()
+            raise
+        finally:  # an error, or a caller that stopped early: queued chunks are not wanted
+            for fut in pending:
+                fut.cancel()
 
     def close(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Wait for running chunks and stop the workers (a second Ctrl+C stops them now)."""
+        try:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException:
+            self._abort()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        if exc and exc[0] is not None:
+            self._abort()  # the results are not wanted: do not wait for running chunks
+        else:
+            self.close()
+
+    def _abort(self) -> None:
+        """Cancel queued chunks and terminate the workers now; never waits without bound.
+
+        ``ProcessPoolExecutor`` has no public way to stop running work: it joins its workers
+        at shutdown and again when Python exits, which hangs if a worker is stuck. So the
+        workers are terminated here and the pool's manager thread is seen to finish.
+        A Ctrl+C meanwhile is raised when it is done; calling it again is harmless.
+        """
+        with _sigint_deferred():
+            if self._to_stop is None:
+                self._to_stop = self._internals()
+                self._pool.shutdown(wait=False, cancel_futures=True)
+            procs, manager, results = self._to_stop
+            for proc in procs:
+                proc.terminate()
+            for proc in procs:
+                proc.join(_ABORT_WAIT)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(_ABORT_WAIT)
+            if results is not None:
+                # Only workers write results. One killed while sending a result leaves the
+                # manager reading the rest for good; with our end closed, it reads EOF.
+                results._writer.close()
+            if manager is not None:
+                manager.join(_ABORT_WAIT)
+
+    def _internals(self) -> tuple[list[Any], Any, Any]:
+        """The pool's workers, manager thread and result queue (concurrent.futures' own)."""
+        pool = self._pool
+        workers = list((pool._processes or {}).values())
+        return workers, pool._executor_manager_thread, pool._result_queue
 
 
 def connect_timeout_default() -> float:
@@ -294,13 +416,40 @@ def _probe_scheduler(address: str, timeout: float) -> None:
             ) from exc
 
 
+class _DropStartingWith(logging.Filter):
+    def __init__(self, prefix: str = "") -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+@contextlib.contextmanager
+def _logs_dropped(prefixes: dict[str, str]) -> Iterator[None]:
+    """Drop the records of each logger that start with its prefix ("": all), while this runs."""
+    filters = {
+        logging.getLogger(name): _DropStartingWith(prefix) for name, prefix in prefixes.items()
+    }
+    for log, keep in filters.items():
+        log.addFilter(keep)
+    try:
+        yield
+    finally:
+        for log, keep in filters.items():
+            log.removeFilter(keep)
+
+
 class DaskExecutor(_Base):
     """Runs chunks on a Dask distributed cluster.
 
     ``scheduler`` is an address (``tcp://host:port``, ``tls://...``, ``inproc://...``) or a
     ``distributed.Client``, used as is and left open. An address that is malformed or where
     no scheduler answers within ``connect_timeout`` seconds (default
-    :func:`connect_timeout_default`) is a :class:`UsageError`.
+    :func:`connect_timeout_default`) is a :class:`UsageError`. So is a scheduler lost
+    during :meth:`map`, once the client has given up reconnecting (after as long again)
+    or has cancelled the run's tasks; an error the mapped function raises on a worker is
+    raised as it is.
     """
 
     name = "dask"
@@ -313,9 +462,11 @@ class DaskExecutor(_Base):
                 "--scheduler needs Dask distributed: pip install 'dask[distributed]'"
             ) from exc
 
+        self._timeout: float | None = None
         if isinstance(scheduler, Client):
             self._client = scheduler
             self._owned = False
+            self.address = str(getattr(scheduler.scheduler, "address", "") or "its address")
         elif isinstance(scheduler, str):
             address = check_scheduler_address(scheduler)
             timeout = connect_timeout if connect_timeout is not None else connect_timeout_default()
@@ -329,6 +480,8 @@ class DaskExecutor(_Base):
                     f"({_SCHEDULER_HINT})"
                 ) from exc
             self._owned = True
+            self._timeout = timeout
+            self.address = address
         else:
             raise UsageError(
                 f"scheduler {scheduler!r}: expected an address such as tcp://host:8786 "
@@ -343,15 +496,74 @@ class DaskExecutor(_Base):
         chunks = list(_chunks(items, size))
         ahead = self.workers * 4
         pending: list[Any] = []
-        for chunk in chunks:
-            pending.append(self._client.submit(_apply_chunk, fn, chunk, pure=False))
-            if len(pending) >= ahead:
-                yield from pending.pop(0).result()
-        for fut in pending:
-            yield from fut.result()
+        with _logs_dropped(_LOSS_LOGS):  # a lost scheduler is reported below, as one error
+            for chunk in chunks:
+                pending.append(self._submit(fn, chunk))
+                if len(pending) >= ahead:
+                    yield from self._result(pending.pop(0))
+            while pending:
+                yield from self._result(pending.pop(0))
+
+    def _closed(self) -> bool:
+        return self._client.status in ("closing", "closed")
+
+    def _submit(self, fn: Callable[[T], R], chunk: Sequence[T]) -> Any:
+        from distributed.client import ClosedClientError
+
+        if self._closed():  # a task submitted now would never be resolved
+            raise self._lost()
+        try:
+            return self._client.submit(_apply_chunk, fn, chunk, pure=False)
+        except (ClosedClientError, CancelledError, OSError) as exc:
+            raise self._lost(exc) from exc
+
+    def _result(self, fut: Any) -> list[Any]:
+        from distributed.client import ClosedClientError
+
+        # Waits in steps: a task submitted just as the client closed is never resolved,
+        # and fut.result() would wait for it for good. A client that is reconnecting is
+        # waited for (it cancels the tasks it had, or gives up and closes).
+        done = threading.Event()
+        fut.add_done_callback(lambda _: done.set())
+        while not done.wait(_DASK_POLL):
+            if self._closed():
+                raise self._lost()
+        try:
+            return fut.result()  # type: ignore[no-any-return]
+        except (ClosedClientError, CancelledError, OSError) as exc:
+            if fut.status == "error":
+                raise  # the mapped function raised it on a worker: a real error, as it is
+            raise self._lost(exc) from exc
+
+    def _lost(self, exc: BaseException | None = None) -> UsageError:
+        """The error for a task this client cannot get back: its scheduler is gone."""
+        reason = getattr(exc, "reason", None)
+        if isinstance(exc, CancelledError) and self._client.status == "running":
+            if reason != "scheduler-connection-lost":  # cancelled on the cluster, not lost
+                return UsageError(
+                    f"the Dask scheduler at {self.address} cancelled a task of this run "
+                    f"(reason: {reason or 'unknown'}); nothing was written"
+                )
+        if not self._closed():
+            why = "connection closed"
+        elif self._timeout is not None:  # our own client: it closed itself
+            why = f"connection closed, no reconnect within {self._timeout:g} s"
+        else:
+            why = "its client is closed"
+        return UsageError(
+            f"lost the Dask scheduler at {self.address} during the run ({why}); nothing was "
+            "written (rerun once it is back, or leave out --scheduler to run on local processes)"
+        )
 
     def close(self) -> None:
-        if self._owned:
+        if not self._owned:
+            return
+        if self._client.status == "running":
+            self._client.close()
+            return
+        # Its scheduler is lost (map said so): closing a client that is still trying to
+        # reconnect makes distributed log its own teardown (CancelledError tracebacks).
+        with _logs_dropped({"distributed.client": ""}):
             self._client.close()
 
 
