@@ -11,9 +11,10 @@ from __future__ import annotations
 import importlib
 import sys
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import typer
+if TYPE_CHECKING:
+    import typer
 
 HELP = "Turn messy detection data into clean, training-ready small-object datasets."
 
@@ -34,6 +35,8 @@ COMMANDS: dict[str, str] = {
 
 def build_app(names: Iterable[str] | None = None) -> typer.Typer:
     """A ``curate`` app with the commands ``names`` (all when None)."""
+    import typer  # here, not at import: main() catches a Ctrl+C during it
+
     app = typer.Typer(
         name="curate",
         help=HELP,
@@ -68,5 +71,12 @@ def _command_of(args: list[str]) -> str | None:
 
 
 def main() -> None:
-    name = _command_of(sys.argv[1:])
-    build_app(None if name is None else [name])()
+    # Ctrl+C while the command is still being imported, before its own handler runs: the
+    # same one line as later, never an import traceback.
+    try:
+        name = _command_of(sys.argv[1:])
+        app = build_app(None if name is None else [name])
+        app()
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted: nothing was written\n")
+        raise SystemExit(130) from None
