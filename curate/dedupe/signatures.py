@@ -56,12 +56,12 @@ from curate.dedupe.hist import NUM_BINS, hsv_histogram
 from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
-SIGNATURE_VERSION = 4
+SIGNATURE_VERSION = 5  # 5: thumbnails area-averaged from whole pixels (read_reduced)
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
-SHARPNESS_TAG = f"sharpness-v2-s{SHARPNESS_SIDE}"
+SHARPNESS_TAG = f"sharpness-v3-s{SHARPNESS_SIDE}"
 _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")

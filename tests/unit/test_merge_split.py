@@ -287,7 +287,11 @@ def test_match_groups_counts_clusters_found_in_the_dataset() -> None:
         "/elsewhere/q.jpg": "dup4",
     }
     assert match_groups(ds.images, report) == GroupsMatch(
-        clusters=4, images_matched=3, clusters_present=2, clusters_joining=1
+        clusters=4,
+        images_matched=3,
+        clusters_present=2,
+        clusters_joining=1,
+        matched_by_name_only=3,  # the report names no path of these images
     )
     res = split_dataset(ds, seed=0, extra_groups={"x.jpg": "dup1", "y.jpg": "dup1"})
     assert res.groups_match == GroupsMatch(1, 0, 0, 0)

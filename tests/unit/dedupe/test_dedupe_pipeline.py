@@ -86,7 +86,9 @@ def test_exact_only_finds_only_exact_copies(known: dict[str, Path]) -> None:
 
 
 def test_histogram_alone_and_combined(known: dict[str, Path]) -> None:
-    hist = find_duplicates(_ds(known), DedupeOptions(hist=0.9))
+    # A q40 re-encode of these scenes keeps 0.89-0.94 of its histogram (median 0.915 over
+    # 40 seeds): 0.88 finds it on any seed, 0.9 on most.
+    hist = find_duplicates(_ds(known), DedupeOptions(hist=0.88))
     assert {"s0_copy", "s1_png", "s4_q40"} <= set(_dropped(hist))
     both = find_duplicates(_ds(known), DedupeOptions(ssim=0.85, hist=0.99, combine="all"))
     either = find_duplicates(_ds(known), DedupeOptions(ssim=0.85, hist=0.99, combine="any"))
