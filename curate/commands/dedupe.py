@@ -362,6 +362,25 @@ def dedupe_cmd(
         progress=runtime.progress,
         notify=print_note,
     )
+    try:
+        _print_written(counts, out, out_fmt, ds.info)  # type: ignore[arg-type]
+        if report is not None:  # after the output: an interrupt never leaves a report alone
+            paths = write_report(build_report(plan), report)
+            console.print(f"report: {paths[0]} and {paths[1]}")
+    except KeyboardInterrupt:
+        err_console.print(
+            f"[yellow]interrupted: {out} was written"
+            + (
+                f"; the --report copy was not (the same report is {Path(out) / REPORT_JSON})"  # type: ignore[arg-type]
+                if report is not None and not Path(report).exists()
+                else ""
+            )
+            + "[/]"
+        )
+        raise typer.Exit(130) from None
+
+
+def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[str, Any]) -> None:
     if "merge_labels" in counts:
         m = counts["merge_labels"]
         console.print(
@@ -372,21 +391,11 @@ def dedupe_cmd(
         f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
     )
-    if ds.info.get("export_form"):  # a Kaggle/Roboflow export read as it is
+    if info.get("export_form"):  # a Kaggle/Roboflow export read as it is
         console.print(
             "[yellow]note:[/] the output is not split: the export's train/valid/test is kept "
             "as each image's original_split; run `curate split` for a leakage-free split"
         )
-    if report is not None:  # after the output: an interrupt never leaves a report alone
-        try:
-            paths = write_report(build_report(plan), report)
-        except KeyboardInterrupt:
-            err_console.print(
-                f"[yellow]interrupted: {out} was written; the --report copy was not (the same "
-                f"report is {Path(out) / REPORT_JSON})[/]"  # type: ignore[arg-type]
-            )
-            raise typer.Exit(130) from None
-        console.print(f"report: {paths[0]} and {paths[1]}")
 
 
 def _class_pairs(path: Path) -> tuple[tuple[str, str], ...]:
@@ -579,7 +588,9 @@ def leaks_cmd(
     scheduler: SchedulerOpt = None,
     on_error: OnErrorOpt = OnError.fail,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
-    overwrite: OverwriteOpt = False,
+    overwrite: Annotated[
+        bool, typer.Option("--overwrite", help="Let --json replace an existing file.")
+    ] = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Find near-duplicates that sit in different splits (train/val/test)."""
@@ -612,17 +623,21 @@ def leaks_cmd(
         table = Table(title="near-duplicates across splits")
         for col in ("cluster", "splits", "images", "example", "reasons"):
             table.add_column(col)
-        for cl in [c for c in rep["clusters"] if c["leak"]][:20]:
+        leaking = [c for c in rep["clusters"] if c["leak"]]
+        for cl in leaking[:20]:
             ex = next((m for m in cl["members"] if m.get("reason")), cl["members"][0])
             reasons = sorted({m["reason"] for m in cl["members"] if m.get("reason")})
             table.add_row(
                 cl["id"],
-                ", ".join(cl["splits"]),
+                ", ".join(str(x or "-") for x in cl["splits"]),
                 str(cl["size"]),
                 f"{ex['file_name']} ~ {ex.get('linked_to', '')}",
                 ", ".join(reasons),
             )
         console.print(table)
+        if len(leaking) > 20:
+            more = "see the report" if json_path is not None else "--json FILE lists them all"
+            console.print(f"... and {len(leaking) - 20} more leaking clusters ({more})")
     if json_path is not None:
         write_report(rep, json_path)
         console.print(f"report: {json_path}")

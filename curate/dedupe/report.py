@@ -206,7 +206,8 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
                 | ({"reason": reason} if reason else {})
                 | s.to_dict()
             )
-        splits = sorted({str(_split(plan, m)) for m in members})
+        # null for members in no split (JSON null, as each member's "split"), listed last
+        splits = sorted({_split(plan, m) for m in members}, key=lambda x: (x is None, str(x)))
         n_conflicts += len(conflicts)
         clusters.append(
             {
@@ -437,7 +438,8 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
     out = []
     for members in sorted(by_root.values(), key=min):
         members.sort()
-        splits = sorted({str(_split(plan, m)) for m in members})
+        # null for members in no split (JSON null, as each member's "split"), listed last
+        splits = sorted({_split(plan, m) for m in members}, key=lambda x: (x is None, str(x)))
         if len(splits) < 2:
             continue
         hashes = {s.content_hash for m in members if (s := plan.signatures[m]) is not None}

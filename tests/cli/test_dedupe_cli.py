@@ -281,3 +281,41 @@ def test_a_failed_report_write_leaves_no_file(
     with pytest.raises(KeyboardInterrupt):
         rep.write_report({"clusters": []}, tmp_path / "r.json")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_interrupt_after_the_output_says_it_was_written(
+    run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import curate.commands.dedupe as cmd
+
+    def interrupted(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "_print_written", interrupted)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    res = run("dedupe", data, "--out", out, "--report", report, "-j", "1", code=130)
+    text = " ".join(res.output.split())
+    assert f"interrupted: {out} was written" in text and "nothing was written" not in text
+    assert (out / "manifest.json").is_file() and not report.exists()
+
+
+def test_skipped_items_print_brackets_and_clusters_without_split_are_null(
+    run, tmp_path: Path
+) -> None:
+    """Rich took '[x,y,w,h]' in a skip message for markup and dropped it; a cluster of
+    images in no split listed its splits as the string 'None'."""
+    data = _labelled_copies(tmp_path)
+    ann = data / "annotations.json"
+    if not ann.is_file():
+        (ann,) = data.rglob("*.json")
+    coco = json.loads(ann.read_text())
+    first = coco["images"][0]
+    shutil.copyfile(data / "images" / first["file_name"], data / "images" / "c.png")
+    coco["images"].append(dict(first, id=99, file_name="c.png"))
+    coco["annotations"].append({"id": 999, "image_id": 99, "category_id": 1})  # no bbox
+    ann.write_text(json.dumps(coco))
+    report = tmp_path / "r.json"
+    res = run("dedupe", data, "--dry-run", "--on-error", "skip", "--report", report, "-j", "1")
+    assert "[x,y,w,h]" in res.output
+    (cluster,) = json.loads(report.read_text())["clusters"]
+    assert cluster["splits"] == [None] and cluster["leak"] is False
