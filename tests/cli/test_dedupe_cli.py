@@ -252,16 +252,18 @@ def test_merge_labels_preview_matches_the_run_and_conflicts_state_frames(
     assert box["bbox"] == [50, 30, 70, 50] and box["bbox_in_kept"] == [100, 60, 140, 100]
 
 
+def _interrupted(*args: object, **kwargs: object) -> None:
+    """Stands in for a step of the command that a Ctrl+C cuts short."""
+    raise KeyboardInterrupt
+
+
 def test_an_interrupt_before_the_output_leaves_no_report_either(
     run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--report is written after --out: output and report both there, or both absent."""
     import curate.commands.dedupe as cmd
 
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cmd, "write_deduped", interrupted)
+    monkeypatch.setattr(cmd, "write_deduped", _interrupted)
     report = tmp_path / "r.json"
     res = run("dedupe", data, "--out", tmp_path / "out", "--report", report, "-j", "1", code=130)
     assert "nothing was written" in res.output
@@ -288,10 +290,7 @@ def test_an_interrupt_after_the_output_says_it_was_written(
 ) -> None:
     import curate.commands.dedupe as cmd
 
-    def interrupted(*args: object, **kwargs: object) -> None:
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(cmd, "_print_written", interrupted)
+    monkeypatch.setattr(cmd, "_print_written", _interrupted)
     out, report = tmp_path / "out", tmp_path / "r.json"
     res = run("dedupe", data, "--out", out, "--report", report, "-j", "1", code=130)
     text = " ".join(res.output.split())
