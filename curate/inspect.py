@@ -12,6 +12,7 @@ FiftyOne keeps its datasets in its own MongoDB (``FIFTYONE_DATABASE_DIR`` /
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -28,6 +29,40 @@ def _setup_env() -> None:
     os.environ.setdefault("FIFTYONE_DATABASE_VALIDATION", "false")
 
 
+def import_fiftyone() -> Any:
+    """``import fiftyone`` (its environment set first), also after ``importlib_metadata``.
+
+    FiftyOne's dependency ``eta`` reads its package's ``author`` at import. Once the
+    ``importlib_metadata`` backport is imported (Dask and others do), it answers the
+    standard library's lookups too, with metadata that raises ``KeyError`` for a missing
+    field, and eta's wheel has no ``Author`` (only ``Author-email``): ``import fiftyone``
+    failed. While FiftyOne is imported the first time, a missing field reads as None,
+    as the standard library has it.
+    """
+    _setup_env()
+    if "fiftyone" in sys.modules:
+        return sys.modules["fiftyone"]
+    message = None
+    if "importlib_metadata" in sys.modules:
+        try:
+            from importlib_metadata._adapters import Message as message
+        except ImportError:  # another layout: nothing to adjust
+            message = None
+    if message is None:
+        import fiftyone
+
+        return fiftyone
+    import email.message
+
+    strict = message.__getitem__
+    message.__getitem__ = email.message.Message.__getitem__
+    try:
+        import fiftyone
+    finally:
+        message.__getitem__ = strict
+    return fiftyone
+
+
 def to_fiftyone(
     ds: Dataset,
     name: str,
@@ -37,9 +72,7 @@ def to_fiftyone(
     progress: Progress | None = None,
 ) -> Any:
     """Build (or replace) the FiftyOne dataset ``name`` from ``ds``; returns the ``fo.Dataset``."""
-    _setup_env()
-    import fiftyone as fo
-
+    fo = import_fiftyone()
     progress = progress or NullProgress()
     names = ds.category_names()
     fods = fo.Dataset(name, overwrite=overwrite, persistent=persistent)

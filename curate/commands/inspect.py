@@ -66,8 +66,8 @@ def inspect_cmd(
     console.print(table)
     if not launch:
         return
-    import fiftyone as fo
+    from curate.inspect import import_fiftyone
 
-    session = fo.launch_app(fods, port=port, remote=True)
+    session = import_fiftyone().launch_app(fods, port=port, remote=True)
     console.print(f"FiftyOne App on http://localhost:{port} (Ctrl+C to stop)")
     session.wait()
