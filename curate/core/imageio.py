@@ -462,6 +462,5 @@ def write_image(path: str | Path, image: NDArray[np.uint8], *, quality: int = 95
     try:
         img.save(tmp, format=fmt, **params)
         os.replace(tmp, p)
-    except BaseException:  # a full disk, Ctrl+C: no half-written temp file left behind
+    finally:  # gone after the rename; a full disk or Ctrl+C leaves no half-written file
         tmp.unlink(missing_ok=True)
-        raise

@@ -229,7 +229,7 @@ def _swap_into_place(tmp: Path, target: Path, notify: Callable[[str], None] | No
         os.replace(target, old)
         try:
             os.replace(tmp, target)
-        except BaseException:
+        except OSError:  # the old output goes back; signals are held, nothing else lands here
             os.replace(old, target)
             raise
         if not received:  # a signal during the renames: leave the removal to the next run
@@ -277,12 +277,14 @@ def atomic_output(
         notify(f"removed {len(stale)} leftover(s) of interrupted runs beside '{target}': {names}")
     tmp = _side_name(target, "tmp")
     tmp.mkdir()
+    placed = False
     try:
         yield tmp
         _swap_into_place(tmp, target, notify)
-    except BaseException:  # any failure, Ctrl+C included: leave nothing half-written behind
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        placed = True
+    finally:
+        if not placed:  # any failure, Ctrl+C included: leave nothing half-written behind
+            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) -> None:
@@ -294,9 +296,8 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=indent, ensure_ascii=False)
         os.replace(tmp, p)
-    except BaseException:
+    finally:  # gone after the rename; left only by a failure
         tmp.unlink(missing_ok=True)
-        raise
 
 
 @dataclass

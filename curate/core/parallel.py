@@ -287,7 +287,7 @@ class ProcessExecutor(_Base):
         """Wait for running chunks and stop the workers (a second Ctrl+C stops them now)."""
         try:
             self._pool.shutdown(wait=True, cancel_futures=True)
-        except BaseException:
+        except KeyboardInterrupt:
             self._abort()
             raise
 

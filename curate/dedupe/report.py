@@ -320,26 +320,14 @@ def write_report(report: dict[str, Any], json_path: str | Path) -> tuple[Path, P
         _write_csv(report, tmp_csv)
         os.replace(tmp_csv, csv_path)
         os.replace(tmp_json, json_path)
-    except BaseException:
+    finally:  # gone after the renames; left only by a failure, Ctrl+C included
         tmp_json.unlink(missing_ok=True)
         tmp_csv.unlink(missing_ok=True)
-        raise
     return json_path, csv_path
 
 
-def write_report_csv(report: dict[str, Any], path: str | Path) -> None:
-    """One row per cluster member (see the module docstring)."""
-    p = Path(path)
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
-    try:
-        _write_csv(report, tmp)
-        tmp.replace(p)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def _write_csv(report: dict[str, Any], tmp: Path) -> None:
+    """One row per cluster member (see the module docstring)."""
     tmp.parent.mkdir(parents=True, exist_ok=True)
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=CSV_FIELDS)

@@ -453,7 +453,7 @@ class SignatureCache:
             conn.execute("CREATE TABLE IF NOT EXISTS roi (hash TEXT PRIMARY KEY, data BLOB)")
             conn.execute("CREATE TABLE IF NOT EXISTS sharp (hash TEXT PRIMARY KEY, value REAL)")
             conn.commit()
-        except BaseException:
+        except sqlite3.Error:
             conn.close()
             raise
         return conn
