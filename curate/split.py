@@ -22,6 +22,7 @@ are left out and reported.
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -442,7 +443,7 @@ def split_dataset(
     return SplitResult(
         out,
         dropped,
-        summarize(out, extra_groups),
+        summarize(out, Counter(SPLITS[int(a)] for a in assignment)),
         len(groups),
         ratios={
             "requested": {s: round(float(v), 4) for s, v in zip(SPLITS, ratios, strict=True)},
@@ -453,13 +454,13 @@ def split_dataset(
     )
 
 
-def summarize(ds: Dataset, extra_groups: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+def summarize(ds: Dataset, units_per_split: Mapping[str, int]) -> list[dict[str, Any]]:
     """Per-split rows: images, their share of all images, groups, negatives, boxes, small
     boxes, boxes per class.
 
-    ``groups`` counts the units the split kept together (see :func:`units`: a clip, the
-    tiles of one image, a cluster of ``extra_groups``, or an image in none of them); over
-    all rows they add up to :attr:`SplitResult.units`.
+    ``groups`` is ``units_per_split``: the units each split kept together (see
+    :func:`units`: a clip, the tiles of one image, a cluster of a dedupe report, or an
+    image in none of them); over all rows they add up to :attr:`SplitResult.units`.
     """
     names = ds.category_names()
     rows: list[dict[str, Any]] = []
@@ -474,7 +475,7 @@ def summarize(ds: Dataset, extra_groups: Mapping[str, str] | None = None) -> lis
                 "split": split,
                 "images": len(imgs),
                 "share": round(len(imgs) / total, 4),
-                "groups": len(units(imgs, extra_groups)),
+                "groups": int(units_per_split.get(split, 0)),
                 "negatives": sum(1 for im in imgs if not im.annotations),
                 "boxes": len(boxes),
                 "small": sum(1 for a in boxes if a.box_area < SMALL_AREA),

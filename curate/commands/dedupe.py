@@ -324,7 +324,8 @@ def dedupe_cmd(
             print_skipped(opts.policy, listed_in=None)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
-    _print_plan(plan, scheduler)
+    built = build_report(plan)  # once: the table, the output's copy and --report
+    _print_plan(plan, built, scheduler)
     if o.merge_labels and not writes:
         m = merge_counts(plan.output_dataset()[1])
         console.print(
@@ -336,8 +337,7 @@ def dedupe_cmd(
         listed_in="manifest.json" if writes else (str(report) if report is not None else None),
     )
     if report is not None and not writes:
-        paths = write_report(build_report(plan), report)
-        console.print(f"report: {paths[0]} and {paths[1]}")
+        _save_report(built, report)
     if not writes:
         console.print(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
@@ -361,12 +361,12 @@ def dedupe_cmd(
         inputs=inputs,
         progress=runtime.progress,
         notify=print_note,
+        report=built,
     )
     try:
         _print_written(counts, out, out_fmt, ds.info)  # type: ignore[arg-type]
         if report is not None:  # after the output: an interrupt never leaves a report alone
-            paths = write_report(build_report(plan), report)
-            console.print(f"report: {paths[0]} and {paths[1]}")
+            _save_report(built, report)
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted: {out} was written"
@@ -435,8 +435,12 @@ def _check_against(ds: Any, ref: Any, against: str, o: DedupeOptions) -> None:
         )
 
 
-def _print_plan(plan: DedupePlan, scheduler: str | None = None) -> None:
-    rep = build_report(plan)
+def _save_report(rep: dict[str, Any], path: Path) -> None:
+    paths = write_report(rep, path)
+    console.print(f"report: {paths[0]} and {paths[1]}")
+
+
+def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = None) -> None:
     c = rep["counts"]
     table = Table(title="duplicate clusters (largest first)")
     for col in (

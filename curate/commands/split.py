@@ -75,7 +75,13 @@ def split_cmd(
         check_output(out, overwrite=overwrite, inputs=[path])
     opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
-    extra = _load_groups(groups) if groups else None
+    report: dict[str, Any] | None = None
+    extra: dict[str, str] | None = None
+    if groups:
+        from curate.dedupe.report import cluster_groups, read_report  # only with --groups
+
+        report = read_report(groups)
+        extra = cluster_groups(report)
     was = {id(img): img.split or img.attributes.get("original_split") for img in ds.images}
     result = split_dataset(
         ds, shares, seed=seed, extra_groups=extra, keep_unlabeled=fmt is OutFormat.images
@@ -104,8 +110,8 @@ def split_cmd(
         "units": result.units,
     }
     messages = [("warning", result.ratio_warning)] if result.ratio_warning else []
-    if groups and result.groups_match:
-        messages += _groups_notes(groups, result.groups_match)
+    if groups and report is not None and result.groups_match:
+        messages += _groups_notes(groups, report, result.groups_match)
     manifest.extra = {
         "summary": result.summary,
         "ratios": result.ratios,
@@ -141,7 +147,7 @@ def split_cmd(
     )
 
 
-def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
+def _groups_notes(path: Path, report: dict[str, Any], m: GroupsMatch) -> list[tuple[str, str]]:
     """("warning" | "note", text) about how a --groups report matches the dataset."""
     if m.clusters == 0:
         return [("note", f"{path} lists no clusters: --groups changes nothing")]
@@ -164,7 +170,7 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
                 "is it the report of this dataset?",
             )
         )
-    where = _report_folder(path) if m.clusters_joining and m.matched_by_name_only else None
+    where = _report_folder(report) if m.clusters_joining and m.matched_by_name_only else None
     if where is not None:  # a report without paths can only match by name
         out.append(
             (
@@ -175,7 +181,7 @@ def _groups_notes(path: Path, m: GroupsMatch) -> list[tuple[str, str]]:
                 "file names would join unrelated images",
             )
         )
-    if m.clusters_joining and _cluster_mode(path) == "greedy":
+    if m.clusters_joining and _cluster_mode(report) == "greedy":
         out.append(
             (
                 "warning",
@@ -215,34 +221,24 @@ def _unique_names(ds: Dataset, was: dict[int, str | None]) -> list[dict[str, str
     ]
 
 
-def _report_folder(path: Path) -> str | None:
+def _report_folder(report: dict[str, Any]) -> str | None:
     """The folder the images of a report lie under (their common parent), if it says."""
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
         paths = [
             str(m["path"])
-            for c in data.get("clusters", [])
+            for c in report.get("clusters", [])
             for m in c.get("members", [])
             if m.get("path") and not m.get("reference")
         ]
         return os.path.commonpath(paths) if paths else None
-    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+    except (ValueError, AttributeError, KeyError, TypeError):
         return None
 
 
-def _cluster_mode(path: Path) -> str | None:
+def _cluster_mode(report: dict[str, Any]) -> str | None:
     """The cluster mode a report was made with (``rule.cluster``), if it says."""
-    try:
-        rule = json.loads(path.read_text(encoding="utf-8")).get("rule") or {}
-    except (OSError, ValueError, AttributeError):
-        return None
+    rule = report.get("rule")
     return rule.get("cluster") if isinstance(rule, dict) else None
-
-
-def _load_groups(path: Path) -> dict[str, str]:
-    from curate.dedupe import load_cluster_groups
-
-    return load_cluster_groups(path)
 
 
 # Columns of a summary row before the per-class counts; with many classes only these fit.

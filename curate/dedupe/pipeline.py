@@ -281,8 +281,6 @@ def _prepare(
     active = np.array([s is not None for s in sigs], bool)
     stats["signatures_s"] = time.perf_counter() - t0
     stats["cache_hits"] = ext.cache_hits
-    if runtime.cache is not None and runtime.cache.problem:
-        stats["cache_problem"] = runtime.cache.problem
 
     t1 = time.perf_counter()
     n = len(images)
@@ -780,6 +778,7 @@ class DedupePlan:
         if not self.options.merge_labels:
             return self.dataset.subset(self.images[i] for i in kept), changes
         own = self.dataset.category_names()
+        key = class_key(self.options)
         copies = {i: _copy_item(self.images[i]) for i in kept}
         for d in self.dropped():
             k = int(self.resolution.dup_of[d])
@@ -791,7 +790,7 @@ class DedupePlan:
                 _names_of(copies[k], own),
                 self.images[d],
                 self.class_names[d],
-                class_key(self.options),
+                key,
             )
             added = len(copies[k].annotations) - before
             if added or notes:
@@ -809,17 +808,13 @@ class DedupePlan:
 
 
 def class_key(o: DedupeOptions) -> Callable[[str], str]:
-    """How dedupe compares class names: case, spaces and hyphens ignored
-    (:func:`curate.merge.normalize_name`), then ``o.class_map`` (``--class-map``)."""
-    from curate.merge import normalize_name
+    """How dedupe compares class names: as ``--class-map`` resolves them (a
+    :class:`curate.merge.ClassMap` with those synonyms; without one, case, spaces and
+    hyphens ignored). It has no ``drop``, so every name resolves."""
+    from curate.merge import ClassMap
 
-    table = dict(o.class_map)
-
-    def key(name: str) -> str:
-        n = normalize_name(name)
-        return table.get(n, n)
-
-    return key
+    cmap = ClassMap([], dict(o.class_map), strict=False)
+    return lambda name: cmap.resolve(name) or name
 
 
 def class_differences(
@@ -1046,14 +1041,16 @@ def write_deduped(
     inputs: Sequence[Path] = (),
     progress: Progress | None = None,
     notify: Callable[[str], None] | None = None,
+    report: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write the kept images (``fmt``), ``manifest.json`` and the cluster report, atomically
-    (``notify``: see :func:`curate.core.output.atomic_output`)."""
+    (``notify``: see :func:`curate.core.output.atomic_output`; ``report``: the plan's
+    :func:`~curate.dedupe.report.build_report`, when the caller has built it already)."""
     from curate.dedupe.report import REPORT_CSV, REPORT_JSON, build_report, write_report
 
     get_format(fmt)
     ds, changes = plan.output_dataset()
-    report = build_report(plan)
+    report = report if report is not None else build_report(plan)
     manifest = Manifest(
         command="dedupe",
         inputs=[str(p) for p in inputs],

@@ -60,7 +60,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from curate.core.errors import MalformedFileError, MissingFileError
-from curate.core.output import write_json_atomic
 from curate.dedupe.cluster import DROPPED, KEPT
 from curate.dedupe.labels import label_conflict
 from curate.dedupe.signatures import SHARPNESS_SIDE
@@ -91,6 +90,11 @@ def _split(plan: DedupePlan, i: int) -> str | None:
     from curate.dedupe.pipeline import split_of
 
     return split_of(plan.images[i])
+
+
+def _splits_of(plan: DedupePlan, members: list[int]) -> list[str | None]:
+    """The members' splits, sorted; None (JSON null) for members in no split, last."""
+    return sorted({_split(plan, m) for m in members}, key=lambda x: (x is None, str(x)))
 
 
 def _main_score(scores: dict[str, Any]) -> float | None:
@@ -166,7 +170,7 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         ca, cb = cluster_of.get(a), cluster_of.get(b)
         if ca is not None and ca == cb:
             pairs_of.setdefault(ca, []).append((a, b))
-    from curate.dedupe.pipeline import class_key
+    from curate.dedupe.pipeline import class_key, options_dict
 
     key = class_key(plan.options)
     clusters: list[dict[str, Any]] = []
@@ -206,8 +210,7 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
                 | ({"reason": reason} if reason else {})
                 | s.to_dict()
             )
-        # null for members in no split (JSON null, as each member's "split"), listed last
-        splits = sorted({_split(plan, m) for m in members}, key=lambda x: (x is None, str(x)))
+        splits = _splits_of(plan, members)
         n_conflicts += len(conflicts)
         clusters.append(
             {
@@ -239,8 +242,6 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "candidate_pairs": int(plan.stats.get("candidates", 0)),
         "pairs_scored": len(plan.scorer.memo),
     }
-    from curate.dedupe.pipeline import options_dict
-
     rule = plan.rule
     report: dict[str, Any] = {
         "schema": SCHEMA,
@@ -316,7 +317,9 @@ def write_report(report: dict[str, Any], json_path: str | Path) -> tuple[Path, P
     tmp_json = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
     tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
     try:
-        write_json_atomic(tmp_json, report)
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(tmp_json, "w", encoding="utf-8") as fh:
+            json.dump(report, fh, indent=2, ensure_ascii=False)
         _write_csv(report, tmp_csv)
         os.replace(tmp_csv, csv_path)
         os.replace(tmp_json, json_path)
@@ -353,13 +356,14 @@ def _write_csv(report: dict[str, Any], tmp: Path) -> None:
 
 
 def load_cluster_groups(report_path: str | Path) -> dict[str, str]:
-    """Map each clustered image to its cluster id, from a dedupe or leaks report.
+    """Map each clustered image to its cluster id, from a dedupe or leaks report file
+    (:func:`read_report`, then :func:`cluster_groups`)."""
+    return cluster_groups(read_report(report_path))
 
-    Keys are both the image's ``file_name`` and its original ``path`` (as a string), so a
-    caller can look up either; reference images (``--against``) are left out, they are
-    not part of the dataset. Images not in the map are in no cluster. Raises
-    :class:`MissingFileError` / :class:`MalformedFileError` for a missing or foreign file.
-    """
+
+def read_report(report_path: str | Path) -> dict[str, Any]:
+    """A dedupe or leaks report, parsed. Raises :class:`MissingFileError` /
+    :class:`MalformedFileError` for a missing or foreign file."""
     p = Path(report_path)
     if not p.is_file():
         raise MissingFileError(
@@ -378,8 +382,18 @@ def load_cluster_groups(report_path: str | Path) -> dict[str, str]:
             f"schema is {schema!r}, expected 'sodkit.dedupe.report/1'",
             hint="pass the dedupe_report.json written by curate dedupe or curate leaks --json",
         )
+    return data  # type: ignore[no-any-return]
+
+
+def cluster_groups(report: dict[str, Any]) -> dict[str, str]:
+    """Map each clustered image of a parsed report to its cluster id.
+
+    Keys are both the image's ``file_name`` and its original ``path`` (as a string), so a
+    caller can look up either; reference images (``--against``) are left out, they are
+    not part of the dataset. Images not in the map are in no cluster.
+    """
     groups: dict[str, str] = {}
-    for c in data.get("clusters", []):
+    for c in report.get("clusters", []):
         cid = str(c["id"])
         for m in c.get("members", []):
             if m.get("reference"):
@@ -426,8 +440,7 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
     out = []
     for members in sorted(by_root.values(), key=min):
         members.sort()
-        # null for members in no split (JSON null, as each member's "split"), listed last
-        splits = sorted({_split(plan, m) for m in members}, key=lambda x: (x is None, str(x)))
+        splits = _splits_of(plan, members)
         if len(splits) < 2:
             continue
         hashes = {s.content_hash for m in members if (s := plan.signatures[m]) is not None}

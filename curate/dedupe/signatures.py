@@ -273,17 +273,15 @@ _WORKER_CACHE: dict[str, sqlite3.Connection] = {}
 def _worker_lookup(db: str | None, content_hash: str) -> bytes | None:
     """A cached signature record, read by the worker itself (None on any miss or problem).
 
-    ``db``: the ``file:`` URI from :meth:`SignatureCache.db_path` (or a plain path, read
-    with ``?mode=ro``). On a Dask worker of another machine the path usually does not
-    exist: that is a miss.
+    ``db``: the ``file:`` URI from :meth:`SignatureCache.db_path`. On a Dask worker of
+    another machine the path usually does not exist: that is a miss.
     """
     if db is None:
         return None
     conn = _WORKER_CACHE.get(db)
     if conn is None:
         try:
-            uri = db if db.startswith("file:") else f"{Path(db).as_uri()}?mode=ro"
-            conn = sqlite3.connect(uri, uri=True, timeout=30)
+            conn = sqlite3.connect(db, uri=True, timeout=30)
         except (sqlite3.Error, ValueError):
             return None
         _WORKER_CACHE[db] = conn
@@ -461,11 +459,7 @@ class SignatureCache:
     def _open_read_only(
         self, tag: str, path: Path, why: sqlite3.Error
     ) -> sqlite3.Connection | None:
-        self._note(
-            "read-only",
-            f"signature cache at '{self.folder}' is read-only ({why}): the signatures stored "
-            "there are used, new ones are not stored",
-        )
+        self._note_read_only(why)
         if not path.is_file():
             return None  # nothing stored for these parameters
         modes = ["mode=ro"]
@@ -489,11 +483,27 @@ class SignatureCache:
             return conn
         return None
 
+    def _ro_uri(self, tag: str) -> str:
+        """The read-only ``file:`` URI of the cache file of ``tag``."""
+        return f"{self._file(tag).resolve().as_uri()}?mode=ro"
+
+    def _note_read_only(self, why: sqlite3.Error) -> None:
+        self._note(
+            "read-only",
+            f"signature cache at '{self.folder}' is read-only ({why}): the signatures stored "
+            "there are used, new ones are not stored",
+        )
+
     def _note_damaged(self, path: Path, exc: sqlite3.Error, kept: str = "") -> None:
         self._note(
             f"damaged {path.name}",
             f"signature cache file '{path}' is not a usable database ({exc}){kept}; "
             "running without it: delete it to rebuild it",
+        )
+
+    def _note_unmovable(self, path: Path, exc: sqlite3.Error, move_exc: OSError) -> None:
+        self._note_damaged(
+            path, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
         )
 
     def _replace_damaged(
@@ -509,9 +519,7 @@ class SignatureCache:
         except FileNotFoundError:
             pass  # another run moved it aside first (and may have started afresh)
         except OSError as move_exc:
-            self._note_damaged(
-                path, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
-            )
+            self._note_unmovable(path, exc, move_exc)
             return None
         else:
             for suffix in ("-wal", "-shm"):  # a stale log must not be applied to the new file
@@ -521,9 +529,7 @@ class SignatureCache:
                 except FileNotFoundError:
                     continue
                 except OSError as move_exc:
-                    self._note_damaged(
-                        side, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
-                    )
+                    self._note_unmovable(side, exc, move_exc)
                     return None
             self._note(
                 f"damaged {path.name}",
@@ -575,7 +581,7 @@ class SignatureCache:
                 return None
         except sqlite3.Error:
             return None
-        return self._read_only.get(tag) or f"{self._file(tag).resolve().as_uri()}?mode=ro"
+        return self._read_only.get(tag) or self._ro_uri(tag)
 
     def get_signatures(self, tag: str, hashes: Sequence[str]) -> dict[str, Signature]:
         out: dict[str, Signature] = {}
@@ -605,12 +611,8 @@ class SignatureCache:
         except sqlite3.Error as exc:
             if _sqlite_code(exc) == sqlite3.SQLITE_READONLY:
                 # Opened for writing, yet the file or its folder is write-protected.
-                self._read_only[tag] = f"{self._file(tag).resolve().as_uri()}?mode=ro"
-                self._note(
-                    "read-only",
-                    f"signature cache at '{self.folder}' is read-only ({exc}): the "
-                    "signatures stored there are used, new ones are not stored",
-                )
+                self._read_only[tag] = self._ro_uri(tag)
+                self._note_read_only(exc)
             else:
                 self._give_up(f"signature cache write failed ({exc})")
 
