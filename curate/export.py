@@ -28,7 +28,8 @@ def export_dataset(
     ``extra(tmp_dir)`` may add files (reports, tables) before the folder is moved into place;
     ``notify`` hears what :func:`curate.core.output.atomic_output` has to say (leftovers of
     interrupted runs removed, a Ctrl+C after the output was in place).
-    The writer's own drops and changes (what the format cannot hold) join the manifest.
+    The writer's own drops and changes (what the format cannot hold) join the manifest; each
+    drop says whether it left out an image, an annotation or a mask (its ``level``).
     """
     get_format(fmt)  # fail on an unknown format before creating anything
     with atomic_output(out, overwrite=overwrite, inputs=list(inputs), notify=notify) as tmp:

@@ -21,6 +21,7 @@ import yaml
 from curate.core.dataset import Category, Dataset
 from curate.core.errors import ClassMapError, MalformedFileError
 from curate.core.files import make_unique_names, safe_token
+from curate.core.output import annotation_drop
 
 
 def normalize_name(name: str) -> str:
@@ -150,17 +151,19 @@ def merge_datasets(
         dropped_here = 0
         for img in ds.images:
             kept = []
-            for ann in img.annotations:
+            for k, ann in enumerate(img.annotations):
                 src_name = ds.category_names().get(ann.category_id, str(ann.category_id))
                 boxes_in[src_name] += 1
                 new = new_ids.get(ann.category_id)
                 if new is None:
                     report.dropped.append(
-                        {
-                            "item": f"{name}/{img.file_name}",
-                            "reason": f"class '{src_name}' dropped by the class map",
-                            "bbox": list(ann.bbox),
-                        }
+                        annotation_drop(
+                            f"{name}/{img.file_name}",
+                            f"class '{src_name}' dropped by the class map",
+                            ann,
+                            k,
+                            src_name,
+                        )
                     )
                     dropped_here += 1
                     continue

@@ -387,8 +387,19 @@ def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[s
             f"--merge-labels carried {m['carried']} boxes to {m['survivors']} survivors and "
             f"left {m['left']} (each overlaps a box of its class there; see manifest.json)"
         )
+    unwritten = counts["kept"] - counts["written_images"]  # YOLO: images tagged unlabeled
+    if unwritten:
+        console.print(
+            f"[yellow]left out {unwritten} kept image(s) {out_fmt.upper()} cannot hold "
+            "(see manifest.json)[/]"
+        )
+    if counts["dropped_annotations"]:
+        console.print(
+            f"[yellow]left out {counts['dropped_annotations']} annotation(s) "
+            '(manifest.json lists them under dropped, level "annotation")[/]'
+        )
     console.print(
-        f"wrote {out_fmt.upper()} dataset ({counts['kept']} images) to [bold]{out}[/]; "
+        f"wrote {out_fmt.upper()} dataset ({counts['written_images']} images) to [bold]{out}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
     )
     if info.get("export_form"):  # a Kaggle/Roboflow export read as it is

@@ -28,9 +28,12 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from curate.core.errors import OutputExistsError, UsageError
+
+if TYPE_CHECKING:
+    from curate.core.dataset import Annotation
 
 MANIFEST_NAME = "manifest.json"
 #: Files sodkit writes beside a dataset's images (manifest, dedupe report, split summary):
@@ -300,9 +303,80 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
         tmp.unlink(missing_ok=True)
 
 
+#: What a manifest's ``dropped`` entry left out, its ``level``: ``image``, a whole image (the
+#: file is not in the output); ``annotation``, one annotation of an image that may well be
+#: in the output (the entry names ``annotation_id``, ``annotation_index``, ``category`` and
+#: ``bbox``); ``mask``, an annotation's mask (its box is written; named the same way).
+DROP_LEVELS = ("image", "annotation", "mask")
+
+
+def image_drop(item: str, reason: str, **details: Any) -> dict[str, Any]:
+    """A ``dropped`` entry for a whole image (``item``: its file name) left out, and why."""
+    return {"item": item, "level": "image", "reason": reason, **details}
+
+
+def annotation_drop(
+    item: str,
+    reason: str,
+    ann: Annotation,
+    index: int,
+    category: str,
+    *,
+    level: str = "annotation",
+    **details: Any,
+) -> dict[str, Any]:
+    """A ``dropped`` entry for annotation ``ann`` of image ``item`` (or, with ``level="mask"``,
+    for its mask alone): the input's annotation id (None where the format has none), its
+    position among the image's annotations as read, its class name and its box (XYXY pixels)."""
+    return {
+        "item": item,
+        "level": level,
+        "reason": reason,
+        "annotation_id": ann.id,
+        "annotation_index": index,
+        "category": category,
+        "bbox": [round(float(v), 3) for v in ann.bbox],
+        **details,
+    }
+
+
+def drop_level(entry: dict[str, Any]) -> str:
+    """The ``level`` of a ``dropped`` entry. Entries made without one (readers of raw sources,
+    tiling) name a box when they drop an annotation, so those are ``annotation``; the rest
+    (frames, clips, tiles, images) ``image``."""
+    if "level" in entry:
+        return str(entry["level"])
+    return "annotation" if {"bbox", "box", "annotation"} & entry.keys() else "image"
+
+
+def left_out_lines(dropped: Iterable[dict[str, Any]]) -> list[str]:
+    """Console lines, one per level: ``left out 2 image(s): <first reason>``, then the
+    annotations and masks left out, so no count mixes images with annotations."""
+    by_level: dict[str, list[dict[str, Any]]] = {}
+    for d in dropped:
+        by_level.setdefault(drop_level(d), []).append(d)
+    what = {"image": "image(s)", "annotation": "annotation(s)", "mask": "instance mask(s)"}
+    order = [lv for lv in DROP_LEVELS if lv in by_level] + sorted(
+        by_level.keys() - set(DROP_LEVELS)
+    )
+    lines = []
+    for level in order:
+        entries = by_level[level]
+        more = len({d["reason"] for d in entries}) > 1
+        lines.append(
+            f"left out {len(entries)} {what.get(level, level)}: {entries[0]['reason']}"
+            + (" (other reasons in manifest.json)" if more else "")
+        )
+    return lines
+
+
 @dataclass
 class Manifest:
-    """What a command read, wrote, dropped or changed, and why, with counts."""
+    """What a command read, wrote, dropped or changed, and why, with counts.
+
+    Every ``dropped`` entry says what it left out (``level``, see :data:`DROP_LEVELS`);
+    ``dropped_by_level`` counts them, so images and annotations are never counted together.
+    """
 
     command: str
     inputs: list[str] = field(default_factory=list)
@@ -320,8 +394,13 @@ class Manifest:
         self.changed += info.get("changed", [])
 
     def drop(self, item: str, reason: str, **details: Any) -> None:
-        """Record an item (image or annotation) left out of the output, and why."""
-        self.dropped.append({"item": item, "reason": reason, **details})
+        """Record a whole image left out of the output, and why (annotations: append an
+        :func:`annotation_drop` to ``dropped``)."""
+        self.dropped.append(image_drop(item, reason, **details))
+
+    def count_dropped(self, level: str) -> int:
+        """How many ``dropped`` entries are of ``level`` (see :data:`DROP_LEVELS`)."""
+        return sum(drop_level(d) == level for d in self.dropped)
 
     def change(self, item: str, what: str, **details: Any) -> None:
         """Record an item written differently from how it was read."""
@@ -339,9 +418,10 @@ class Manifest:
             "inputs": self.inputs,
             "options": self.options,
             "counts": self.counts,
+            "dropped_by_level": dict(Counter(drop_level(d) for d in self.dropped)),
             "dropped_by_reason": dict(Counter(d["reason"] for d in self.dropped)),
             "skipped_by_kind": dict(Counter(s.get("kind", "error") for s in self.skipped)),
-            "dropped": self.dropped,
+            "dropped": [{"item": d.get("item"), "level": drop_level(d), **d} for d in self.dropped],
             "changed": self.changed,
             "skipped": self.skipped,
             "outputs": self.outputs,

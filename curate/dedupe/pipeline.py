@@ -1082,9 +1082,11 @@ def write_deduped(
         for d in result.dropped:
             manifest.dropped.append({**d, "stage": "write"})
         manifest.changed.extend({**c, "stage": "write"} for c in result.changed)
+        # "dropped" counts images dropped as duplicates; annotations are never counted with them.
         manifest.counts = dict(report["counts"]) | {
             "written_images": result.images,
             "written_annotations": result.annotations,
+            "dropped_annotations": manifest.count_dropped("annotation"),
         }
         if plan.options.merge_labels:
             manifest.counts["merge_labels"] = merge_counts(changes)

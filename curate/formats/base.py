@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from curate.core.dataset import Dataset
 from curate.core.errors import ErrorPolicy
@@ -69,7 +69,7 @@ class WriteResult:
     images: int = 0
     annotations: int = 0
     files: list[str] = field(default_factory=list)
-    dropped: list[dict[str, str]] = field(default_factory=list)
+    dropped: list[dict[str, Any]] = field(default_factory=list)
     changed: list[dict[str, str]] = field(default_factory=list)
 
 

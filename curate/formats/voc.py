@@ -21,6 +21,7 @@ from curate.core.dataset import Annotation, Dataset, ImageItem
 from curate.core.errors import ItemError, MalformedFileError, MissingFileError, UsageError
 from curate.core.files import place_file
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
+from curate.core.output import annotation_drop
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
@@ -202,7 +203,7 @@ class VocFormat:
             ET.SubElement(size, "height").text = str(img.height)
             ET.SubElement(size, "depth").text = "3"
             ET.SubElement(node, "segmented").text = "0"
-            for ann in img.annotations:
+            for k, ann in enumerate(img.annotations):
                 obj = ET.SubElement(node, "object")
                 ET.SubElement(obj, "name").text = names[ann.category_id]
                 for t in _ATTRS:
@@ -216,7 +217,14 @@ class VocFormat:
                     ET.SubElement(bb, t).text = str(round(v))
                 if ann.mask is not None:
                     result.dropped.append(
-                        {"item": img.file_name, "reason": "instance mask: VOC XML holds boxes only"}
+                        annotation_drop(
+                            img.file_name,
+                            "instance mask: VOC XML holds boxes only",
+                            ann,
+                            k,
+                            names[ann.category_id],
+                            level="mask",
+                        )
                     )
                 result.annotations += 1
             ET.indent(node)

@@ -47,6 +47,7 @@ from curate.core.files import (
     write_new_text,
 )
 from curate.core.imageio import IMAGE_EXTENSIONS, is_image_file, probe
+from curate.core.output import annotation_drop, image_drop
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
@@ -417,6 +418,7 @@ class YoloFormat:
             )
         cats = sorted(dataset.categories, key=lambda c: c.id)
         index_of = {c.id: i for i, c in enumerate(cats)}
+        names = {c.id: c.name for c in cats}
         task = options.yolo_task
         if task == "auto":
             anns = [a for _, a in dataset.annotations() if not a.iscrowd]
@@ -431,21 +433,23 @@ class YoloFormat:
             ):
                 if img.attributes.get("unlabeled"):
                     result.dropped.append(
-                        {
-                            "item": img.file_name,
-                            "reason": "unlabeled image: YOLO would read it as a negative",
-                        }
+                        image_drop(
+                            img.file_name, "unlabeled image: YOLO would read it as a negative"
+                        )
                     )
                     continue
                 lines: list[str] = []
                 ann_meta: list[dict[str, Any]] = []
-                for ann in img.annotations:
+                for k, ann in enumerate(img.annotations):
                     if ann.iscrowd:
                         result.dropped.append(
-                            {
-                                "item": img.file_name,
-                                "reason": "crowd region: YOLO has no ignore regions",
-                            }
+                            annotation_drop(
+                                img.file_name,
+                                "crowd region: YOLO has no ignore regions",
+                                ann,
+                                k,
+                                names[ann.category_id],
+                            )
                         )
                         continue
                     lines.append(_label_line(ann, index_of[ann.category_id], img, task, result))
