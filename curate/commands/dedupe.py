@@ -53,7 +53,7 @@ from curate.dedupe.pipeline import (
     merge_counts,
     same_files,
 )
-from curate.dedupe.report import REPORT_JSON
+from curate.dedupe.report import REPORT_JSON, images_left_out
 from curate.io import load_dataset, parse_spec
 
 
@@ -310,6 +310,7 @@ def dedupe_cmd(
     runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
+        not_read = images_left_out(opts.policy.skipped)  # before the reference adds its own
         ref = load_dataset(against, opts) if against else None
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
@@ -324,7 +325,7 @@ def dedupe_cmd(
             print_skipped(opts.policy, listed_in=None)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
-    built = build_report(plan)  # once: the table, the output's copy and --report
+    built = build_report(plan, not_read=not_read)  # once: the table, the output's, --report
     _print_plan(plan, built, scheduler)
     if o.merge_labels and not writes:
         m = merge_counts(plan.output_dataset()[1])
@@ -483,9 +484,13 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         console.print(table)
         if len(clusters) > 15:
             console.print(f"... and {len(clusters) - 15} more clusters (see the report)")
+    # Every image of the input, so keep + drop + skip add up to it (bad items that are not
+    # images, such as a label file without its image, are counted by print_skipped).
+    skip = c["not_compared"] + c["not_read"]
     console.print(
-        f"{c['images']} images: keep {c['kept']}, drop {c['dropped']} in {c['clusters']} clusters"
-        + (f", {c['skipped_items']} skipped" if c["skipped_items"] else "")
+        f"{c['images'] + c['not_read']} images: keep {c['kept']}, drop {c['dropped']} in "
+        f"{c['clusters']} clusters"
+        + (f", skip {skip}" if skip else "")
         + (f", {c['label_conflicts']} label conflicts" if c["label_conflicts"] else "")
     )
     stats = plan.stats

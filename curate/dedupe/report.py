@@ -157,8 +157,15 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
     return "first in dataset order"
 
 
-def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]:
-    """The report of a plan (see the module docstring for the schema)."""
+def images_left_out(skipped: list[dict[str, Any]]) -> int:
+    """How many images a reader left out of its dataset: the distinct ``left_out`` of the
+    items it skipped (a bad image, or a bad label file that takes its image with it)."""
+    return len({str(s["left_out"]) for s in skipped if s.get("left_out")})
+
+
+def build_report(plan: DedupePlan, *, command: str = "dedupe", not_read: int = 0) -> dict[str, Any]:
+    """The report of a plan (see the module docstring for the schema). ``not_read``: images
+    of the dataset its reader left out (:func:`images_left_out` of what reading it skipped)."""
     res = plan.resolution
     members_of = res.members()
     cluster_of: dict[int, int] = {}
@@ -232,9 +239,12 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe") -> dict[str, Any]
         "compared": int((plan.active & new).sum()),
         "kept": int((plan.active & new & (res.status == KEPT)).sum()),
         "dropped": len(plan.dropped()),
-        # Images read but not compared (unreadable at decode); skipped_items counts every
-        # bad item reported while reading and decoding (listed under "skipped"), these too.
+        # Images read but not compared (unreadable at decode); kept + dropped + not_compared
+        # = images. not_read: images of the input the reader left out, so the input held
+        # images + not_read. skipped_items counts every bad item reported while reading and
+        # decoding (listed under "skipped"; not all are images), both of these too.
         "not_compared": int((~plan.active & new).sum()),
+        "not_read": not_read,
         "skipped_items": len(plan.skipped),
         "clusters": len(clusters),
         "leaking_clusters": sum(c["leak"] for c in clusters),

@@ -1,0 +1,100 @@
+"""dedupe's summary line counts every image of the input: keep + drop + skip add up to it."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.core.dataset import Annotation, Category, Dataset, ImageItem
+from curate.io import write_dataset
+
+from .conftest import manifest
+
+SUMMARY = re.compile(r"(\d+) images: keep (\d+), drop (\d+) in \d+ clusters(?:, skip (\d+))?")
+
+
+def _scene(rng: np.random.Generator) -> np.ndarray:
+    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
+    for _ in range(8):
+        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
+        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+
+
+def _summary(output: str) -> tuple[int, int, int, int]:
+    m = SUMMARY.search(output)
+    assert m, output
+    total, keep, drop, skip = (int(g or 0) for g in m.groups())
+    return total, keep, drop, skip
+
+
+@pytest.fixture
+def badtree(tmp_path: Path) -> Path:
+    """An image tree as the QA's badtree: 6 photos, 2 byte copies, and 4 files that cannot
+    be used (0 bytes, text named .jpg, a truncated JPEG, a PNG whose IHDR CRC is wrong)."""
+    rng = np.random.default_rng(5)
+    root = tmp_path / "tree"
+    (root / "train").mkdir(parents=True)
+    for k in range(6):
+        Image.fromarray(_scene(rng)).save(root / "train" / f"good{k}.jpg", quality=90)
+    shutil.copyfile(root / "train" / "good0.jpg", root / "train" / "copy0.jpg")
+    shutil.copyfile(root / "train" / "good1.jpg", root / "train" / "copy1.jpg")
+    (root / "train" / "empty.jpg").write_bytes(b"")
+    (root / "train" / "notanimage.jpg").write_text("this is not a JPEG")
+    whole = (root / "train" / "good2.jpg").read_bytes()
+    (root / "train" / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
+    Image.fromarray(_scene(rng)).save(root / "train" / "ihdrcrc.png")
+    png = bytearray((root / "train" / "ihdrcrc.png").read_bytes())
+    k = png.find(b"IHDR")
+    png[k + 4 + 13] ^= 0xFF
+    (root / "train" / "ihdrcrc.png").write_bytes(bytes(png))
+    return root
+
+
+def test_summary_counts_every_image_of_the_input(run, badtree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run("dedupe", badtree, "--out", out, "--on-error", "skip", "-j", "1")
+    total, keep, drop, skip = _summary(res.output)
+    assert total == 12  # every file in the tree
+    assert (keep, drop, skip) == (6, 2, 4)
+    c = manifest(out)["counts"]
+    assert c["images"] + c["not_read"] == 12
+    assert c["kept"] + c["dropped"] + c["not_compared"] == c["images"]
+
+
+@pytest.fixture
+def yolo_with_bad_labels(tmp_path: Path) -> Path:
+    """YOLO: 5 photos and a copy; one label line of 4 values (its image is left out) and a
+    label file without an image (a bad item, but no image)."""
+    rng = np.random.default_rng(9)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    items = []
+    for k in range(5):
+        Image.fromarray(_scene(rng)).save(raw / f"s{k}.jpg", quality=92)
+    shutil.copyfile(raw / "s0.jpg", raw / "s0_copy.jpg")
+    for name in ("s0", "s1", "s2", "s3", "s4", "s0_copy"):
+        ann = [Annotation((20.0, 20.0, 60.0, 70.0), 0)]
+        items.append(ImageItem(f"{name}.jpg", raw / f"{name}.jpg", 160, 120, ann, split="train"))
+    out = tmp_path / "yolo"
+    out.mkdir()
+    write_dataset(Dataset([Category(0, "fire")], items), out, "yolo")
+    labels = next(p for p in out.rglob("s3.txt")).parent
+    (labels / "s3.txt").write_text("0 0.5 0.5 0.2\n")
+    (labels / "orphan.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    return out
+
+
+def test_skip_counts_images_not_bad_items(run, yolo_with_bad_labels: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    res = run("dedupe", yolo_with_bad_labels, "--out", out, "--on-error", "skip", "-j", "1")
+    assert _summary(res.output) == (6, 4, 1, 1)
+    assert "skipped 2 bad item(s)" in res.output
+    c = manifest(out)["counts"]
+    assert (c["images"], c["not_read"], c["skipped_items"]) == (5, 1, 2)
