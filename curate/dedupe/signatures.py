@@ -29,6 +29,11 @@ and an edited file misses it. Values are plain bytes (no pickle). Full-decode pi
 (exact copies with different bytes), sharpness values and the object-region crops of
 ``--roi objects`` (keyed by content, boxes and decode size: :func:`crops_key`) are cached
 in their own tables.
+
+New records are stored while a pass runs, one transaction per :data:`STORE_ROWS` rows or
+:data:`STORE_SECONDS` (whichever comes first), and what is left when the pass ends, even
+when a Ctrl+C or an error ends it: a stopped run resumes where it stopped, a killed one
+from its last batch.
 """
 
 from __future__ import annotations
@@ -41,8 +46,10 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from types import TracebackType
+from typing import Generic, TypeVar
 
 import cv2
 import numpy as np
@@ -65,6 +72,10 @@ SHARPNESS_TAG = f"sharpness-v3-s{SHARPNESS_SIDE}"
 _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")
+#: New cache records are stored in batches of this many rows, or of what came in this many
+#: seconds, whichever is fewer (see :class:`_Batches`).
+STORE_ROWS = 256
+STORE_SECONDS = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -725,6 +736,7 @@ def extract_signatures(
 
     ``sizes``: displayed ``(width, height)`` per path when known (saves a header read).
     Failures are returned, not raised: the caller routes them through its error policy.
+    New signatures are cached as they come, in batches (see :class:`_Batches`).
     """
     ex = executor or SerialExecutor()
     prog = progress or NullProgress()
@@ -735,31 +747,70 @@ def extract_signatures(
     sigs: list[Signature | None] = []
     failures: dict[int, ItemError] = {}
     by_hash: dict[str, Signature] = {}
-    computed: list[tuple[str, bytes]] = []
     hits = 0
     results = prog.track(ex.map(_signature_task, jobs), total=len(jobs), description="signatures")
-    for i, res in enumerate(results):
-        if isinstance(res, ItemFailure):
-            failures[i] = res.error()
-            sigs.append(None)
-            continue
-        content_hash, record, from_cache = res
-        sig = by_hash.get(content_hash)
-        if sig is None:
-            try:
-                sig = Signature.from_bytes(content_hash, record)
-            except ValueError:
-                # A cache record this version cannot read: compute it here instead.
-                sig = compute_signature(jobs[i].path, content_hash, params, jobs[i].size)
-                record, from_cache = sig.to_bytes(), False
-            by_hash[content_hash] = sig
-            if not from_cache:
-                computed.append((content_hash, record))
-        hits += from_cache
-        sigs.append(sig)
-    if cache is not None and computed:
-        cache.put_records(params.tag, computed)
+    store = partial(cache.put_records, params.tag) if cache is not None else None
+    with _Batches(store) as computed:
+        for i, res in enumerate(results):
+            if isinstance(res, ItemFailure):
+                failures[i] = res.error()
+                sigs.append(None)
+                continue
+            content_hash, record, from_cache = res
+            sig = by_hash.get(content_hash)
+            if sig is None:
+                try:
+                    sig = Signature.from_bytes(content_hash, record)
+                except ValueError:
+                    # A cache record this version cannot read: compute it here instead.
+                    sig = compute_signature(jobs[i].path, content_hash, params, jobs[i].size)
+                    record, from_cache = sig.to_bytes(), False
+                by_hash[content_hash] = sig
+                if not from_cache:
+                    computed.add(content_hash, record)
+            hits += from_cache
+            sigs.append(sig)
     return Extraction(sigs, failures, cache_hits=hits)
+
+
+class _Batches(Generic[_V]):
+    """Hands ``(key, value)`` rows to ``store`` (a cache's ``put_...``; None: nowhere) as they
+    come: one call per :data:`STORE_ROWS` rows or :data:`STORE_SECONDS`, whichever is
+    first, and one for the rest when the ``with`` block ends, whatever ends it (a Ctrl+C, an
+    error), so what a pass computed stays cached when it stops early. Each call is one
+    transaction (:meth:`SignatureCache.put_records` writes in the background)."""
+
+    def __init__(self, store: Callable[[list[tuple[str, _V]]], None] | None) -> None:
+        self._store = store
+        self._size = max(1, STORE_ROWS)
+        self._seconds = STORE_SECONDS
+        self._rows: list[tuple[str, _V]] = []
+        self._since = time.monotonic()
+
+    def __enter__(self) -> _Batches[_V]:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.flush()
+
+    def add(self, key: str, value: _V) -> None:
+        if self._store is None:
+            return
+        self._rows.append((key, value))
+        if len(self._rows) >= self._size or time.monotonic() - self._since >= self._seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        """Store the rows held back now (a new list each time: the store may keep it)."""
+        rows, self._rows = self._rows, []
+        self._since = time.monotonic()
+        if rows and self._store is not None:
+            self._store(rows)
 
 
 def compute_pixel_hashes(
@@ -770,14 +821,14 @@ def compute_pixel_hashes(
     cache: SignatureCache | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, str | ItemFailure]:
-    """Pixel hash per content hash for ``(path, content_hash)`` items (cached)."""
+    """Pixel hash per content hash for ``(path, content_hash)`` items (cached as they come,
+    in batches: see :class:`_Batches`)."""
     cached = cache.get_pixel_hashes(sorted({h for _, h in items})) if cache is not None else {}
-    out, fresh = _by_content(
-        items, cached, _pixel_task, max_pixels, executor, progress, "pixel hashes"
-    )
-    if cache is not None and fresh:
-        cache.put_pixel_hashes(fresh)
-    return out
+    store = cache.put_pixel_hashes if cache is not None else None
+    with _Batches(store) as fresh:
+        return _by_content(
+            items, cached, _pixel_task, max_pixels, executor, progress, "pixel hashes", fresh
+        )
 
 
 def compute_sharpness(
@@ -788,14 +839,14 @@ def compute_sharpness(
     cache: SignatureCache | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, float | ItemFailure]:
-    """:func:`sharpness` per content hash for ``(path, content_hash)`` items (cached)."""
+    """:func:`sharpness` per content hash for ``(path, content_hash)`` items (cached as
+    they come, in batches: see :class:`_Batches`)."""
     cached = cache.get_sharpness(sorted({h for _, h in items})) if cache is not None else {}
-    out, fresh = _by_content(
-        items, cached, _sharpness_task, max_pixels, executor, progress, "sharpness"
-    )
-    if cache is not None and fresh:
-        cache.put_sharpness(fresh)
-    return out
+    store = cache.put_sharpness if cache is not None else None
+    with _Batches(store) as fresh:
+        return _by_content(
+            items, cached, _sharpness_task, max_pixels, executor, progress, "sharpness", fresh
+        )
 
 
 def _by_content(
@@ -806,9 +857,11 @@ def _by_content(
     executor: Executor | None,
     progress: Progress | None,
     description: str,
-) -> tuple[dict[str, _V | ItemFailure], list[tuple[str, _V]]]:
+    fresh: _Batches[_V],
+) -> dict[str, _V | ItemFailure]:
     """Map ``task`` over one path per content hash not in ``cached``; return the value per
-    content hash and the newly computed values (failures are values too, never cached)."""
+    content hash and add the newly computed ones to ``fresh`` (failures are values too,
+    never cached)."""
     ex = executor or SerialExecutor()
     prog = progress or NullProgress()
     uniq: dict[str, str] = {}
@@ -817,11 +870,10 @@ def _by_content(
     out: dict[str, _V | ItemFailure] = {h: v for h, v in cached.items() if h in uniq}
     jobs = [(h, p) for h, p in uniq.items() if h not in out]
     results = ex.map(task, [(p, max_pixels) for _, p in jobs])
-    fresh: list[tuple[str, _V]] = []
     for (h, _), res in zip(
         jobs, prog.track(results, total=len(jobs), description=description), strict=True
     ):
         out[h] = res
         if not isinstance(res, ItemFailure):
-            fresh.append((h, res))
-    return out, fresh
+            fresh.add(h, res)
+    return out
