@@ -529,6 +529,8 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         )
     if stats.get("cache_problem"):
         err_console.print(f"[yellow]warning:[/] {stats['cache_problem']}")
+    for note in rep["notes"]:
+        print_note(note)
 
 
 def _print_sweep(rows: Any, o: DedupeOptions, n: int) -> None:

@@ -1091,7 +1091,11 @@ def write_deduped(
         if plan.options.merge_labels:
             manifest.counts["merge_labels"] = merge_counts(changes)
         manifest.outputs = [*result.files, REPORT_JSON, REPORT_CSV]
-        manifest.extra = {"report": REPORT_JSON, "stats": _round_stats(plan.stats)}
+        manifest.extra = {
+            "report": REPORT_JSON,
+            "stats": _round_stats(plan.stats),
+            "notes": report["notes"],
+        }
         manifest.write(tmp)
     return manifest.counts
 

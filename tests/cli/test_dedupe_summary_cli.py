@@ -98,3 +98,37 @@ def test_skip_counts_images_not_bad_items(run, yolo_with_bad_labels: Path, tmp_p
     assert "skipped 2 bad item(s)" in res.output
     c = manifest(out)["counts"]
     assert (c["images"], c["not_read"], c["skipped_items"]) == (5, 1, 2)
+
+
+@pytest.fixture
+def skies(tmp_path: Path) -> Path:
+    """An image tree of 8 overcast-sky crops of different brightness and 3 textured photos."""
+    rng = np.random.default_rng(11)
+    root = tmp_path / "skies"
+    root.mkdir()
+    for k in range(8):
+        ramp = np.linspace(170 + 6 * k, 182 + 6 * k, 192, dtype=np.float32)[:, None, None]
+        img = np.broadcast_to(ramp, (192, 192, 3)) + np.float32([-6, -2, 8])
+        img = img + rng.normal(0, 1.5, img.shape).astype(np.float32)
+        Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / f"sky{k}.jpg")
+    for k in range(3):
+        Image.fromarray(_scene(rng)).save(root / f"photo{k}.jpg", quality=90)
+    return root
+
+
+def test_flat_clusters_get_a_note_on_screen_and_in_the_manifest(
+    run, skies: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "out"
+    res = run("dedupe", skies, "--out", out, "-j", "1")
+    text = " ".join(res.output.split())  # Rich wraps long lines
+    assert (
+        "note: 1 cluster(s) (8 images; largest dup-00001, 8 images) are mostly nearly flat" in text
+    )
+    assert "--hist 0.9 --combine all" in text
+    (note,) = manifest(out)["notes"]
+    assert note.startswith("1 cluster(s) (8 images")
+    # The remedy the note names: colours must match too, and the note goes.
+    out2 = tmp_path / "out2"
+    res = run("dedupe", skies, "--out", out2, "--hist", "0.9", "--combine", "all", "-j", "1")
+    assert "nearly flat" not in res.output and manifest(out2)["notes"] == []
