@@ -1,0 +1,56 @@
+"""dedupe leaves out a PNG with a damaged chunk (OpenCV refuses it) as it does a truncated one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from .conftest import manifest
+
+
+def _flip_crc(path: Path, kind: bytes) -> None:
+    """Flip one bit of the CRC of the first ``kind`` chunk of the PNG at ``path``."""
+    data = bytearray(path.read_bytes())
+    pos = 8
+    while data[pos + 4 : pos + 8] != kind:
+        pos += 12 + int.from_bytes(data[pos : pos + 4], "big")
+    data[pos + 8 + int.from_bytes(data[pos : pos + 4], "big")] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def _tree(root: Path, rng: np.random.Generator) -> Path:
+    (root / "train").mkdir(parents=True)
+    for name in ("a", "b", "idatcrc", "ihdrcrc", "trunc"):
+        pixels = rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(root / "train" / f"{name}.png")
+    _flip_crc(root / "train/idatcrc.png", b"IDAT")
+    _flip_crc(root / "train/ihdrcrc.png", b"IHDR")
+    trunc = root / "train/trunc.png"
+    trunc.write_bytes(trunc.read_bytes()[:-12])
+    return root
+
+
+def test_damaged_pngs_are_skipped_and_left_out(
+    tmp_path: Path, rng: np.random.Generator, run
+) -> None:
+    src = _tree(tmp_path / "bad", rng)
+    out = tmp_path / "out"
+    res = run("dedupe", src, "--out", out, "--on-error", "skip", "-j", "1")
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["a.png", "b.png"]
+    skipped = {Path(s["file"]).name: s for s in manifest(out)["skipped"]}
+    assert sorted(skipped) == ["idatcrc.png", "ihdrcrc.png", "trunc.png"]
+    for name, s in skipped.items():
+        assert s["kind"] == "corrupt-image" and Path(s["left_out"]).name == name
+    assert "CRC of its IDAT chunk" in skipped["idatcrc.png"]["error"]
+    assert "CRC of its IHDR chunk" in skipped["ihdrcrc.png"]["error"]
+    assert "truncated" in skipped["trunc.png"]["error"]
+    assert "BytesIO" not in res.output and "(image left out:" in res.output
+
+
+def test_damaged_png_fails_with_one_line(tmp_path: Path, rng: np.random.Generator, run) -> None:
+    src = _tree(tmp_path / "bad", rng)
+    res = run("dedupe", src, "--out", tmp_path / "out", "--on-error", "fail", code=1)
+    assert "idatcrc.png': PNG is damaged: the CRC of its IDAT chunk" in res.output
+    assert not (tmp_path / "out").exists()
