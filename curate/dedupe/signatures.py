@@ -63,7 +63,9 @@ from curate.dedupe.hist import NUM_BINS, hsv_histogram
 from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
-SIGNATURE_VERSION = 5  # 5: thumbnails area-averaged from whole pixels (read_reduced)
+#: 5: thumbnails area-averaged from whole pixels (read_reduced); 6: PNGs whose chunk CRCs
+#: fail are unreadable (earlier versions cached signatures of damaged PNGs).
+SIGNATURE_VERSION = 6
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512

@@ -54,3 +54,31 @@ def test_damaged_png_fails_with_one_line(tmp_path: Path, rng: np.random.Generato
     res = run("dedupe", src, "--out", tmp_path / "out", "--on-error", "fail", code=1)
     assert "idatcrc.png': PNG is damaged: the CRC of its IDAT chunk" in res.output
     assert not (tmp_path / "out").exists()
+
+
+def test_damage_found_only_when_decoding_is_left_out_too(
+    tmp_path: Path, rng: np.random.Generator, run
+) -> None:
+    """A large PNG damaged past the 64 KiB the reader probes is caught by the signature
+    step; its manifest entry names the image it left out, as the reader's do."""
+    src = tmp_path / "big" / "train"
+    src.mkdir(parents=True)
+    for name in ("a", "b", "late"):
+        pixels = rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(src / f"{name}.png")
+    late = src / "late.png"
+    data = bytearray(late.read_bytes())
+    assert len(data) > 3 * 65536
+    pos, idat = 8, []
+    while pos < len(data):
+        size = int.from_bytes(data[pos : pos + 4], "big")
+        if data[pos + 4 : pos + 8] == b"IDAT":
+            idat.append(pos + 8 + size)
+        pos += 12 + size
+    data[idat[-1]] ^= 0x01  # the CRC of the last pixel-data chunk
+    late.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    run("dedupe", tmp_path / "big", "--out", out, "--on-error", "skip", "-j", "1")
+    assert sorted(p.name for p in (out / "train").iterdir()) == ["a.png", "b.png"]
+    (entry,) = manifest(out)["skipped"]
+    assert Path(entry["file"]).name == "late.png" and Path(entry["left_out"]).name == "late.png"
