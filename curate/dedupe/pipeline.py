@@ -45,6 +45,7 @@ from curate.dedupe.signatures import (
     Signature,
     SignatureCache,
     SignatureParams,
+    StoreBatches,
     compute_pixel_hashes,
     compute_sharpness,
     crops_key,
@@ -655,20 +656,19 @@ def _verify_items(
         jobs = [(str(images[i].path), boxes[i], o.roi_size, o.max_pixels) for i in todo]
         ex = runtime.executor
         results = ex.map(roi_task, jobs) if ex is not None else map(roi_task, jobs)
-        fresh: list[tuple[str, tuple[NDArray[np.uint8], ...]]] = []
-        for i, res in zip(
-            todo,
-            runtime.progress.track(results, total=len(jobs), description="object regions"),
-            strict=True,
-        ):
-            if isinstance(res, ItemFailure):
-                runtime.policy.handle(res.error())
-                active[i] = False
-            else:
-                crops[i] = res
-                fresh.append((keys[i], res))
-        if cache is not None and fresh:
-            cache.put_crops(fresh)
+        # Cached as they come, so an interrupted run keeps what it cut.
+        with StoreBatches(cache.put_crops if cache is not None else None) as fresh:
+            for i, res in zip(
+                todo,
+                runtime.progress.track(results, total=len(jobs), description="object regions"),
+                strict=True,
+            ):
+                if isinstance(res, ItemFailure):
+                    runtime.policy.handle(res.error(), left_out=images[i].path)
+                    active[i] = False
+                else:
+                    crops[i] = res
+                    fresh.add(keys[i], res)
     items: list[VerifyItem] = []
     empty_thumb = np.zeros((1, 1), np.uint8)
     empty_hist = np.zeros(1, np.float32)

@@ -75,7 +75,7 @@ _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")
 #: New cache records are stored in batches of this many rows, or of what came in this many
-#: seconds, whichever is fewer (see :class:`_Batches`).
+#: seconds, whichever is fewer (see :class:`StoreBatches`).
 STORE_ROWS = 256
 STORE_SECONDS = 2.0
 
@@ -738,7 +738,7 @@ def extract_signatures(
 
     ``sizes``: displayed ``(width, height)`` per path when known (saves a header read).
     Failures are returned, not raised: the caller routes them through its error policy.
-    New signatures are cached as they come, in batches (see :class:`_Batches`).
+    New signatures are cached as they come, in batches (see :class:`StoreBatches`).
     """
     ex = executor or SerialExecutor()
     prog = progress or NullProgress()
@@ -752,7 +752,7 @@ def extract_signatures(
     hits = 0
     results = prog.track(ex.map(_signature_task, jobs), total=len(jobs), description="signatures")
     store = partial(cache.put_records, params.tag) if cache is not None else None
-    with _Batches(store) as computed:
+    with StoreBatches(store) as computed:
         for i, res in enumerate(results):
             if isinstance(res, ItemFailure):
                 failures[i] = res.error()
@@ -775,7 +775,7 @@ def extract_signatures(
     return Extraction(sigs, failures, cache_hits=hits)
 
 
-class _Batches(Generic[_V]):
+class StoreBatches(Generic[_V]):
     """Hands ``(key, value)`` rows to ``store`` (a cache's ``put_...``; None: nowhere) as they
     come: one call per :data:`STORE_ROWS` rows or :data:`STORE_SECONDS`, whichever is
     first, and one for the rest when the ``with`` block ends, whatever ends it (a Ctrl+C, an
@@ -789,7 +789,7 @@ class _Batches(Generic[_V]):
         self._rows: list[tuple[str, _V]] = []
         self._since = time.monotonic()
 
-    def __enter__(self) -> _Batches[_V]:
+    def __enter__(self) -> StoreBatches[_V]:
         return self
 
     def __exit__(
@@ -824,10 +824,10 @@ def compute_pixel_hashes(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, str | ItemFailure]:
     """Pixel hash per content hash for ``(path, content_hash)`` items (cached as they come,
-    in batches: see :class:`_Batches`)."""
+    in batches: see :class:`StoreBatches`)."""
     cached = cache.get_pixel_hashes(sorted({h for _, h in items})) if cache is not None else {}
     store = cache.put_pixel_hashes if cache is not None else None
-    with _Batches(store) as fresh:
+    with StoreBatches(store) as fresh:
         return _by_content(
             items, cached, _pixel_task, max_pixels, executor, progress, "pixel hashes", fresh
         )
@@ -842,10 +842,10 @@ def compute_sharpness(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> dict[str, float | ItemFailure]:
     """:func:`sharpness` per content hash for ``(path, content_hash)`` items (cached as
-    they come, in batches: see :class:`_Batches`)."""
+    they come, in batches: see :class:`StoreBatches`)."""
     cached = cache.get_sharpness(sorted({h for _, h in items})) if cache is not None else {}
     store = cache.put_sharpness if cache is not None else None
-    with _Batches(store) as fresh:
+    with StoreBatches(store) as fresh:
         return _by_content(
             items, cached, _sharpness_task, max_pixels, executor, progress, "sharpness", fresh
         )
@@ -859,7 +859,7 @@ def _by_content(
     executor: Executor | None,
     progress: Progress | None,
     description: str,
-    fresh: _Batches[_V],
+    fresh: StoreBatches[_V],
 ) -> dict[str, _V | ItemFailure]:
     """Map ``task`` over one path per content hash not in ``cached``; return the value per
     content hash and add the newly computed ones to ``fresh`` (failures are values too,

@@ -168,3 +168,48 @@ def test_batches_without_a_cache(
     assert all(s is not None for s in ext.signatures) and ext.cache_hits == 0
     items = [(str(p), s.content_hash) for p, s in zip(paths, ext.signatures, strict=True) if s]
     assert len(G.compute_sharpness(items)) == N
+
+
+class _CtrlCAtRegions(SerialExecutor):
+    """Runs every pass, but the object-region pass yields ``k`` results and then raises
+    ``KeyboardInterrupt`` (a Ctrl+C while regions are cut)."""
+
+    def __init__(self, k: int) -> None:
+        self.k = k
+
+    def map(
+        self, fn: Callable[[T], R], items: Sequence[T], *, chunksize: int | None = None
+    ) -> Iterator[R]:
+        from curate.dedupe.roi import roi_task
+
+        if fn is not roi_task:
+            return super().map(fn, items)
+
+        def cut() -> Iterator[R]:
+            for n, x in enumerate(items):
+                if n == self.k:
+                    raise KeyboardInterrupt
+                yield fn(x)
+
+        return cut()
+
+
+def test_interrupted_region_pass_keeps_its_crops(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from dedupe_helpers import dataset, item
+
+    from curate.dedupe import DedupeOptions, Runtime, find_duplicates
+
+    _batches(monkeypatch, 3, 3600.0)
+    ds = dataset([item(p, [(10, 10, 40, 30)]) for p in _images(tmp_path, rng)])
+    folder = tmp_path / "cache"
+    cache = G.SignatureCache(folder)
+    with pytest.raises(KeyboardInterrupt):
+        find_duplicates(
+            ds,
+            DedupeOptions(roi="objects"),
+            runtime=Runtime(executor=_CtrlCAtRegions(K), cache=cache),
+        )
+    cache.close()
+    assert _rows(folder / "signatures-regions.sqlite", "roi") == K
