@@ -124,15 +124,21 @@ def _unidentified(path: Path) -> CorruptImageError:
     )
 
 
-def _decode_source(path: Path, data: bytes | None) -> Path | io.BytesIO:
+def _decode_source(path: Path, data: bytes | None, max_pixels: int | None) -> Path | io.BytesIO:
     """What Pillow decodes: ``data`` (the file's bytes, when the caller has read them) or
-    the file. A PNG is read whole and its chunk CRCs checked first; other formats are left
-    to Pillow's lazy reads, so a huge file meets the pixel limit before it is read."""
+    the file. A PNG is read whole and its chunk CRCs checked first; other formats, and a
+    PNG whose header says it exceeds ``max_pixels`` (refused before decoding), are left to
+    Pillow's lazy reads, so a huge file meets the pixel limit before it is read."""
     if data is None:
         _check_exists(path)
         try:
             with open(path, "rb") as fh:
-                if fh.read(len(_PNG_SIGNATURE)) != _PNG_SIGNATURE:
+                head = fh.read(len(_PNG_SIGNATURE) + 16)
+                if not head.startswith(_PNG_SIGNATURE):
+                    return path
+                # IHDR comes first: width and height are its first 8 bytes.
+                w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+                if max_pixels is not None and w * h > max_pixels:
                     return path
                 fh.seek(0)
                 data = fh.read()
@@ -331,7 +337,7 @@ def read_image(
     decoding).
     """
     p = Path(path)
-    source = _decode_source(p, None)
+    source = _decode_source(p, None, max_pixels)
     try:
         with _pillow_limit_off(), Image.open(source) as img:
             info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
@@ -382,7 +388,7 @@ def read_reduced(
     Raises the errors of :func:`read_image`.
     """
     p = Path(path)
-    source = _decode_source(p, data)
+    source = _decode_source(p, data, max_pixels)
     try:
         with _pillow_limit_off(), Image.open(source) as src:
             w, h = src.size

@@ -128,3 +128,37 @@ def test_truncated_png_is_corrupt(
         probe(p)
     with pytest.raises(CorruptImageError, match="truncated"):
         READERS[reader](p)
+
+
+@pytest.mark.parametrize("name", ["read_image", "read_reduced"])
+def test_png_over_the_pixel_limit_is_refused_before_it_is_read_whole(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    """A huge PNG meets the pixel limit from its header: the CRC check does not read
+    the whole file into memory first."""
+    from curate.core import imageio
+    from curate.core.errors import ImageTooLargeError
+
+    path = tmp_path / "big.png"
+    _png(path, rng, side=400)
+    reads: list[int] = []
+    real_open = open
+
+    class Counting(io.FileIO):
+        def read(self, size: int = -1) -> bytes:
+            reads.append(size)
+            return super().read(size)
+
+    def counting_open(file: object, mode: str = "r", *args: object, **kw: object) -> object:
+        if Path(str(file)) == path and mode == "rb":
+            return Counting(str(file), "rb")
+        return real_open(file, mode, *args, **kw)  # type: ignore[call-overload]
+
+    monkeypatch.setattr(imageio, "open", counting_open, raising=False)
+    read = read_image if name == "read_image" else lambda p, **kw: read_reduced(p, 32, **kw)
+    with pytest.raises(ImageTooLargeError):
+        read(path, max_pixels=1000)
+    assert -1 not in reads  # never read to the end
+    reads.clear()
+    assert read(path, max_pixels=None).shape[2] == 3
+    assert -1 in reads  # a PNG within the limit is read whole (its CRCs checked)
