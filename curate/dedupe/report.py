@@ -59,7 +59,6 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -67,7 +66,7 @@ from curate.core.errors import MalformedFileError, MissingFileError
 from curate.dedupe.cluster import DROPPED, KEPT
 from curate.dedupe.labels import label_conflict
 from curate.dedupe.signatures import SHARPNESS_SIDE
-from curate.dedupe.ssim import C2, PAD, SIGMA, WIN
+from curate.dedupe.ssim import C2, PAD, local_stats
 
 if TYPE_CHECKING:
     from curate.dedupe.pipeline import DedupePlan
@@ -118,10 +117,7 @@ def flat_share(gray: NDArray[np.uint8]) -> float:
     is below ``C2`` (the windows SSIM averages over, inside the ``PAD`` border)."""
     if min(gray.shape) <= 2 * PAD:
         return 0.0
-    x = gray.astype(np.float32) - np.float32(128)  # centred: float32 variances stay exact
-    mu = cv2.GaussianBlur(x, (WIN, WIN), SIGMA, borderType=cv2.BORDER_REFLECT)
-    var = cv2.GaussianBlur(x * x, (WIN, WIN), SIGMA, borderType=cv2.BORDER_REFLECT) - mu * mu
-    return float((var[PAD:-PAD, PAD:-PAD] < C2).mean())
+    return float((local_stats(gray)[1] < C2).mean())
 
 
 def _ssim_decides_alone(plan: DedupePlan) -> bool:

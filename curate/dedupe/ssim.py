@@ -84,14 +84,19 @@ def _mean(a: NDArray[np.float32]) -> float:
     return float(cv2.mean(a)[0])
 
 
-def terms(gray: NDArray[np.uint8]) -> SsimTerms:
-    """Precompute the per-image SSIM terms of a ``(H, W)`` uint8 image (both sides > 10)."""
+def local_stats(gray: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """Local means minus the centring offset and local variances of the SSIM windows of a
+    ``(H, W)`` uint8 image (both sides > 10), over the interior SSIM averages."""
     if min(gray.shape) <= 2 * PAD:
         raise ValueError(f"SSIM needs images larger than {WIN - 1} px, got {gray.shape}")
     x = _centred(gray)
     mu_full = _blur(x)
-    var = _interior(_blur(x * x) - mu_full * mu_full)
-    mc = _interior(mu_full)
+    return _interior(mu_full), _interior(_blur(x * x) - mu_full * mu_full)
+
+
+def terms(gray: NDArray[np.uint8]) -> SsimTerms:
+    """Precompute the per-image SSIM terms of a ``(H, W)`` uint8 image (both sides > 10)."""
+    mc, var = local_stats(gray)
     mu = mc + np.float32(_OFFSET)
     # Flush tiny variances (flat regions) to 0: products of float32 denormals are very slow.
     var = cv2.threshold(var, 1e-6, 0, cv2.THRESH_TOZERO)[1]
