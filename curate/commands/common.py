@@ -93,6 +93,15 @@ def read_options(
     )
 
 
+def print_left_out(dropped: list[dict[str, Any]]) -> None:
+    """What a writer left out (the format cannot hold it: YOLO crowd regions, VOC masks), one
+    yellow line per level (images, annotations, masks), so no count mixes them."""
+    from curate.core.output import left_out_lines
+
+    for line in left_out_lines(dropped):
+        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
+
+
 def print_note(note: str) -> None:
     """One ``note:`` line on stderr (what a reader noticed, an option with nothing to do)."""
     err_console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)

@@ -19,6 +19,7 @@ from curate.commands.common import (
     QuietOpt,
     cli_errors,
     console,
+    print_left_out,
     print_note,
     print_skipped,
     read_options,
@@ -81,3 +82,4 @@ def convert_cmd(
     console.print(
         f"wrote {res.images} images, {res.annotations} boxes as {to.value.upper()} to [bold]{out}[/]"
     )
+    print_left_out(res.dropped)  # what the format cannot hold (YOLO: crowd regions)

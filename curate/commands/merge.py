@@ -22,6 +22,7 @@ from curate.commands.common import (
     Unlabeled,
     cli_errors,
     console,
+    print_left_out,
     print_note,
     print_skipped,
     read_options,
@@ -138,7 +139,7 @@ def merge_cmd(
     if dry_run:
         console.print(f"[yellow]dry run:[/] would write {len(merged)} images to {out}")
         return
-    export_dataset(
+    written = export_dataset(
         merged,
         out,
         fmt.value,
@@ -148,6 +149,7 @@ def merge_cmd(
         options=WriteOptions(link=link.value),
         notify=print_note,
     )
+    print_left_out(written.dropped)  # what the format cannot hold (YOLO: crowd regions)
     console.print(
         f"wrote {fmt.value.upper()} dataset to [bold]{out}[/] (manifest.json lists what was dropped or changed)"
     )

@@ -29,6 +29,7 @@ from curate.commands.common import (
     cli_errors,
     console,
     err_console,
+    print_left_out,
     print_note,
     print_skipped,
     read_options,
@@ -37,7 +38,7 @@ from curate.core.dataset import Dataset
 from curate.core.errors import OnError, SodkitError
 from curate.core.files import make_unique_names, safe_token
 from curate.core.imageio import DEFAULT_MAX_PIXELS
-from curate.core.output import Manifest, check_output, left_out_lines
+from curate.core.output import Manifest, check_output
 from curate.export import export_dataset
 from curate.formats.base import WriteOptions
 from curate.io import load_dataset, parse_spec
@@ -125,7 +126,7 @@ def split_cmd(
     for kind, text in messages:
         colour = "yellow" if kind == "warning" else "cyan"
         err_console.print(f"[{colour}]{kind}:[/] {escape(text)}", highlight=False, soft_wrap=True)
-    _print_left_out(unlabeled)
+    print_left_out(unlabeled)
     if dry_run:
         console.print("[yellow]dry run:[/] nothing written")
         return
@@ -140,15 +141,10 @@ def split_cmd(
         extra=lambda tmp: _save_summary(tmp, result.summary),
         notify=print_note,
     )
-    _print_left_out(written.dropped)  # what the format cannot hold (YOLO: crowd regions)
+    print_left_out(written.dropped)  # what the format cannot hold (YOLO: crowd regions)
     console.print(
         f"wrote {fmt.value.upper()} splits to [bold]{out}[/] (split_summary.csv, manifest.json)"
     )
-
-
-def _print_left_out(dropped: list[dict[str, Any]]) -> None:
-    for line in left_out_lines(dropped):
-        console.print(f"[yellow]{escape(line)}[/]", highlight=False)
 
 
 def _groups_notes(path: Path, report: dict[str, Any], m: GroupsMatch) -> list[tuple[str, str]]:

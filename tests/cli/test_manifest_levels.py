@@ -88,13 +88,15 @@ def test_split_to_yolo_counts_images_and_annotations_apart(run, coco: Path, tmp_
 
 def test_convert_to_voc_lists_masks_not_images(run, coco: Path, tmp_path: Path) -> None:
     out = tmp_path / "voc"
-    run("convert", coco, "--to", "voc", "--out", out)
+    res = run("convert", coco, "--to", "voc", "--out", out)
     m = manifest(out)
     assert {d["level"] for d in m["dropped"]} == {"mask"}
     assert m["dropped_by_level"] == {"mask": 6}
     first = m["dropped"][0]
     assert first["item"] == "p0.jpg" and first["annotation_id"] == 100
     assert first["category"] == "fire" and first["bbox"] == [10.0, 10.0, 50.0, 40.0]
+    # Said on screen too, as masks (the boxes are written).
+    assert "left out 6 instance mask(s)" in " ".join(res.output.split())
 
 
 def test_merge_lists_class_map_drops_as_annotations(run, coco: Path, tmp_path: Path) -> None:
@@ -107,3 +109,11 @@ def test_merge_lists_class_map_drops_as_annotations(run, coco: Path, tmp_path: P
     assert person["level"] == "annotation" and person["category"] == "person"
     assert person["annotation_id"] == 900 and person["annotation_index"] == 1
     assert m["dropped_by_level"] == {"annotation": 1}
+
+
+def test_merge_says_what_the_output_format_left_out(run, coco: Path, tmp_path: Path) -> None:
+    out = tmp_path / "merged_yolo"
+    res = run("merge", coco, "--out", out, "--format", "yolo")
+    (crowd,) = manifest(out)["dropped"]
+    assert crowd["level"] == "annotation" and crowd["annotation_id"] == 900
+    assert "left out 1 annotation(s): crowd region" in " ".join(res.output.split())
