@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, overload
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -213,21 +214,25 @@ class _Prepared:
     stats: dict[str, Any]
     sharpness: list[float | None] | None
     listed: Candidates | None = None
+    #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
+    keys: list[tuple[float, ...]] = field(default_factory=list)
     #: The feature spaces, built once (see :func:`_spaces`).
     spaces: list[Space] = field(default_factory=list)
 
 
-def _priority(
+def _priority_keys(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],
     is_ref: NDArray[np.bool_],
     keep: str,
     sharpness: Sequence[float | None] | None = None,
-) -> list[int]:
-    """Image indices, most deserving of being kept first: reference images, then by the
+) -> list[tuple[float, ...]]:
+    """Sort keys per image, the most deserving of being kept lowest (:func:`priority_order
+    <curate.dedupe.cluster.priority_order>` adds dataset order): reference images, then the
     keep policy, then colour over gray (:func:`curate.dedupe.hist.is_gray`: a gray copy of a
     colour photo has lost the main cue for fire), then the less compressed copy
-    (:func:`quality_step`), then dataset order. ``sharpest`` ranks heavily compressed copies
+    (:func:`quality_step`); among images still tied, the one most central to its cluster
+    goes first (:func:`_central_first`), then dataset order. ``sharpest`` ranks heavily compressed copies
     below the others first (JPEG blocking raises the Laplacian variance), then gray copies,
     then by ``sharpness`` (from :func:`_sharpness`; an
     image without a value ranks last), then by pixels. ``first`` is dataset order alone."""
@@ -249,7 +254,7 @@ def _priority(
             keys.append((first, -quality, gray, -sharp, -pixels))
         else:
             keys.append((first,))
-    return C.priority_order(keys)
+    return keys
 
 
 def _prepare(
@@ -332,7 +337,8 @@ def _prepare(
         t2 = time.perf_counter()
         sharpness = _sharpness(images, sigs, active, runtime, o)
         stats["sharpness_s"] = time.perf_counter() - t2
-    priority = _priority(images, sigs, is_ref, o.keep, sharpness)
+    keys = _priority_keys(images, sigs, is_ref, o.keep, sharpness)
+    priority = C.priority_order(keys)
     prep = _Prepared(
         images,
         is_ref,
@@ -348,6 +354,7 @@ def _prepare(
         stats,
         sharpness,
     )
+    prep.keys = keys
     prep.listed = _listed(prep, o, lowest, prog)
     stats["index_method"] = "lsh" if prep.listed is not None else "exact"
     stats["prepare_s"] = time.perf_counter() - t1
@@ -727,6 +734,25 @@ def _resolve(
     return res, search.found
 
 
+def _resolve_central(
+    prep: _Prepared,
+    o: DedupeOptions,
+    rule: C.DuplicateRule,
+    mode: str,
+    runtime: Runtime,
+    threshold: float | None = None,
+) -> tuple[C.Resolution, int, dict[int, tuple[float, float]]]:
+    """:func:`_resolve`, then again with each cluster's member nearest the others first among
+    those tied with its survivor (:func:`_central_first`; scores are memoised), and which
+    survivors won that way. ``prep.priority`` is left as the second run used."""
+    res, found = _resolve(prep, o, rule, mode, runtime, threshold)
+    central = _central_first(prep, res, o)
+    if not central:
+        return res, found, central
+    res, found = _resolve(prep, o, rule, mode, runtime, threshold)
+    return res, found, {h: v for h, v in central.items() if res.status[h] == C.KEPT}
+
+
 # -- plans -------------------------------------------------------------------------------------
 
 
@@ -755,6 +781,9 @@ class DedupePlan:
     skipped: list[dict[str, Any]]
     stats: dict[str, Any]
     sharpness: list[float | None] | None = None
+    #: Survivors that won a tie as their cluster's most central member: their mean
+    #: similarity to the other members, and the best of the other tied members'.
+    central: dict[int, tuple[float, float]] = field(default_factory=dict)
 
     def dropped(self) -> list[int]:
         """Indices of dropped images (never reference images)."""
@@ -925,7 +954,7 @@ def find_duplicates(
     prep = _prepare(images, is_ref, o, names, rt, thresholds)
     rule = o.rule()
     t1 = time.perf_counter()
-    res, found = _resolve(prep, o, rule, o.cluster, rt)
+    res, found, central = _resolve_central(prep, o, rule, o.cluster, rt)
     prep.stats["candidates"] = found
     prep.stats["cluster_s"] = time.perf_counter() - t1
     prep.stats["pairs_scored"] = len(prep.scorer)
@@ -948,7 +977,74 @@ def find_duplicates(
         skipped=list(rt.policy.skipped),
         stats=prep.stats,
         sharpness=prep.sharpness,
+        central=central,
     )
+
+
+#: Side of the thumbnails whose distances rank tied members by centrality.
+CENTRAL_SIDE = 32
+#: Clusters with more members than this keep dataset order among tied members (the
+#: distances of all members are compared: members squared x CENTRAL_SIDE squared operations).
+CENTRAL_MAX_MEMBERS = 2048
+
+
+def _thumb_vectors(sigs: Sequence[Signature | None], members: Sequence[int]) -> NDArray[np.float32]:
+    """The members' grayscale thumbnails at CENTRAL_SIDE x CENTRAL_SIDE (area-averaged), as rows."""
+    side = (CENTRAL_SIDE, CENTRAL_SIDE)
+    rows = [
+        cv2.resize(sigs[m].thumb, side, interpolation=cv2.INTER_AREA)  # type: ignore[union-attr]
+        for m in members
+    ]
+    return np.stack(rows).reshape(len(rows), -1).astype(np.float32)
+
+
+def _central_first(
+    prep: _Prepared, res: C.Resolution, o: DedupeOptions
+) -> dict[int, tuple[float, float]]:
+    """Put the most central member of each cluster first among those tied with its survivor.
+
+    Copies of one photo tie on every key when they differ only by an edit (a brightness
+    change, a re-save at JPEG quality 95 of an original at 75), and dataset order would pick
+    whichever name sorts first (QA: an edited copy survived in 51 of 54 such clusters). The
+    original is the member nearest to all the others, each edit moving away from it in its
+    own direction; SSIM barely sees a brightness change, pixel differences do. So among the
+    members tied with the survivor on the keep policy's key (clusters of 3 or more; ``first``
+    keeps dataset order; in a pair neither is nearer), the one whose thumbnail
+    (:data:`CENTRAL_SIDE` px, gray) has the smallest root-mean-square difference to the other
+    members' on average goes before every image it ties with in ``prep.priority``. Returns, per image moved, its mean difference and
+    the smallest of the other tied members' (gray levels, for the report's ``kept_reason``);
+    empty when nothing moved.
+    """
+    if o.keep not in ("most-annotations", "largest"):
+        return {}
+    rank = {img: r for r, img in enumerate(prep.priority)}
+    moves: dict[int, int] = {}
+    central: dict[int, tuple[float, float]] = {}
+    for head, members in res.members().items():
+        if prep.is_ref[head] or not 3 <= len(members) <= CENTRAL_MAX_MEMBERS:
+            continue
+        tied = [m for m in members if not prep.is_ref[m] and prep.keys[m] == prep.keys[head]]
+        if len(tied) < 2:
+            continue
+        x = _thumb_vectors(prep.sigs, members)
+        sq = (x * x).sum(1)
+        at = {m: k for k, m in enumerate(members)}
+        rows = x[[at[t] for t in tied]]
+        d2 = np.maximum(sq[[at[t] for t in tied], None] + sq[None, :] - 2 * rows @ x.T, 0)
+        rms = np.sqrt(d2 / x.shape[1])
+        mean = {t: float(rms[k].sum() / (len(members) - 1)) for k, t in enumerate(tied)}
+        best = min(tied, key=lambda t: (round(mean[t], 3), rank[t]))
+        if best != head:
+            moves[best] = head
+            central[best] = (mean[best], min(v for t, v in mean.items() if t != best))
+    if not moves:
+        return {}
+    # Central members go before every image they tie with (placed just before their
+    # survivor, an image tied with it and kept earlier could still take them).
+    prep.priority = C.priority_order(
+        [(*key, 0.0 if i in moves else 1.0) for i, key in enumerate(prep.keys)]
+    )
+    return central
 
 
 # -- sweeps ------------------------------------------------------------------------------------
@@ -983,10 +1079,12 @@ def sweep(
     ts = sorted({float(t) for t in thresholds})
     prep = _prepare(images, is_ref, o, _class_names(images, is_ref, dataset, reference), rt, ts)
     rows: list[SweepRow] = []
+    base = list(prep.priority)
     for t in ts:
         counts = []
         for mode in ("greedy", "connected"):
-            res, _ = _resolve(prep, o, o.rule(t), mode, rt, t)
+            prep.priority = list(base)  # as find_duplicates starts from (ties: see _central_first)
+            res, _, _ = _resolve_central(prep, o, o.rule(t), mode, rt, t)
             keep = prep.active & (res.status == C.KEPT) & ~is_ref
             counts.append(int(keep.sum()))
         rows.append(SweepRow(t, counts[0], counts[1]))

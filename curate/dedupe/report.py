@@ -176,6 +176,18 @@ def _main_score(scores: dict[str, Any]) -> float | None:
     return None
 
 
+def _central(plan: DedupePlan, head: int) -> str:
+    """The end of a tie-break line: the member nearest the others (see
+    :func:`curate.dedupe.pipeline._central_first`), then dataset order."""
+    if head in plan.central:
+        mine, other = plan.central[head]
+        return (
+            f", then the member nearest the others (thumbnails differ from the others' by "
+            f"{mine:.1f} gray levels on average; other tied members {other:.1f} or more)"
+        )
+    return ", then the member nearest the others, then dataset order"
+
+
 def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
     """One line on why ``head`` survived its cluster, in the terms of the keep policy."""
     if plan.is_reference[head]:
@@ -189,8 +201,8 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
         n = len(img.annotations)
         rest = [len(plan.images[m].annotations) for m in others]
         if rest and max(rest) == n:
-            tie = (
-                "; tie broken by size, then colour over gray, then JPEG quality, then dataset order"
+            tie = "; tie broken by size, then colour over gray, then JPEG quality" + _central(
+                plan, head
             )
         span = (
             f"{min(rest)}-{max(rest)}"
@@ -207,7 +219,10 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
             s = plan.signatures[m]
             rest.append((s.width * s.height) if s else plan.images[m].width * plan.images[m].height)
         if rest and max(rest) == w * h:
-            tie = "; tie broken by annotations, then colour over gray, then JPEG quality, then dataset order"
+            tie = (
+                "; tie broken by annotations, then colour over gray, then JPEG quality"
+                + _central(plan, head)
+            )
         return f"largest ({w}x{h}){tie}"
     if policy == "sharpest":
         sharp = plan.sharpness or [None] * len(plan.images)

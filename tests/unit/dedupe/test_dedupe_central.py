@@ -1,0 +1,75 @@
+"""Among copies that tie on the keep policy, the survivor is the one most alike to the
+others (the original among its edits), not whichever file name sorts first (QA F7)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from dedupe_helpers import dataset, item, make_scene, save
+
+from curate.dedupe import DedupeOptions, find_duplicates, sweep
+from curate.dedupe.report import build_report
+
+
+def _edits(tmp_path: Path, rng: np.random.Generator, n: int = 4, shift: int = 20) -> list[Path]:
+    """Per scene its original and three edits whose names sort before it (brightness
+    +-``shift``: at 40 the two brightness edits are no duplicates of each other)."""
+    paths = []
+    for k in range(n):
+        orig = make_scene(rng, 180, 240).astype(np.int16)
+        versions = {
+            "bright": orig + shift,
+            "dark": orig - shift,
+            "gain": (orig - 128) * 1.15 + 128,
+            "orig": orig,
+        }
+        for name, arr in versions.items():
+            pixels = np.clip(arr, 0, 255).astype(np.uint8)
+            paths.append(save(pixels, tmp_path / f"s{k}_{name}.jpg", quality=90))
+    return paths
+
+
+def test_the_original_survives_its_edits(tmp_path: Path, rng: np.random.Generator) -> None:
+    ds = dataset([item(p) for p in _edits(tmp_path, rng)])
+    for mode in ("greedy", "connected"):
+        plan = find_duplicates(ds, DedupeOptions(cluster=mode))
+        kept = sorted(ds.images[i].file_name for i in plan.kept_new())
+        assert kept == [f"s{k}_orig.jpg" for k in range(4)], mode
+        report = build_report(plan)
+        assert len(report["clusters"]) == 4
+        for c in report["clusters"]:
+            assert c["size"] == 4 and "nearest the others (thumbnails differ" in c["kept_reason"]
+
+
+def test_policy_and_dataset_order_still_decide_first(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    paths = _edits(tmp_path, rng, n=1)
+    # An annotation on an edit outranks centrality; "first" is dataset order alone.
+    items = [item(p, [(10, 10, 60, 50)] if "dark" in p.name else []) for p in paths]
+    plan = find_duplicates(dataset(items), DedupeOptions())
+    assert [dataset(items).images[i].file_name for i in plan.kept_new()] == ["s0_dark.jpg"]
+    assert not plan.central
+    plan = find_duplicates(dataset([item(p) for p in paths]), DedupeOptions(keep="first"))
+    assert [plan.images[i].file_name for i in plan.kept_new()] == ["s0_bright.jpg"]
+    # Two copies: neither is more central, dataset order decides.
+    plan = find_duplicates(dataset([item(p) for p in paths[2:]]), DedupeOptions())
+    assert [plan.images[i].file_name for i in plan.kept_new()] == ["s0_gain.jpg"]
+
+
+def test_sweep_counts_what_a_run_keeps(tmp_path: Path, rng: np.random.Generator) -> None:
+    """The sweep starts each threshold from the same order as a run (survivors nearest the
+    others), so its counts are what a run at that threshold keeps."""
+    ds = dataset([item(p) for p in _edits(tmp_path, rng, n=6, shift=40)])
+    # Kept first, a brighter edit leaves the darker one (no duplicate of it) to be kept
+    # too; the original, kept first, takes both.
+    central = find_duplicates(ds, DedupeOptions()).kept_new()
+    in_order = find_duplicates(ds, DedupeOptions(keep="first")).kept_new()
+    assert len(central) < len(in_order)
+    assert sum(ds.images[i].file_name.endswith("_orig.jpg") for i in central) >= 4
+    rows = sweep(ds, DedupeOptions(), [0.8, 0.85, 0.9, 0.95])
+    for row in rows:
+        for mode, count in (("greedy", row.kept_greedy), ("connected", row.kept_connected)):
+            plan = find_duplicates(ds, DedupeOptions(ssim=row.threshold, cluster=mode))
+            assert count == len(plan.kept_new()), (row.threshold, mode)
