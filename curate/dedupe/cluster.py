@@ -7,7 +7,15 @@
   frames costs about 899 scores, not 403,651.
 - ``connected``: the connected components of the duplicate graph (union-find), the
   literature's reading; each component keeps its highest-priority image. Pairs already in
-  one component are never scored, which gives the same components as scoring every pair.
+  one component are never scored, nor pairs whose :class:`SsimCeiling` (an exact upper
+  bound of their SSIM from a few numbers per image) is below the threshold, which gives
+  the same components as scoring every pair. Candidates go nearest first over the whole
+  set, in rounds that re-check components before scoring; while clusters form, a round
+  scores a spanning forest only, so a duplicate is not scored between images its round
+  joins anyway. Low-texture images are many candidates apart (flat images sit together in
+  the index) yet rarely duplicates: on 3,000 terrain crops 94 % of the pairs scored
+  before were non-duplicates between different components, most of which the ceiling
+  rules out.
 
 With a refinement band, a pair whose working-resolution SSIM is inside the band is
 re-scored at full resolution only when a decision waits for it: in greedy mode when it
@@ -29,7 +37,8 @@ each round depends only on the data, never on the executor.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -37,9 +46,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.progress import NullProgress, Progress
+from curate.dedupe import ssim as S
 from curate.dedupe.index import Candidates
 from curate.dedupe.neighbours import Search
-from curate.dedupe.verify import PairScore, Scorer
+from curate.dedupe.verify import PairScore, Scorer, VerifyItem
 
 ClusterMode = Literal["greedy", "connected"]
 Combine = Literal["all", "any"]
@@ -325,6 +335,169 @@ def _first_duplicate(
     return -1, None
 
 
+class SsimCeiling:
+    """Exact upper bounds of working-resolution SSIM for many pairs at once, from a few
+    numbers per image: which pairs no duplicate rule can pass, so need no score.
+
+    Each image's SSIM terms (over the interior: local means ``m``, deviations ``s``) are
+    cut into a square grid of blocks; a block keeps the mean, the least and the greatest
+    of each. Per window, SSIM is at most ``l * c``, with ``l = (2 m_a m_b + C1) / (m_a^2 +
+    m_b^2 + C1)`` and ``c`` the same of ``s`` with ``C2`` (Cauchy-Schwarz, as
+    :func:`~curate.dedupe.ssim.ssim_upper_bound`). Over a block, ``l`` is at most its value
+    at the closest ends of the two ranges of ``m`` (1 where they meet), ``c`` likewise; and
+    since ``1 - l >= (m_a - m_b)^2 / (M_a^2 + M_b^2 + C1)`` with ``M`` the block's greatest
+    ``m``, the block's mean of ``1 - l`` is at least that of its means (Jensen), ``dl``;
+    ``dc`` likewise. A block's mean SSIM is therefore at most the least of ``l_max *
+    c_max``, ``c_max * (1 - dl)`` and ``l_max * (1 - dc)``; the ceiling is their mean over
+    the blocks, weighted by size.
+
+    A 4x4 grid goes first, then :data:`CEILING_GRID` (16x16) for the pairs it leaves. On
+    3,000 low-texture terrain crops the two rule out 93 % of the candidate pairs the
+    per-pair bound does, at about a tenth of its cost; 7 KB per image.
+
+    Only pairs of equal thumbnail shape (compared without resizing) get a ceiling; others,
+    and exact copies (same bytes or same pixel hash, as the scorer finds them), get none.
+    """
+
+    def __init__(self, items: Sequence[VerifyItem], limit: float) -> None:
+        self.items = items
+        self.limit = limit
+        n = len(items)
+        self._shape = np.array([it.thumb.shape[:2] for it in items], np.int64).reshape(n, 2)
+        self._file = _codes([it.content_hash for it in items])
+        self._pixels = _codes([it.pixel_hash for it in items])
+        # Pages are touched as images are prepared.
+        self._grids = [np.zeros((n, 7, g * g), np.float32) for g in (4, CEILING_GRID)]
+        self._ready = np.zeros(n, bool)
+
+    @classmethod
+    def for_rule(cls, scorer: Scorer, rule: DuplicateRule) -> SsimCeiling | None:
+        """The ceiling that rules out pairs ``rule`` cannot pass, or None when SSIM alone
+        cannot rule a pair out (no SSIM test, or a histogram test that may pass alone).
+
+        With a refinement band a pair is re-scored at full resolution when its working SSIM
+        is inside it, so only a ceiling below the band rules the pair out.
+        """
+        spec = scorer.spec
+        if rule.exact_only:
+            return cls(scorer.items, math.inf)
+        if rule.ssim is None or not spec.ssim or (rule.hist is not None and rule.combine == "any"):
+            return None
+        limit = rule.ssim
+        if spec.refines:
+            limit = min(limit, spec.refine_threshold - spec.refine_below)
+        return cls(scorer.items, limit)
+
+    def rules_out(self, a: NDArray[np.integer], b: NDArray[np.integer]) -> NDArray[np.bool_]:
+        """Which pairs ``(a[k], b[k])`` cannot be duplicates (ceiling below the limit; with
+        ``exact_only``, every pair but exact copies)."""
+        a, b = _int64(a), _int64(b)
+        exact = (self._file[a] == self._file[b]) | (
+            (self._pixels[a] >= 0) & (self._pixels[a] == self._pixels[b])
+        )
+        if math.isinf(self.limit):
+            return ~exact
+        same = (self._shape[a] == self._shape[b]).all(axis=1) & (
+            self._shape[a].min(axis=1) >= S.MIN_SIDE
+        )
+        out = np.zeros(len(a), bool)
+        idx = np.flatnonzero(same & ~exact)
+        self._prepare(np.union1d(a[idx], b[idx]))
+        for grid in self._grids:
+            out[idx] = _ceiling(grid, a[idx], b[idx]) < self.limit
+            idx = idx[~out[idx]]
+        return out
+
+    def ceiling(self, a: NDArray[np.integer], b: NDArray[np.integer]) -> NDArray[np.float64]:
+        """Upper bounds of the SSIM of pairs of images of equal thumbnail shape."""
+        a, b = _int64(a), _int64(b)
+        self._prepare(np.union1d(a, b))
+        return np.minimum(*[_ceiling(grid, a, b) for grid in self._grids])
+
+    def _prepare(self, idx: NDArray[np.int64]) -> None:
+        for k in idx[~self._ready[idx]].tolist():
+            thumb = self.items[k].thumb
+            if min(thumb.shape[:2]) >= S.MIN_SIDE:
+                t = S.terms(thumb)
+                for grid in self._grids:
+                    grid[k] = _block_stats(t, math.isqrt(grid.shape[2]))
+            self._ready[k] = True
+
+
+CEILING_GRID = 16
+_CEILING_SLACK = 1e-3
+_CEILING_CHUNK = 1024
+
+
+def _ceiling(
+    stats: NDArray[np.float32], a: NDArray[np.int64], b: NDArray[np.int64]
+) -> NDArray[np.float64]:
+    """The ceiling of pairs ``(a[k], b[k])`` from one grid's :func:`_block_stats`."""
+    out = np.empty(len(a), np.float64)
+    for lo in range(0, len(a), _CEILING_CHUNK):
+        sa, sb = stats[a[lo : lo + _CEILING_CHUNK]], stats[b[lo : lo + _CEILING_CHUNK]]
+        lmax = _closest_ends(sa[:, 1], sa[:, 2], sb[:, 1], sb[:, 2], S.C1)
+        cmax = _closest_ends(sa[:, 4], sa[:, 5], sb[:, 4], sb[:, 5], S.C2)
+        dl = np.square(sa[:, 0] - sb[:, 0])
+        dl /= np.square(sa[:, 2]) + np.square(sb[:, 2]) + np.float32(S.C1)
+        dc = np.square(sa[:, 3] - sb[:, 3])
+        dc /= np.square(sa[:, 5]) + np.square(sb[:, 5]) + np.float32(S.C2)
+        block = np.minimum(lmax * cmax, np.minimum(cmax * (1 - dl), lmax * (1 - dc)))
+        out[lo : lo + _CEILING_CHUNK] = np.einsum("ij,ij->i", block, sa[:, 6], dtype=np.float64)
+    # Float32 terms and sums: keep the ceiling above the SSIM the scorer computes.
+    return out + _CEILING_SLACK
+
+
+def _int64(a: NDArray[np.integer]) -> NDArray[np.int64]:
+    return np.asarray(a, np.int64)
+
+
+def _codes(values: Sequence[str | None]) -> NDArray[np.int64]:
+    """Equal values get equal codes; None gets -1."""
+    seen: dict[str, int] = {}
+    return np.array([-1 if v is None else seen.setdefault(v, len(seen)) for v in values], np.int64)
+
+
+def _block_stats(t: S.SsimTerms, grid: int) -> NDArray[np.float32]:
+    """``(7, grid**2)``: per block the mean, least and greatest local mean, the same of the
+    local deviation, and the block's share of the windows (blocks past a small image: 0)."""
+    m = t.m2.astype(np.float64) / math.sqrt(2.0)
+    s = t.s2.astype(np.float64) / math.sqrt(2.0)
+    h, w = m.shape
+    gh, gw = min(grid, h), min(grid, w)
+    ys = np.linspace(0, h, gh + 1).round().astype(np.intp)[:-1]
+    xs = np.linspace(0, w, gw + 1).round().astype(np.intp)[:-1]
+    count = np.outer(np.diff([*ys, h]), np.diff([*xs, w])).astype(np.float64)
+    out = np.zeros((7, grid, grid), np.float64)
+    for row, v in ((0, m), (3, s)):
+        out[row, :gh, :gw] = np.add.reduceat(np.add.reduceat(v, ys, 0), xs, 1) / count
+        out[row + 1, :gh, :gw] = np.minimum.reduceat(np.minimum.reduceat(v, ys, 0), xs, 1)
+        out[row + 2, :gh, :gw] = np.maximum.reduceat(np.maximum.reduceat(v, ys, 0), xs, 1)
+    out[6, :gh, :gw] = count / count.sum()
+    return out.reshape(7, -1).astype(np.float32)
+
+
+def _closest_ends(
+    lo_a: NDArray[np.float32],
+    hi_a: NDArray[np.float32],
+    lo_b: NDArray[np.float32],
+    hi_b: NDArray[np.float32],
+    c: float,
+) -> NDArray[np.float32]:
+    """The greatest ``(2xy + c) / (x^2 + y^2 + c)`` over ``x`` in ``[lo_a, hi_a]``, ``y`` in
+    ``[lo_b, hi_b]`` (``x, y >= 0``): it grows as ``x`` and ``y`` get closer, so it is
+    taken at the closest points of the two ranges (1 where they meet)."""
+    x = np.clip(lo_b, lo_a, hi_a)
+    y = np.clip(x, lo_b, hi_b)
+    gap = x - y
+    den = x * x
+    den += y * y
+    den += np.float32(c)
+    gap *= gap
+    gap /= den
+    return np.subtract(np.float32(1.0), gap, out=gap)
+
+
 def connected(
     priority: Sequence[int],
     pairs: Iterable[Candidates],
@@ -335,10 +508,11 @@ def connected(
     active: NDArray[np.bool_] | None = None,
     progress: Progress | None = None,
 ) -> Resolution:
-    """Connected components of the duplicate graph over the candidate ``pairs`` (in tiles).
+    """Connected components of the duplicate graph over the candidate ``pairs``.
 
-    Within each tile the nearest pairs not yet joined are scored first and pairs already
-    in one component are skipped, which gives the same components as scoring them all.
+    The pairs (from tiles) are taken nearest first over all of them, in rounds; each round
+    first drops the pairs already inside one component (see :func:`_join`), and a pair
+    whose :class:`SsimCeiling` rules it out is never scored.
     """
     n = len(priority)
     prog = progress or NullProgress()
@@ -346,13 +520,8 @@ def connected(
     act = np.ones(n, bool) if active is None else active
     res = _new_resolution(n)
     parent = np.arange(n, dtype=np.int64)
-    for tile in prog.track(pairs, description="clustering (connected)"):
-        if not len(tile):
-            continue
-        order = tile.order()
-        pi, pj = tile.i[order].astype(np.int64), tile.j[order].astype(np.int64)
-        live = act[pi] & act[pj] & ~(ref[pi] & ref[pj])
-        _join_tile(pi[live], pj[live], parent, scorer, rule, res)
+    pi, pj = _nearest_first(pairs, act, ref, prog)
+    _join(pi, pj, parent, scorer, rule, res, SsimCeiling.for_rule(scorer, rule))
     roots = _roots(parent)
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
@@ -360,38 +529,158 @@ def connected(
     return res
 
 
-def _join_tile(
-    pi: NDArray[np.int64],
-    pj: NDArray[np.int64],
+def _nearest_first(
+    pairs: Iterable[Candidates], act: NDArray[np.bool_], ref: NDArray[np.bool_], prog: Progress
+) -> tuple[NDArray[np.int32], NDArray[np.int32]]:
+    """The live pairs of every tile (both images active, not both references), nearest
+    first over all tiles (ties by ``i``, then ``j``)."""
+    kept_i: list[NDArray[np.int32]] = []
+    kept_j: list[NDArray[np.int32]] = []
+    kept_d: list[NDArray[np.float32]] = []
+    for tile in prog.track(pairs, description="candidate pairs (connected)"):
+        live = act[tile.i] & act[tile.j] & ~(ref[tile.i] & ref[tile.j])
+        kept_i.append(tile.i[live].astype(np.int32))
+        kept_j.append(tile.j[live].astype(np.int32))
+        kept_d.append(tile.dist[live].astype(np.float32))
+    if not kept_i:
+        return np.empty(0, np.int32), np.empty(0, np.int32)
+    c = Candidates(np.concatenate(kept_i), np.concatenate(kept_j), np.concatenate(kept_d))
+    del kept_i, kept_j, kept_d
+    order = c.order()
+    return c.i[order], c.j[order]
+
+
+#: Rounds of :func:`_join`: a spanning forest takes at most this many pairs; otherwise
+#: batches start at the first and double up to the second.
+_FOREST_MAX = 65536
+_BATCH_MIN, _BATCH_MAX = 256, 65536
+#: Pairs checked against the ceiling at a time.
+_CHECK_CHUNK = 4096
+
+
+def _join(
+    pi: NDArray[np.int32],
+    pj: NDArray[np.int32],
     parent: NDArray[np.int64],
     scorer: Scorer,
     rule: DuplicateRule,
     res: Resolution,
+    ceiling: SsimCeiling | None,
 ) -> None:
-    """Score the nearest pairs not yet joined, join the duplicates, repeat.
+    """Score the pairs (nearest first) in rounds until each is scored, ruled out by
+    ``ceiling`` or inside one component, joining the duplicates.
 
-    Batches start at 256 pairs and double while few of them join components.
+    Each round starts from the pending pairs whose images are in different components. The
+    first takes the nearest :data:`_BATCH_MIN`. After a round in which most pairs joined
+    components (clusters forming), the next takes a spanning forest of them in order
+    (Kruskal): a pair whose components the round's earlier pairs would connect waits for
+    the next round, so no duplicate scored joins images already joined in its round. After
+    one in which few joined (pairs between components that stay apart), the next takes the
+    next pairs in order, batches doubling. A pair meets the ceiling just before it is
+    taken.
     """
     pending = np.arange(len(pi))
-    batch = 256
-    while len(pending):
+    done = np.zeros(len(pi), bool)  # scored, or ruled out by the ceiling
+    checked = np.zeros(len(pi), bool)
+
+    def admit(idx: NDArray[np.intp]) -> NDArray[np.intp]:
+        new = idx[~checked[idx]]
+        if ceiling is not None and len(new):
+            out = ceiling.rules_out(pi[new], pj[new])
+            done[new[out]] = True
+        checked[new] = True
+        return idx[~done[idx]]
+
+    forest, batch = False, _BATCH_MIN  # the first round measures how often pairs join
+    while True:
         roots = _roots(parent)
+        pending = pending[~done[pending]]
         pending = pending[roots[pi[pending]] != roots[pj[pending]]]
         if not len(pending):
             return
-        take, pending = pending[:batch], pending[batch:]
+        take = _forest(pending, roots, pi, pj, admit) if forest else _first(pending, batch, admit)
+        if not len(take):
+            continue  # every pair walked was ruled out
+        done[take] = True
         pairs = list(zip(pi[take].tolist(), pj[take].tolist(), strict=True))
-        scorer.score(pairs)
-        wait = {(a, b) for a, b in pairs if _waits(scorer, rule, a, b)}
-        joined = _join_duplicates([p for p in pairs if p not in wait], parent, scorer, rule, res)
-        # Refine only the pairs that could still join two components.
-        waiting = [
-            (a, b) for a, b in pairs if (a, b) in wait and _find(parent, a) != _find(parent, b)
-        ]
-        if waiting:
-            scorer.refine(waiting)
-        joined += _join_duplicates(waiting, parent, scorer, rule, res)
-        batch = 256 if joined * 8 > len(pairs) else min(batch * 2, 65536)
+        joined = _score_and_join(pairs, parent, scorer, rule, res)
+        if joined * 8 > len(pairs):
+            forest, batch = True, _BATCH_MIN
+        elif forest:
+            forest = False
+        else:
+            batch = min(batch * 2, _BATCH_MAX)
+
+
+def _forest(
+    pending: NDArray[np.intp],
+    roots: NDArray[np.int64],
+    pi: NDArray[np.int32],
+    pj: NDArray[np.int32],
+    admit: Callable[[NDArray[np.intp]], NDArray[np.intp]],
+) -> NDArray[np.intp]:
+    """The pending pairs, in order, that join components not yet joined by the pairs
+    taken before them (at most :data:`_FOREST_MAX`; a walk of at most four times that)."""
+    up: dict[int, int] = {}
+
+    def find(a: int) -> int:
+        while (b := up.get(a, a)) != a:
+            up[a] = up.get(b, b)
+            a = b
+        return a
+
+    taken: list[int] = []
+    for lo in range(0, min(len(pending), 4 * _FOREST_MAX), _CHECK_CHUNK):
+        chunk = pending[lo : lo + _CHECK_CHUNK]
+        # Only pairs the forest may still take meet the ceiling (it costs more than this).
+        ra, rb = roots[pi[chunk]].tolist(), roots[pj[chunk]].tolist()
+        apart = np.array([find(a) != find(b) for a, b in zip(ra, rb, strict=True)], bool)
+        chunk = admit(chunk[apart])
+        ra, rb = roots[pi[chunk]].tolist(), roots[pj[chunk]].tolist()
+        for k, a, b in zip(chunk.tolist(), ra, rb, strict=True):
+            a, b = find(a), find(b)
+            if a != b:
+                up[max(a, b)] = min(a, b)
+                taken.append(k)
+        if len(taken) >= _FOREST_MAX:
+            break
+    return np.array(taken[:_FOREST_MAX], np.intp)
+
+
+def _first(
+    pending: NDArray[np.intp], batch: int, admit: Callable[[NDArray[np.intp]], NDArray[np.intp]]
+) -> NDArray[np.intp]:
+    """The first ``batch`` pending pairs the ceiling does not rule out."""
+    out: list[NDArray[np.intp]] = []
+    have = 0
+    for lo in range(0, len(pending), _CHECK_CHUNK):
+        got = admit(pending[lo : lo + _CHECK_CHUNK])[: batch - have]
+        out.append(got)
+        have += len(got)
+        if have >= batch:
+            break
+    return np.concatenate(out) if out else np.empty(0, np.intp)
+
+
+def _score_and_join(
+    pairs: Sequence[tuple[int, int]],
+    parent: NDArray[np.int64],
+    scorer: Scorer,
+    rule: DuplicateRule,
+    res: Resolution,
+) -> int:
+    """Score ``pairs`` and join the duplicates; how many joined two components.
+
+    A pair whose decision waits for a full-resolution SSIM is refined only when its
+    images are still apart once the certain duplicates are joined.
+    """
+    scorer.score(pairs)
+    wait = {(a, b) for a, b in pairs if _waits(scorer, rule, a, b)}
+    joined = _join_duplicates([p for p in pairs if p not in wait], parent, scorer, rule, res)
+    waiting = [(a, b) for a, b in pairs if (a, b) in wait and _find(parent, a) != _find(parent, b)]
+    if waiting:
+        scorer.refine(waiting)
+    return joined + _join_duplicates(waiting, parent, scorer, rule, res)
 
 
 def _waits(scorer: Scorer, rule: DuplicateRule, a: int, b: int) -> bool:

@@ -8,13 +8,15 @@ import pytest
 from curate.dedupe import cluster as C
 from curate.dedupe.index import Candidates
 from curate.dedupe.neighbours import Search
-from curate.dedupe.verify import PairScore
+from curate.dedupe.verify import PairScore, VerifySpec
 
 
 class FakeScorer:
     """Scores from a table; counts what was asked for."""
 
     refines = False  # no refinement band
+    spec = VerifySpec(ssim=False)  # no thumbnails: nothing for a ceiling to use
+    items = ()
 
     def __init__(self, table: dict[tuple[int, int], float]) -> None:
         self.table = {(min(a, b), max(a, b)): v for (a, b), v in table.items()}

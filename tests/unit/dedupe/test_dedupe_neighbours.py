@@ -9,13 +9,15 @@ from dedupe_helpers import low_rank
 from curate.dedupe import cluster as C
 from curate.dedupe.index import find_candidates
 from curate.dedupe.neighbours import Search, Space
-from curate.dedupe.verify import PairScore
+from curate.dedupe.verify import PairScore, VerifySpec
 
 
 class DistanceScorer:
     """'SSIM' = 1 - feature distance, so decisions follow the features."""
 
     refines = False  # no refinement band
+    spec = VerifySpec(ssim=False)  # no thumbnails: nothing for a ceiling to use
+    items = ()
 
     def __init__(self, x: np.ndarray) -> None:
         self.x = x
