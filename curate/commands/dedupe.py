@@ -631,6 +631,7 @@ def leaks_cmd(
     runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
+        not_read = images_left_out(opts.policy.skipped)
         result = find_leaks(ds, o, runtime=runtime)
     print_skipped(opts.policy, listed_in=str(json_path) if json_path is not None else None)
     plan = result.plan
@@ -639,7 +640,9 @@ def leaks_cmd(
         console.print(
             f"[yellow]note:[/] the dataset has {len(splits)} split(s); leaks need two or more"
         )
-    rep = build_report(plan, command="leaks")
+    rep = build_report(plan, command="leaks", not_read=not_read)
+    for note in rep["notes"]:
+        print_note(note)
     copies = rep["exact_leaks"]
     if result.leaks:
         table = Table(title="near-duplicates across splits")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from pathlib import Path
@@ -132,3 +133,19 @@ def test_flat_clusters_get_a_note_on_screen_and_in_the_manifest(
     out2 = tmp_path / "out2"
     res = run("dedupe", skies, "--out", out2, "--hist", "0.9", "--combine", "all", "-j", "1")
     assert "nearly flat" not in res.output and manifest(out2)["notes"] == []
+
+
+def test_leaks_gives_the_flat_note_and_counts_what_it_could_not_read(
+    run, skies: Path, tmp_path: Path
+) -> None:
+    """leaks clusters as dedupe does: the same note on flat clusters, and its report counts
+    the images the reader left out."""
+    for k, split in ((0, "train"), (1, "train"), (2, "val"), (3, "val")):
+        (skies / split).mkdir(exist_ok=True)
+        (skies / f"sky{k}.jpg").rename(skies / split / f"sky{k}.jpg")
+    (skies / "val" / "broken.jpg").write_bytes(b"not a jpeg")
+    rep = tmp_path / "leaks.json"
+    res = run("leaks", skies, "--json", rep, "--on-error", "skip", "-j", "1")
+    assert "are mostly nearly flat" in " ".join(res.output.split())
+    report = json.loads(rep.read_text())
+    assert report["counts"]["not_read"] == 1 and report["notes"]
