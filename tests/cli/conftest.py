@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+import cv2
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -33,3 +35,12 @@ def run(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):
 
 def manifest(folder: Path) -> dict[str, Any]:
     return json.loads((folder / "manifest.json").read_text())
+
+
+def scene(rng: np.random.Generator) -> np.ndarray:
+    """A 160x120 RGB scene: a smooth background, 8 coloured rectangles, grain."""
+    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
+    for _ in range(8):
+        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
+        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
+    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)

@@ -14,15 +14,7 @@ from PIL import Image
 from curate.core.dataset import Annotation, Category, Dataset, ImageItem
 from curate.io import write_dataset
 
-from .conftest import manifest
-
-
-def _scene(rng: np.random.Generator) -> np.ndarray:
-    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
-    for _ in range(8):
-        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
-        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
-    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
+from .conftest import manifest, scene
 
 
 @pytest.fixture
@@ -32,7 +24,7 @@ def data(tmp_path: Path) -> Path:
     raw = tmp_path / "raw"
     raw.mkdir()
     items = []
-    scenes = [_scene(rng) for _ in range(4)]
+    scenes = [scene(rng) for _ in range(4)]
     for k, img in enumerate(scenes):
         Image.fromarray(img).save(raw / f"s{k}.jpg", quality=92)
     shutil.copyfile(raw / "s0.jpg", raw / "s0_copy.jpg")
@@ -215,7 +207,7 @@ def _labelled_copies(tmp_path: Path) -> Path:
     rng = np.random.default_rng(3)
     raw = tmp_path / "raw_ml"
     raw.mkdir()
-    img = _scene(rng)
+    img = scene(rng)
     Image.fromarray(img).save(raw / "a.png")
     Image.fromarray(cv2.resize(img, (80, 60), interpolation=cv2.INTER_AREA)).save(raw / "b.png")
     items = [

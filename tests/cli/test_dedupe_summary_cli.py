@@ -7,7 +7,6 @@ import re
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -15,17 +14,9 @@ from PIL import Image
 from curate.core.dataset import Annotation, Category, Dataset, ImageItem
 from curate.io import write_dataset
 
-from .conftest import manifest
+from .conftest import manifest, scene
 
 SUMMARY = re.compile(r"(\d+) images: keep (\d+), drop (\d+) in \d+ clusters(?:, skip (\d+))?")
-
-
-def _scene(rng: np.random.Generator) -> np.ndarray:
-    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
-    for _ in range(8):
-        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
-        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
-    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
 
 
 def _summary(output: str) -> tuple[int, int, int, int]:
@@ -43,14 +34,14 @@ def badtree(tmp_path: Path) -> Path:
     root = tmp_path / "tree"
     (root / "train").mkdir(parents=True)
     for k in range(6):
-        Image.fromarray(_scene(rng)).save(root / "train" / f"good{k}.jpg", quality=90)
+        Image.fromarray(scene(rng)).save(root / "train" / f"good{k}.jpg", quality=90)
     shutil.copyfile(root / "train" / "good0.jpg", root / "train" / "copy0.jpg")
     shutil.copyfile(root / "train" / "good1.jpg", root / "train" / "copy1.jpg")
     (root / "train" / "empty.jpg").write_bytes(b"")
     (root / "train" / "notanimage.jpg").write_text("this is not a JPEG")
     whole = (root / "train" / "good2.jpg").read_bytes()
     (root / "train" / "truncated.jpg").write_bytes(whole[: len(whole) // 2])
-    Image.fromarray(_scene(rng)).save(root / "train" / "ihdrcrc.png")
+    Image.fromarray(scene(rng)).save(root / "train" / "ihdrcrc.png")
     png = bytearray((root / "train" / "ihdrcrc.png").read_bytes())
     k = png.find(b"IHDR")
     png[k + 4 + 13] ^= 0xFF
@@ -78,7 +69,7 @@ def yolo_with_bad_labels(tmp_path: Path) -> Path:
     raw.mkdir()
     items = []
     for k in range(5):
-        Image.fromarray(_scene(rng)).save(raw / f"s{k}.jpg", quality=92)
+        Image.fromarray(scene(rng)).save(raw / f"s{k}.jpg", quality=92)
     shutil.copyfile(raw / "s0.jpg", raw / "s0_copy.jpg")
     for name in ("s0", "s1", "s2", "s3", "s4", "s0_copy"):
         ann = [Annotation((20.0, 20.0, 60.0, 70.0), 0)]
@@ -113,7 +104,7 @@ def skies(tmp_path: Path) -> Path:
         img = img + rng.normal(0, 1.5, img.shape).astype(np.float32)
         Image.fromarray(np.clip(img, 0, 255).astype(np.uint8)).save(root / f"sky{k}.jpg")
     for k in range(3):
-        Image.fromarray(_scene(rng)).save(root / f"photo{k}.jpg", quality=90)
+        Image.fromarray(scene(rng)).save(root / f"photo{k}.jpg", quality=90)
     return root
 
 

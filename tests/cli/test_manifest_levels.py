@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,17 +13,9 @@ from PIL import Image
 from curate.core.dataset import Annotation, Category, Dataset, ImageItem, Mask
 from curate.io import write_dataset
 
-from .conftest import manifest
+from .conftest import manifest, scene
 
 CROWD_BOX = (40.0, 30.0, 90.0, 60.0)
-
-
-def _scene(rng: np.random.Generator) -> np.ndarray:
-    img = cv2.resize(rng.uniform(0, 255, (4, 5, 3)).astype(np.float32), (160, 120))
-    for _ in range(8):
-        x, y = int(rng.integers(0, 140)), int(rng.integers(0, 100))
-        cv2.rectangle(img, (x, y), (x + 25, y + 18), rng.uniform(0, 255, 3).tolist(), -1)
-    return np.clip(img + rng.normal(0, 5, img.shape), 0, 255).astype(np.uint8)
 
 
 @pytest.fixture
@@ -36,7 +27,7 @@ def coco(tmp_path: Path) -> Path:
     raw.mkdir()
     items = []
     for k in range(4):
-        Image.fromarray(_scene(rng)).save(raw / f"p{k}.jpg", quality=92)
+        Image.fromarray(scene(rng)).save(raw / f"p{k}.jpg", quality=92)
     shutil.copyfile(raw / "p0.jpg", raw / "p0_copy.jpg")
     for k, name in enumerate(("p0", "p1", "p2", "p3", "p0_copy")):
         poly = Mask.from_polygons([[10, 10, 50, 10, 50, 40, 10, 40]])
