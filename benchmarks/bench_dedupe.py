@@ -68,6 +68,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SODKIT_SHARED_DATA", ROOT.parent / "shared" / "data"))
 THRESHOLD = 0.85
 REPEAT = 5
+#: Pairs sampled for the agreement figure: about half fall within 0.05 of the threshold;
+#: with 1,200 the figure moved by 0.01 between samples (0.977 vs 0.988 with 3,000).
+AGREE_SAMPLE = 3000
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -343,8 +346,8 @@ def agreement_section(
     """Working-resolution vs full-resolution decisions on pairs near the threshold.
 
     Population: pairs whose full-resolution SSIM is within 0.05 of the threshold, found
-    by sampling uniformly among the pairs with 128 px SSIM above 0.6 (all-pairs scored):
-    full-resolution SSIM near 0.85 was never seen below that.
+    by sampling :data:`AGREE_SAMPLE` pairs uniformly among the pairs with 128 px SSIM above
+    0.6 (all-pairs scored): full-resolution SSIM near 0.85 was never seen below that.
     """
     bf = res.get("brute")
     if not bf:
@@ -353,7 +356,7 @@ def agreement_section(
     pool = [k for k, v in bf.items() if v > 0.6]
     if not pool:
         return
-    pick = [pool[i] for i in rng.choice(len(pool), min(1200, len(pool)), replace=False)]
+    pick = [pool[i] for i in rng.choice(len(pool), min(AGREE_SAMPLE, len(pool)), replace=False)]
     full: dict[int, np.ndarray] = {}
 
     def g(k: int) -> np.ndarray:
