@@ -525,13 +525,19 @@ class VideoSource:
                 ds.info["dropped"].append(
                     {
                         "item": f"{clip_id}_f{n:06d}.jpg",
+                        "level": "annotation",  # labels of a frame the clip does not have
                         "reason": f"annotated frame past the end of the clip ({info.frames} frames)",
                         "file": labels.where(n),
                     }
                 )
         for f in labels.unnamed:
             ds.info["dropped"].append(
-                {"item": clip_id, "reason": "label file name has no frame number", "file": str(f)}
+                {
+                    "item": clip_id,
+                    "level": "annotation",  # a label file, not a frame
+                    "reason": "label file name has no frame number",
+                    "file": str(f),
+                }
             )
 
 

@@ -25,6 +25,7 @@ from curate.core.errors import (
     UsageError,
 )
 from curate.core.imageio import read_image
+from curate.core.output import drop_level
 from curate.formats.base import ReadOptions, SourceOptions
 from curate.sources import video as video_module
 from curate.sources.video import VideoSource, frame_selector, guess_clip_class
@@ -353,7 +354,10 @@ def test_per_frame_yolo_folder_with_a_step(tmp_path: Path) -> None:
     assert by_frame[4].is_negative  # listed, empty
     # Labels every 2nd frame: odd frames and frames after 4 are not annotated.
     assert all(by_frame[i].attributes.get("unlabeled") for i in (1, 3, 5, 6))
-    assert any(d["reason"] == "label file name has no frame number" for d in ds.info["dropped"])
+    (unnamed,) = [d for d in ds.info["dropped"] if d["file"].endswith("readme_notes.txt")]
+    # A label file left out, not a frame: manifests count it with annotations, not images.
+    assert unnamed["reason"] == "label file name has no frame number"
+    assert drop_level(unnamed) == "annotation"
 
 
 def test_per_frame_voc_folder_one_based(tmp_path: Path) -> None:
