@@ -156,8 +156,9 @@ def print_skipped(
         if "line" in s:
             loc += f" line {s['line']}"
         left = f" (image left out: {s['left_out']})" if s.get("left_out") else ""
+        ref = "--against " if s.get("against") else ""
         # escaped: messages quote formats such as 'bbox' [x,y,w,h], which Rich takes for markup
-        text = escape(f"{loc}: {s.get('error')}{left}")
+        text = escape(f"{ref}{loc}: {s.get('error')}{left}")
         err_console.print(f"  [yellow]-[/] {text}", highlight=False)
     if len(policy.skipped) > limit:
         err_console.print(f"  ... and {len(policy.skipped) - limit} more")

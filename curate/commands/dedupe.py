@@ -311,7 +311,10 @@ def dedupe_cmd(
     with runtime.executor:  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
         not_read = images_left_out(opts.policy.skipped)  # before the reference adds its own
+        read_before = len(opts.policy.skipped)
         ref = load_dataset(against, opts) if against else None
+        for rec in opts.policy.skipped[read_before:]:
+            rec["against"] = True  # the reference's own bad items
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
         if do_sweep:

@@ -121,12 +121,15 @@ class ErrorPolicy:
     mode: OnError = OnError.fail
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
-    def handle(self, error: ItemError, *, left_out: str | Path | None = None) -> None:
+    def handle(
+        self, error: ItemError, *, left_out: str | Path | None = None, **details: Any
+    ) -> None:
         """Raise ``error`` under ``fail``; record it under ``skip``, with the image it
-        left out of the dataset (``left_out``) when that is not the file at fault."""
+        left out of the dataset (``left_out``) and any ``details`` (``against=True``: the
+        item belongs to dedupe's reference set)."""
         if self.mode is OnError.fail:
             raise error
-        record = error.to_dict()
+        record = error.to_dict() | details
         if left_out is not None:
             record["left_out"] = str(left_out)
         self.skipped.append(record)

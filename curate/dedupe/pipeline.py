@@ -283,7 +283,8 @@ def _prepare(
     )
     for i in sorted(ext.failures):
         # An image that cannot be decoded is not compared and not written.
-        runtime.policy.handle(ext.failures[i], left_out=images[i].path)
+        ref = {"against": True} if is_ref[i] else {}
+        runtime.policy.handle(ext.failures[i], left_out=images[i].path, **ref)
     sigs = ext.signatures
     active = np.array([s is not None for s in sigs], bool)
     stats["signatures_s"] = time.perf_counter() - t0

@@ -310,3 +310,25 @@ def test_skipped_items_print_brackets_and_clusters_without_split_are_null(
     assert "[x,y,w,h]" in res.output
     (cluster,) = json.loads(report.read_text())["clusters"]
     assert cluster["splits"] == [None] and cluster["leak"] is False
+
+
+def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> None:
+    """A broken file in --against is listed as the reference's (the dataset itself is fine)."""
+    rng = np.random.default_rng(21)
+    new, ref = tmp_path / "new", tmp_path / "ref"
+    for folder in (new, ref):
+        folder.mkdir()
+        for k in range(3):
+            Image.fromarray(scene(rng)).save(folder / f"{folder.name}{k}.jpg", quality=90)
+    (ref / "empty.jpg").write_bytes(b"")  # left out while reading the reference
+    big = rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)
+    Image.fromarray(big).save(ref / "late.png")  # damaged past what the reader probes
+    data = bytearray((ref / "late.png").read_bytes())
+    data[-20] ^= 0x01  # inside the last IDAT chunk: found when its signature is computed
+    (ref / "late.png").write_bytes(bytes(data))
+    out = tmp_path / "out"
+    res = run("dedupe", new, "--against", ref, "--out", out, "--on-error", "skip", "-j", "1")
+    skipped = {Path(s["file"]).name: s for s in manifest(out)["skipped"]}
+    assert sorted(skipped) == ["empty.jpg", "late.png"]
+    assert all(s["against"] is True for s in skipped.values())
+    assert "--against " in res.output and len(list(out.rglob("*.jpg"))) == 3
