@@ -78,5 +78,8 @@ def main() -> None:
         app = build_app(None if name is None else [name])
         app()
     except KeyboardInterrupt:
-        sys.stderr.write("interrupted: nothing was written\n")
+        # Also a Ctrl+C after the command returned: say what it had written.
+        common = sys.modules.get("curate.commands.common")
+        line = common.interrupted_message() if common else "interrupted: nothing was written"
+        sys.stderr.write(line + "\n")
         raise SystemExit(130) from None

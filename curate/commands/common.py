@@ -107,11 +107,29 @@ def print_note(note: str) -> None:
     err_console.print(f"[cyan]note:[/] {escape(note)}", highlight=False, soft_wrap=True)
 
 
+#: What this run has put in place so far (outputs, reports): an interrupt after that says
+#: so instead of "nothing was written".
+WRITTEN: list[str] = []
+
+
+def wrote(path: str | Path) -> None:
+    """Record that ``path`` is written, complete (see :func:`interrupted_message`)."""
+    WRITTEN.append(str(path))
+
+
+def interrupted_message() -> str:
+    """The one line a Ctrl+C prints: what this run had written by then, or nothing."""
+    if not WRITTEN:
+        return "interrupted: nothing was written"
+    return f"interrupted: {' and '.join(WRITTEN)} {'was' if len(WRITTEN) == 1 else 'were'} written"
+
+
 def cli_errors(fn: F) -> F:
     """Print known errors as one line and exit 1; tracebacks only with SODKIT_DEBUG=1."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
+        WRITTEN.clear()  # one run per command call (tests run many in one process)
         try:
             return fn(*args, **kwargs)
         except SodkitError as exc:
@@ -120,7 +138,7 @@ def cli_errors(fn: F) -> F:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted: nothing was written[/]")
+            err_console.print(f"[yellow]{escape(interrupted_message())}[/]")
             raise typer.Exit(130) from None
         except (typer.Exit, typer.Abort, SystemExit):
             raise

@@ -28,6 +28,7 @@ from curate.commands.common import (
     print_note,
     print_skipped,
     read_options,
+    wrote,
 )
 from curate.core.errors import OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
@@ -342,6 +343,7 @@ def dedupe_cmd(
     )
     if report is not None and not writes:
         _save_report(built, report)
+        wrote(report)
     if not writes:
         console.print(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
@@ -367,10 +369,12 @@ def dedupe_cmd(
         notify=print_note,
         report=built,
     )
+    wrote(out)  # type: ignore[arg-type]
     try:
         _print_written(counts, out, out_fmt, ds.info)  # type: ignore[arg-type]
         if report is not None:  # after the output: an interrupt never leaves a report alone
             _save_report(built, report)
+            wrote(report)
     except KeyboardInterrupt:
         err_console.print(
             f"[yellow]interrupted: {out} was written"

@@ -290,6 +290,30 @@ def test_an_interrupt_after_the_output_says_it_was_written(
     assert (out / "manifest.json").is_file() and not report.exists()
 
 
+def test_an_interrupt_once_all_is_written_names_what_was(run, data: Path, tmp_path: Path) -> None:
+    """A Ctrl+C after dedupe's last step (QA: SIGINT as the --report file appears, when
+    the command was returning) says the output and the report were written, not
+    'nothing was written'."""
+    import typer
+
+    from curate.commands import common
+
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    run("dedupe", data, "--out", out, "--report", report, "-j", "1")
+    assert common.WRITTEN == [str(out), str(report)]
+
+    @common.cli_errors
+    def returning() -> None:  # the command's own steps are done; the interrupt comes late
+        common.WRITTEN.extend([str(out), str(report)])
+        raise KeyboardInterrupt
+
+    with pytest.raises(typer.Exit):
+        returning()
+    assert common.interrupted_message() == f"interrupted: {out} and {report} were written"
+    common.WRITTEN.clear()
+    assert common.interrupted_message() == "interrupted: nothing was written"
+
+
 def test_skipped_items_print_brackets_and_clusters_without_split_are_null(
     run, tmp_path: Path
 ) -> None:
