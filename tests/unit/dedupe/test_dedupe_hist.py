@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from dedupe_helpers import make_scene
@@ -70,3 +71,19 @@ def test_index_radius_holds_every_pair_above_the_threshold(rng: np.random.Genera
             inside_raw += float(np.linalg.norm(h[a] - h[b])) <= l1_radius(0.9)
     assert above >= 5
     assert inside_index < inside_raw / 4
+
+
+def test_chroma_noise_in_dark_pixels_leaves_a_gray_photo_gray(rng: np.random.Generator) -> None:
+    """A gray photo saved darker picks up JPEG chroma noise; in dark pixels that is high HSV
+    saturation (noise over a small value), yet the copy is as gray as its original."""
+    from curate.dedupe.hist import is_gray
+
+    gray = cv2.cvtColor(make_scene(rng), cv2.COLOR_RGB2GRAY)
+    rgb = np.repeat(gray[:, :, None], 3, axis=2).astype(np.int16)
+    dark = np.clip(rgb - 40, 0, 255)
+    noisy = dark + np.where(dark < 50, rng.integers(-6, 7, dark.shape), 0)
+    noisy = np.clip(noisy, 0, 255).astype(np.uint8)
+    hsv = cv2.cvtColor(noisy, cv2.COLOR_RGB2HSV)
+    assert ((hsv[..., 1] >= 64) & (hsv[..., 2] < 64)).mean() > 1e-3  # saturated, but dark
+    assert is_gray(hsv_histogram(noisy)) and is_gray(hsv_histogram(rgb.astype(np.uint8)))
+    assert not is_gray(hsv_histogram(make_scene(rng)))
