@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -309,7 +310,8 @@ def dedupe_cmd(
         # The output folder gets its own report; one inside it would make it non-empty.
         _check_report_path(report, overwrite, inputs, out=out if writes else None)
     runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
-    with runtime.executor:  # type: ignore[union-attr]
+    # The cache's last writes end with the pass, not at interpreter exit.
+    with runtime.executor, runtime.cache or nullcontext():  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
         not_read = images_left_out(opts.policy.skipped)  # before the reference adds its own
         read_before = len(opts.policy.skipped)
@@ -636,7 +638,8 @@ def leaks_cmd(
         max_pixels=max_pixels,
     )
     runtime, opts = _runtime(workers, scheduler, on_error, quiet, cache_dir, no_cache, max_pixels)
-    with runtime.executor:  # type: ignore[union-attr]
+    # The cache's last writes end with the pass, not at interpreter exit.
+    with runtime.executor, runtime.cache or nullcontext():  # type: ignore[union-attr]
         ds = load_dataset(data, opts)
         not_read = images_left_out(opts.policy.skipped)
         result = find_leaks(ds, o, runtime=runtime)

@@ -657,7 +657,14 @@ class SignatureCache:
     def put_crops(self, rows: Iterable[tuple[str, tuple[NDArray[np.uint8], ...]]]) -> None:
         self._insert("regions", "roi", ((k, crops_to_bytes(c)) for k, c in rows))
 
+    def __enter__(self) -> SignatureCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def close(self) -> None:
+        """Wait for the background writes, then close the files (usable again after)."""
         self._wait()
         if self._writer is not None:
             self._writer.shutdown(wait=True)

@@ -356,3 +356,21 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     assert sorted(skipped) == ["empty.jpg", "late.png"]
     assert all(s["against"] is True for s in skipped.values())
     assert "--against " in res.output and len(list(out.rglob("*.jpg"))) == 3
+
+
+def test_the_cache_writes_are_done_when_the_command_returns(
+    run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The signature cache is closed at the end of the pass: its background writer has
+    finished (a Ctrl+C at interpreter exit can no longer cost the last batch)."""
+    import threading
+
+    def writers() -> set[threading.Thread]:
+        return {t for t in threading.enumerate() if t.name.startswith("sodkit-cache")}
+
+    before = writers()  # other tests' caches may not be collected yet
+    monkeypatch.setenv("SODKIT_CACHE_DIR", str(tmp_path / "cache"))
+    run("dedupe", data, "--dry-run", "-j", "1")
+    assert writers() <= before
+    run("leaks", data, "-j", "1")
+    assert writers() <= before
