@@ -274,7 +274,7 @@ class BowFireSource:
                     image, mask, layout, fire_id, options, ds.info["changed"]
                 )
             except ItemError as err:
-                options.policy.handle(err)
+                options.policy.handle(err, left_out=image)
                 continue
             ds.images.append(item)
             ds.info["dropped"].extend(dropped)
@@ -394,13 +394,14 @@ class BowFireSource:
                         f,
                         "cannot tell whether this patch is fire or not_fire",
                         hint="put it in train/fire/ or train/not_fire/, or name it fire*/not_fire*",
-                    )
+                    ),
+                    left_out=f,
                 )
                 continue
             try:
                 info = probe(f, check_tail=options.check_images, max_pixels=options.max_pixels)
             except ItemError as err:
-                options.policy.handle(err)
+                options.policy.handle(err, left_out=f)
                 continue
             attrs: dict[str, Any] = {"original_path": str(f), "class_label": label, "patch": True}
             if label == FIRE:

@@ -470,14 +470,15 @@ class VideoSource:
             )
             if not item.path.is_file():
                 options.policy.handle(
-                    CorruptImageError(f"{clip} frame {i}", "frame could not be decoded")
+                    CorruptImageError(f"{clip} frame {i}", "frame could not be decoded"),
+                    left_out=item.file_name,
                 )
                 continue
             if labels is not None and labels.covers(i):
                 try:
                     item.annotations = self._annotations(item, labels, i, ds)
                 except ItemError as err:
-                    options.policy.handle(err)
+                    options.policy.handle(err, left_out=item.file_name)
                     continue
             else:
                 if clip_class is not None:

@@ -180,6 +180,8 @@ def test_missing_mask_fails_or_is_skipped(root: Path) -> None:
     assert "fire001.png" not in {img.file_name for img in ds.images}
     assert len(ds) == 3
     assert [s["kind"] for s in policy.skipped] == ["missing"]
+    # The image the missing mask takes with it is named (manifests count it as not read).
+    assert Path(policy.skipped[0]["left_out"]).name == "fire001.png"
 
 
 def test_mask_size_mismatch_is_an_error(root: Path) -> None:

@@ -313,6 +313,7 @@ def test_bad_rectangle_drops_only_its_frame(tmp_path: Path) -> None:
     policy = ErrorPolicy(OnError.skip)
     ds = read(tmp_path, policy=policy)
     assert frames_of(ds) == [0, 2] and len(policy.skipped) == 1
+    assert policy.skipped[0]["left_out"] == "c_f000001.jpg"  # the frame it takes with it
 
 
 def test_boxes_are_validated(tmp_path: Path) -> None:
