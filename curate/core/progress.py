@@ -32,6 +32,19 @@ class NullProgress:
         yield from items
 
 
+class LabelledProgress:
+    """Another progress with ``label`` before every description (a step run a second time)."""
+
+    def __init__(self, inner: Progress, label: str) -> None:
+        self.inner = inner
+        self.label = label
+
+    def track(
+        self, items: Iterable[T], *, total: int | None = None, description: str = ""
+    ) -> Iterator[T]:
+        return self.inner.track(items, total=total, description=f"{self.label}{description}")
+
+
 class RichProgress:
     """A Rich progress bar on stderr for each tracked loop (hidden when stderr is not a TTY)."""
 

@@ -26,7 +26,7 @@ from curate.core.errors import ErrorPolicy, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import Manifest, atomic_output
 from curate.core.parallel import Executor
-from curate.core.progress import NullProgress, Progress
+from curate.core.progress import LabelledProgress, NullProgress, Progress
 from curate.dedupe import cluster as C
 from curate.dedupe.hist import NUM_BINS, index_features, index_radius, is_gray
 from curate.dedupe.index import (
@@ -750,7 +750,8 @@ def _resolve_central(
     central = _central_first(prep, res, o)
     if not central:
         return res, found, central
-    res, found = _resolve(prep, o, rule, mode, runtime, threshold)
+    again = replace(runtime, progress=LabelledProgress(runtime.progress, "tied copies: "))
+    res, found = _resolve(prep, o, rule, mode, again, threshold)
     return res, found, {h: v for h, v in central.items() if res.status[h] == C.KEPT}
 
 

@@ -73,3 +73,23 @@ def test_sweep_counts_what_a_run_keeps(tmp_path: Path, rng: np.random.Generator)
         for mode, count in (("greedy", row.kept_greedy), ("connected", row.kept_connected)):
             plan = find_duplicates(ds, DedupeOptions(ssim=row.threshold, cluster=mode))
             assert count == len(plan.kept_new()), (row.threshold, mode)
+
+
+def test_the_second_clustering_has_its_own_progress_label(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    from curate.dedupe import Runtime
+
+    class Recording:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def track(self, items, *, total=None, description=""):  # type: ignore[no-untyped-def]
+            self.seen.append(description)
+            yield from items
+
+    prog = Recording()
+    ds = dataset([item(p) for p in _edits(tmp_path, rng)])
+    find_duplicates(ds, DedupeOptions(), runtime=Runtime(progress=prog))
+    assert prog.seen.count("clustering (greedy)") == 1
+    assert "tied copies: clustering (greedy)" in prog.seen
