@@ -168,3 +168,32 @@ def test_near_duplicates_of_real_photos(shared_data: Path, tmp_path: Path) -> No
         assert precision >= 0.99 and recall >= 0.99, (mode, precision, recall)
         # Every pair brute-force SSIM calls a duplicate ends up in one cluster.
         assert len(pred & brute) / len(brute) >= 0.99
+
+
+@pytest.mark.parametrize("keep", ["most-annotations", "largest", "sharpest"])
+def test_copies_of_near_gray_fire_photos_keep_the_original(
+    shared_data: Path, tmp_path: Path, keep: str
+) -> None:
+    """Two near-gray Roboflow photos (QA round 4): JPEG noise saturates a few pixels of
+    their quality-50, quarter-size and darker copies, which then counted as colour and
+    outranked the original (a quarter-size copy even under --keep sharpest)."""
+    folder = shared_data / "roboflow-fire-smoke" / "train" / "images"
+    sources = {
+        "a": folder / "img_15_jpg.rf.35f3f788771daaa818b92a05c4f9fff6.jpg",
+        "b": folder / "img_971_jpg.rf.52a178bbad26821089e2f26216c08371.jpg",
+    }
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    for name, src in sources.items():
+        shutil.copyfile(src, tree / f"{name}_orig.jpg")
+        im = Image.open(src).convert("RGB")
+        w, h = im.size
+        im.save(tree / f"{name}_q50.jpg", quality=50)
+        quarter = im.resize((w // 4, h // 4), Image.Resampling.LANCZOS)
+        quarter.save(tree / f"{name}_quarter.jpg", quality=95)
+        for d in (-12, -20):
+            dark = np.clip(np.asarray(im).astype(np.int16) + d, 0, 255).astype(np.uint8)
+            Image.fromarray(dark).save(tree / f"{name}_b{d}.jpg", quality=95)
+    ds = load_dataset(str(tree))
+    plan = find_duplicates(ds, DedupeOptions(keep=keep))  # type: ignore[arg-type]
+    assert sorted(ds.images[i].file_name for i in plan.kept_new()) == ["a_orig.jpg", "b_orig.jpg"]
