@@ -9,9 +9,11 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.commands.common import (
+    WRITTEN,
     DataArg,
     DryRunOpt,
     Link,
@@ -26,6 +28,7 @@ from curate.commands.common import (
     cli_errors,
     console,
     err_console,
+    interrupted_message,
     print_note,
     print_skipped,
     read_options,
@@ -378,16 +381,18 @@ def dedupe_cmd(
             _save_report(built, report)
             wrote(report)
     except KeyboardInterrupt:
-        err_console.print(
-            f"[yellow]interrupted: {out} was written"
-            + (
-                f"; the --report copy was not (the same report is {Path(out) / REPORT_JSON})"  # type: ignore[arg-type]
-                if report is not None and not Path(report).exists()
-                else ""
-            )
-            + "[/]"
-        )
+        if report is not None and _report_complete(report) and str(report) not in WRITTEN:
+            wrote(report)  # the interrupt came after the report's last file was in place
+        copy = ""
+        if report is not None and str(report) not in WRITTEN:
+            copy = f"; the --report copy was not (the same report is {Path(out) / REPORT_JSON})"  # type: ignore[arg-type]
+        err_console.print(f"[yellow]{escape(interrupted_message() + copy)}[/]")
         raise typer.Exit(130) from None
+
+
+def _report_complete(report: Path) -> bool:
+    """Both files of a --report are in place (each is renamed into place whole)."""
+    return Path(report).is_file() and Path(report).with_suffix(".csv").is_file()
 
 
 def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[str, Any]) -> None:

@@ -314,6 +314,27 @@ def test_an_interrupt_once_all_is_written_names_what_was(run, data: Path, tmp_pa
     assert common.interrupted_message() == "interrupted: nothing was written"
 
 
+def test_an_interrupt_as_the_report_lands_says_both_were_written(
+    run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA round 4: SIGINT just as the --report files appear said only 'OUT was written'."""
+    import curate.commands.dedupe as cmd
+
+    real = cmd._save_report
+
+    def saved_then_interrupted(rep: object, path: Path) -> None:
+        real(rep, path)  # type: ignore[arg-type]
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cmd, "_save_report", saved_then_interrupted)
+    out, report = tmp_path / "out", tmp_path / "r.json"
+    res = run("dedupe", data, "--out", out, "--report", report, "-j", "1", code=130)
+    text = " ".join(res.output.split())
+    assert f"interrupted: {out} and {report} were written" in text
+    assert "--report copy was not" not in text
+    assert report.is_file() and report.with_suffix(".csv").is_file()
+
+
 def test_skipped_items_print_brackets_and_clusters_without_split_are_null(
     run, tmp_path: Path
 ) -> None:
