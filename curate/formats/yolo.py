@@ -438,6 +438,18 @@ class YoloFormat:
                         )
                     )
                     continue
+                if img.annotations and all(a.iscrowd for a in img.annotations):
+                    # Its objects are all in crowd regions, which YOLO cannot hold: an empty
+                    # label file would teach "nothing here" where there are objects.
+                    result.dropped.append(
+                        image_drop(
+                            img.file_name,
+                            "only crowd regions: YOLO has no ignore regions and would read "
+                            "the image as a negative",
+                            crowd_regions=len(img.annotations),
+                        )
+                    )
+                    continue
                 lines: list[str] = []
                 ann_meta: list[dict[str, Any]] = []
                 for k, ann in enumerate(img.annotations):

@@ -108,3 +108,24 @@ def test_merge_says_what_the_output_format_left_out(run, coco: Path, tmp_path: P
     (crowd,) = manifest(out)["dropped"]
     assert crowd["level"] == "annotation" and crowd["annotation_id"] == 900
     assert "left out 1 annotation(s): crowd region" in " ".join(res.output.split())
+
+
+def test_an_image_with_only_crowd_regions_is_left_out_of_yolo(tmp_path: Path) -> None:
+    """QA round 4: a COCO image whose only annotations are crowd regions became an empty YOLO
+    label file, which training reads as 'no objects here'."""
+    rng = np.random.default_rng(4)
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    items = []
+    for name, crowd_only in (("people.jpg", True), ("fire.jpg", False)):
+        Image.fromarray(scene(rng)).save(raw / name, quality=92)
+        ann = Annotation(CROWD_BOX, 2 if crowd_only else 1, iscrowd=crowd_only)
+        items.append(ImageItem(name, raw / name, 160, 120, [ann], split="train"))
+    result = write_dataset(
+        Dataset([Category(1, "fire"), Category(2, "person")], items), tmp_path / "y", "yolo"
+    )
+    assert sorted(p.name for p in (tmp_path / "y").rglob("*.jpg")) == ["fire.jpg"]
+    assert not list((tmp_path / "y").rglob("people.txt"))
+    (drop,) = result.dropped
+    assert drop["item"] == "people.jpg" and drop["level"] == "image"
+    assert drop["reason"].startswith("only crowd regions") and drop["crowd_regions"] == 1
