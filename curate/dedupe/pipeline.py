@@ -786,6 +786,8 @@ class DedupePlan:
     #: Survivors that won a tie as their cluster's most central member: their mean
     #: similarity to the other members, and the best of the other tied members'.
     central: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
+    keys: list[tuple[float, ...]] = field(default_factory=list)
 
     def dropped(self) -> list[int]:
         """Indices of dropped images (never reference images)."""
@@ -980,6 +982,7 @@ def find_duplicates(
         stats=prep.stats,
         sharpness=prep.sharpness,
         central=central,
+        keys=prep.keys,
     )
 
 

@@ -176,16 +176,42 @@ def _main_score(scores: dict[str, Any]) -> float | None:
     return None
 
 
-def _central(plan: DedupePlan, head: int) -> str:
-    """The end of a tie-break line: the member nearest the others (see
-    :func:`curate.dedupe.pipeline._central_first`), then dataset order."""
-    if head in plan.central:
-        mine, other = plan.central[head]
-        return (
-            f", then the member nearest the others (thumbnails differ from the others' by "
-            f"{mine:.1f} gray levels on average; other tied members {other:.1f} or more)"
-        )
-    return ", then the member nearest the others, then dataset order"
+#: What each position of a keep policy's sort key means (see pipeline._priority_keys).
+_KEY_NAMES = {
+    "most-annotations": {2: "size", 3: "colour over gray", 4: "JPEG quality"},
+    "largest": {2: "annotations", 3: "colour over gray", 4: "JPEG quality"},
+}
+
+
+def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
+    """``"; tie broken by ..."``: for the members tied with ``head`` on the policy, the key
+    that ranked each below it, in key order (``""`` when none ties)."""
+    if not plan.keys:
+        return ""
+    key = plan.keys[head]
+    tied = [m for m in others if plan.keys[m][:2] == key[:2]]
+    if not tied:
+        return ""
+    names = _KEY_NAMES[plan.options.keep]
+    by: dict[int, list[int]] = {}  # key position that decided -> members; len(key): none
+    for m in tied:
+        idx = next((i for i in range(2, len(key)) if plan.keys[m][i] != key[i]), len(key))
+        by.setdefault(idx, []).append(m)
+    parts = []
+    for idx in sorted(by):
+        ms = by[idx]
+        who = plan.label(ms[0]) + (f" and {len(ms) - 1} more" if len(ms) > 1 else "")
+        if idx < len(key):
+            parts.append(f"{names[idx]} ({who} ranks below)")
+        elif head in plan.central:
+            mine, other = plan.central[head]
+            parts.append(
+                f"nearness to the others (its thumbnail differs from theirs by {mine:.1f} gray "
+                f"levels on average; {who}: {other:.1f} or more)"
+            )
+        else:
+            parts.append(f"dataset order ({who} equally near the others)")
+    return "; tie broken by " + ", then ".join(parts)
 
 
 def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
@@ -201,9 +227,7 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
         n = len(img.annotations)
         rest = [len(plan.images[m].annotations) for m in others]
         if rest and max(rest) == n:
-            tie = "; tie broken by size, then colour over gray, then JPEG quality" + _central(
-                plan, head
-            )
+            tie = _tie_break(plan, head, others)
         span = (
             f"{min(rest)}-{max(rest)}"
             if rest and min(rest) != max(rest)
@@ -219,10 +243,7 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
             s = plan.signatures[m]
             rest.append((s.width * s.height) if s else plan.images[m].width * plan.images[m].height)
         if rest and max(rest) == w * h:
-            tie = (
-                "; tie broken by annotations, then colour over gray, then JPEG quality"
-                + _central(plan, head)
-            )
+            tie = _tie_break(plan, head, others)
         return f"largest ({w}x{h}){tie}"
     if policy == "sharpest":
         sharp = plan.sharpness or [None] * len(plan.images)

@@ -39,7 +39,7 @@ def test_the_original_survives_its_edits(tmp_path: Path, rng: np.random.Generato
         report = build_report(plan)
         assert len(report["clusters"]) == 4
         for c in report["clusters"]:
-            assert c["size"] == 4 and "nearest the others (thumbnails differ" in c["kept_reason"]
+            assert c["size"] == 4 and "tie broken by nearness to the others" in c["kept_reason"]
 
 
 def test_policy_and_dataset_order_still_decide_first(
@@ -93,3 +93,28 @@ def test_the_second_clustering_has_its_own_progress_label(
     find_duplicates(ds, DedupeOptions(), runtime=Runtime(progress=prog))
     assert prog.seen.count("clustering (greedy)") == 1
     assert "tied copies: clustering (greedy)" in prog.seen
+
+
+def test_kept_reason_names_the_key_that_decided(tmp_path: Path, rng: np.random.Generator) -> None:
+    """QA round 4: kept_reason listed the whole chain of keys whichever decided."""
+    base = make_scene(rng, 180, 240)
+    paths = [
+        save(base, tmp_path / "a_q40.jpg", quality=40),  # more compressed, sorts first
+        save(base, tmp_path / "b_q90.jpg", quality=90),
+    ]
+    gray = np.repeat(base.mean(axis=2, keepdims=True), 3, axis=2).astype(np.uint8)
+    paths.append(save(gray, tmp_path / "c_gray.jpg", quality=95))
+    plan = find_duplicates(dataset([item(p) for p in paths]), DedupeOptions())
+    (cluster,) = build_report(plan)["clusters"]
+    assert cluster["kept"] == "b_q90.jpg"
+    assert cluster["kept_reason"].endswith(
+        "; tie broken by colour over gray (c_gray.jpg ranks below), "
+        "then JPEG quality (a_q40.jpg ranks below)"
+    )
+    # Two byte copies: nothing tells them apart.
+    copies = [save(base, tmp_path / f"copy{k}.jpg", quality=90) for k in range(3)]
+    plan = find_duplicates(dataset([item(p) for p in copies]), DedupeOptions())
+    (cluster,) = build_report(plan)["clusters"]
+    assert cluster["kept_reason"].endswith(
+        "; tie broken by dataset order (copy1.jpg and 1 more equally near the others)"
+    )
