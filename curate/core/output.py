@@ -336,6 +336,7 @@ def annotation_drop(
         "annotation_index": index,
         "category": category,
         "bbox": [round(float(v), 3) for v in ann.bbox],
+        "bbox_format": "xyxy",  # pixel corners x1, y1, x2, y2 (not COCO's x, y, w, h)
         **details,
     }
 

@@ -58,6 +58,7 @@ def test_dedupe_to_yolo_lists_the_crowd_region_as_an_annotation(
     assert crowd["item"] == "p2.jpg" and "crowd region" in crowd["reason"]
     assert crowd["annotation_id"] == 900 and crowd["category"] == "person"
     assert crowd["bbox"] == list(CROWD_BOX) and crowd["stage"] == "write"
+    assert crowd["bbox_format"] == "xyxy"  # said, as COCO readers expect x, y, w, h
     assert (out / "images" / "train" / "p2.jpg").is_file()
     assert m["counts"]["dropped"] == len(images) == 1
     assert m["counts"]["dropped_annotations"] == 1
