@@ -34,7 +34,7 @@ from curate.commands.common import (
     read_options,
     wrote,
 )
-from curate.core.errors import OnError, SodkitError, UsageError
+from curate.core.errors import ItemError, OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import check_file_output, check_output
 from curate.core.parallel import make_executor
@@ -318,7 +318,10 @@ def dedupe_cmd(
         ds = load_dataset(data, opts)
         not_read = images_left_out(opts.policy.skipped)  # before the reference adds its own
         read_before = len(opts.policy.skipped)
-        ref = load_dataset(against, opts) if against else None
+        try:
+            ref = load_dataset(against, opts) if against else None
+        except ItemError as err:  # --on-error fail: say the bad item is the reference's
+            raise err.of_reference() from None
         for rec in opts.policy.skipped[read_before:]:
             rec["against"] = True  # the reference's own bad items
         if ref is not None:

@@ -63,6 +63,13 @@ class ItemError(SodkitError):
             msg += f" ({self.hint})"
         return msg
 
+    def of_reference(self) -> ItemError:
+        """This error, its message saying the item belongs to dedupe's ``--against`` set."""
+        if not self.rule.startswith("in the --against reference: "):
+            self.rule = f"in the --against reference: {self.rule}"
+            self.args = (self.message,)
+        return self
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready record for the manifest."""
         out: dict[str, Any] = {"kind": self.kind, "file": self.where, "error": self.rule}
@@ -128,7 +135,7 @@ class ErrorPolicy:
         left out of the dataset (``left_out``) and any ``details`` (``against=True``: the
         item belongs to dedupe's reference set)."""
         if self.mode is OnError.fail:
-            raise error
+            raise error.of_reference() if details.get("against") else error
         record = error.to_dict() | details
         if left_out is not None:
             record["left_out"] = str(left_out)

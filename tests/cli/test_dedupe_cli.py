@@ -377,6 +377,14 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     assert sorted(skipped) == ["empty.jpg", "late.png"]
     assert all(s["against"] is True for s in skipped.values())
     assert "--against " in res.output and len(list(out.rglob("*.jpg"))) == 3
+    # With --on-error fail the one error line says the file is the reference's, whether the
+    # reader finds it or the signature step does.
+    res = run("dedupe", new, "--against", ref, "--dry-run", "-j", "1", code=1)
+    text = " ".join(res.output.split())
+    assert "empty.jpg': in the --against reference: " in text
+    (ref / "empty.jpg").unlink()
+    res = run("dedupe", new, "--against", ref, "--dry-run", "-j", "1", code=1)
+    assert "late.png': in the --against reference: PNG is damaged" in " ".join(res.output.split())
 
 
 def test_the_cache_writes_are_done_when_the_command_returns(
