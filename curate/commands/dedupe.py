@@ -351,7 +351,6 @@ def dedupe_cmd(
     )
     if report is not None and not writes:
         _save_report(built, report)
-        wrote(report)
     if not writes:
         console.print(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
@@ -382,7 +381,6 @@ def dedupe_cmd(
         _print_written(counts, out, out_fmt, ds.info)  # type: ignore[arg-type]
         if report is not None:  # after the output: an interrupt never leaves a report alone
             _save_report(built, report)
-            wrote(report)
     except KeyboardInterrupt:
         if report is not None and _report_complete(report) and str(report) not in WRITTEN:
             wrote(report)  # the interrupt came after the report's last file was in place
@@ -466,6 +464,7 @@ def _check_against(ds: Any, ref: Any, against: str, o: DedupeOptions) -> None:
 
 def _save_report(rep: dict[str, Any], path: Path) -> None:
     paths = write_report(rep, path)
+    wrote(path)
     console.print(f"report: {paths[0]} and {paths[1]}")
 
 

@@ -24,6 +24,7 @@ from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from curate.core.errors import CorruptImageError, ImageTooLargeError, MissingFileError
+from curate.core.output import side_name
 
 #: Default decode limit: Pillow's own error threshold (2 x its warning limit), ~179 Mpx.
 DEFAULT_MAX_PIXELS = 178_956_970
@@ -534,7 +535,7 @@ def write_image(path: str | Path, image: NDArray[np.uint8], *, quality: int = 95
     p = Path(path)
     img = Image.fromarray(image)
     ext = p.suffix.lower()
-    tmp = p.with_name(f".{p.name}.tmp{os.getpid()}")
+    tmp = side_name(p, "tmp")
     fmt = {
         ".jpg": "JPEG",
         ".jpeg": "JPEG",

@@ -140,7 +140,10 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def _side_name(target: Path, kind: str) -> Path:
+def side_name(target: Path, kind: str) -> Path:
+    """A hidden name beside ``target`` for an atomic write (``kind`` ``tmp``) or the old
+    output being replaced (``old``): ``.NAME.KIND-PID-TAG``, which :func:`remove_stale`
+    recognises once its process is gone."""
     return target.parent / f".{target.name}.{kind}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
@@ -226,7 +229,7 @@ def _swap_into_place(tmp: Path, target: Path, notify: Callable[[str], None] | No
     if not target.exists():
         os.replace(tmp, target)  # one rename: atomic, nothing to defer
         return
-    old = _side_name(target, "old")
+    old = side_name(target, "old")
     stop = [False]
     with _signals_deferred(stop) as received:
         os.replace(target, old)
@@ -278,7 +281,7 @@ def atomic_output(
     if stale and notify is not None:
         names = ", ".join(f"'{p.name}'" for p in stale)
         notify(f"removed {len(stale)} leftover(s) of interrupted runs beside '{target}': {names}")
-    tmp = _side_name(target, "tmp")
+    tmp = side_name(target, "tmp")
     tmp.mkdir()
     placed = False
     try:
@@ -294,7 +297,7 @@ def write_json_atomic(path: str | Path, data: Any, *, indent: int | None = 2) ->
     """Write JSON to ``path`` through a temporary file (removed on any failure) and a rename."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _side_name(p, "tmp")
+    tmp = side_name(p, "tmp")
     try:
         with open(tmp, "w", encoding="utf-8") as fh:
             json.dump(data, fh, indent=indent, ensure_ascii=False)

@@ -220,6 +220,14 @@ class _Prepared:
     spaces: list[Space] = field(default_factory=list)
 
 
+#: What each position of a policy's sort key (:func:`_priority_keys`) stands for, as the
+#: report's ``kept_reason`` names the one that broke a tie.
+KEY_NAMES: dict[str, tuple[str, ...]] = {
+    "most-annotations": ("reference", "annotations", "size", "colour over gray", "JPEG quality"),
+    "largest": ("reference", "size", "annotations", "colour over gray", "JPEG quality"),
+}
+
+
 def _priority_keys(
     images: Sequence[ImageItem],
     sigs: Sequence[Signature | None],

@@ -63,6 +63,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.errors import MalformedFileError, MissingFileError
+from curate.core.output import side_name
 from curate.dedupe.cluster import DROPPED, KEPT
 from curate.dedupe.labels import label_conflict
 from curate.dedupe.signatures import SHARPNESS_SIDE
@@ -176,13 +177,6 @@ def _main_score(scores: dict[str, Any]) -> float | None:
     return None
 
 
-#: What each position of a keep policy's sort key means (see pipeline._priority_keys).
-_KEY_NAMES = {
-    "most-annotations": {2: "size", 3: "colour over gray", 4: "JPEG quality"},
-    "largest": {2: "annotations", 3: "colour over gray", 4: "JPEG quality"},
-}
-
-
 def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
     """``"; tie broken by ..."``: for the members tied with ``head`` on the policy, the key
     that ranked each below it, in key order (``""`` when none ties)."""
@@ -192,7 +186,9 @@ def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
     tied = [m for m in others if plan.keys[m][:2] == key[:2]]
     if not tied:
         return ""
-    names = _KEY_NAMES[plan.options.keep]
+    from curate.dedupe.pipeline import KEY_NAMES
+
+    names = KEY_NAMES[plan.options.keep]
     by: dict[int, list[int]] = {}  # key position that decided -> members; len(key): none
     for m in tied:
         idx = next((i for i in range(2, len(key)) if plan.keys[m][i] != key[i]), len(key))
@@ -432,8 +428,7 @@ def write_report(report: dict[str, Any], json_path: str | Path) -> tuple[Path, P
     """
     json_path = Path(json_path)
     csv_path = json_path.with_suffix(".csv")
-    tmp_json = json_path.with_name(f".{json_path.name}.tmp{os.getpid()}")
-    tmp_csv = csv_path.with_name(f".{csv_path.name}.tmp{os.getpid()}")
+    tmp_json, tmp_csv = side_name(json_path, "tmp"), side_name(csv_path, "tmp")
     try:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         with open(tmp_json, "w", encoding="utf-8") as fh:

@@ -79,8 +79,8 @@ META_NAME = "meta.json"
 _META_VERSION = 1
 _HASH_BYTES = 1 << 20
 _NOT_FIRE = re.compile(r"(?:no|non|not)[_\- ]?(?:fire|flame|smoke)")
-#: Temporary files of interrupted writes: write_image's ``.NAME.tmpPID`` and
-#: write_json_atomic's ``.NAME.tmp-PID-TAG``.
+#: Temporary files of interrupted writes: ``.NAME.tmp-PID-TAG`` (core.output.side_name, which
+#: write_image and write_json_atomic use) and write_image's ``.NAME.tmpPID`` of earlier releases.
 _TEMP_FILE = re.compile(r"\..+\.tmp-?(\d+)(?:-[0-9a-f]{8})?")
 #: Seconds after which such a file of a process that is gone is taken for abandoned.
 STALE_TEMP_S = 60.0
