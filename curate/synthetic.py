@@ -8,8 +8,9 @@ of them small, written in the three layouts sodkit reads:
 - ``video/<clip>.avi`` + a FURG-style OpenCV FileStorage XML per annotated clip, and one
   clip without annotations (VisiFire-style);
 - ``kaggle/`` a Roboflow-style YOLO export (``train/valid/test``, ``data.yaml`` with
-  ``Fire``, ``default``, ``smoke``), frame names ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``,
-  and an exact duplicate that leaks from train into test, as real exports do.
+  ``Fire``, ``default``, ``smoke``) of video frames named ``<clip>_mp4-<n>_jpg.rf.<hash>.jpg``,
+  split at random so frames of one clip sit in two splits, and an exact duplicate that
+  leaks from train into test, as real exports do.
 """
 
 from __future__ import annotations
@@ -25,20 +26,43 @@ from numpy.typing import NDArray
 Box = tuple[float, float, float, float]
 
 
+def _noise(h: int, w: int, sigma: float, rng: np.random.Generator) -> NDArray[np.float32]:
+    """Gaussian noise blurred at ``sigma`` px, scaled to unit standard deviation."""
+    n = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), sigma)
+    return n / max(float(n.std()), 1e-6)
+
+
 def background(h: int, w: int, rng: np.random.Generator) -> NDArray[np.uint8]:
-    """A sky-over-ground landscape with smooth texture: ``(h, w, 3)`` RGB uint8."""
-    horizon = int(h * rng.uniform(0.3, 0.55))
-    img = np.zeros((h, w, 3), np.float32)
+    """A sky-over-ground landscape: ``(h, w, 3)`` RGB uint8.
+
+    It has structure at every scale a detector or a deduplicator looks at: clouds, a ridge
+    line, fields with mid-scale texture and scattered bushes. (Smooth gradients would make
+    unrelated pictures look alike to SSIM, which the real photos these stand for do not.)
+    """
+    scale = min(h, w) / 240
+    horizon = h * rng.uniform(0.3, 0.55)
+    # Ridge: a smoothed random walk around the horizon.
+    walk = np.cumsum(rng.normal(0, 2.5 * scale, w))
+    ridge = horizon + cv2.GaussianBlur((walk - walk.mean())[None, :], (0, 0), 6 * scale)[0]
+    rows = np.arange(h, dtype=np.float32)[:, None]
+    ground_mask = rows >= ridge[None, :]
+    t = np.clip(rows / max(float(ridge.max()), 1.0), 0, 1)[..., None]
     sky_top = np.array([90, 140, 200]) * rng.uniform(0.7, 1.1)
     sky_bot = np.array([170, 195, 220]) * rng.uniform(0.8, 1.1)
-    t = np.linspace(0, 1, horizon)[:, None, None]
-    img[:horizon] = sky_top * (1 - t) + sky_bot * t
+    img = (sky_top * (1 - t) + sky_bot * t).astype(np.float32) * np.ones((1, w, 1), np.float32)
+    clouds = np.clip(_noise(h, w, 10 * scale, rng) + 0.5 * _noise(h, w, 3 * scale, rng), 0, None)
+    img += clouds[..., None] * np.float32(rng.uniform(25, 45))
     ground = np.array([70, 95, 50]) * rng.uniform(0.6, 1.3, size=3)
-    img[horizon:] = ground
-    noise = cv2.GaussianBlur(rng.normal(0, 1, (h, w)).astype(np.float32), (0, 0), 3)
-    img += noise[:, :, None] * 18
-    fine = rng.normal(0, 5, (h, w, 1)).astype(np.float32)
-    img[horizon:] += fine[horizon:]
+    fields = _noise(h, w, 12 * scale, rng) * 15 + _noise(h, w, 2.5 * scale, rng) * 9
+    soil = ground[None, None, :] * (1 + 0.004 * fields[..., None]) + fields[..., None]
+    img = np.where(ground_mask[..., None], soil.astype(np.float32), img)
+    # Scattered bushes and rocks: dark blobs on the ground.
+    for _ in range(int(rng.integers(6, 16))):
+        x = int(rng.integers(0, w))
+        y = int(rng.uniform(max(float(ridge[min(x, w - 1)]), 0), h))
+        r = max(2, int(rng.uniform(2, 9) * scale))
+        cv2.circle(img, (x, y), r, tuple(float(v) for v in ground * rng.uniform(0.3, 0.6)), -1)
+    img += rng.normal(0, 4, (h, w, 1)).astype(np.float32)
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
@@ -221,31 +245,61 @@ def make_video(root: Path, rng: np.random.Generator, *, frames: int = 24, clips:
 def make_kaggle(
     root: Path, rng: np.random.Generator, *, per_split: tuple[int, int, int] = (24, 4, 4)
 ) -> Path:
-    """A Roboflow-style YOLO export with clip-frame names, a junk class and a leaked duplicate."""
+    """A Roboflow-style YOLO export of video frames, a junk class and a leaked duplicate.
+
+    As in real exports, the frames are consecutive frames of a few clips (4 each: one
+    background, the fire flickering and the smoke drifting) and were split at random, so
+    most clips have frames in two splits: near-duplicates that leak (``curate leaks``).
+    """
     cls = {"fire": 0, "smoke": 2}
+    total = sum(per_split)
+    splits = np.repeat(np.array(["train", "valid", "test"]), per_split)
+    rng.shuffle(splits)
     first_train: tuple[Path, str] | None = None
-    for split, n in zip(("train", "valid", "test"), per_split, strict=True):
-        for i in range(n):
-            clip = f"{split}clip{i // 4}"
-            scene = make_scene(
-                320, 320, rng, fires=int(rng.integers(0, 3)), smokes=int(rng.integers(0, 2))
+    clip: tuple[NDArray[np.uint8], list[tuple[str, float, float, float]]] | None = None
+    for i in range(total):
+        if i % 4 == 0:
+            base = background(320, 320, rng)
+            smokes = int(rng.integers(0, 2))
+            fires = int(rng.integers(0 if smokes else 1, 3))
+            objs = [
+                ("smoke", rng.uniform(40, 280), rng.uniform(40, 200), rng.uniform(24, 60))
+                for _ in range(smokes)
+            ] + [
+                ("fire", rng.uniform(30, 290), rng.uniform(140, 290), rng.uniform(8, 40))
+                for _ in range(fires)
+            ]
+            clip = (base, objs)
+        assert clip is not None
+        # Sensor noise: no two frames of a clip are the same file.
+        noise = rng.normal(0, 2, clip[0].shape)
+        image = np.clip(clip[0] + noise, 0, 255).astype(np.uint8)
+        objects: list[tuple[str, Box]] = []
+        for name, cx, cy, size in clip[1]:
+            jx, jy, js = rng.normal(0, 1.5), rng.normal(0, 1.0), size * rng.uniform(0.85, 1.15)
+            if name == "smoke":
+                objects.append((name, draw_smoke(image, cx + 2 * (i % 4) + jx, cy + jy, js, rng)))
+            else:
+                m = draw_flame(image, cx + jx, cy + jy, js, rng)
+                if m.any():
+                    objects.append((name, mask_box(m)))
+        split = str(splits[i])
+        digest = hashlib.sha1(image.tobytes()[:4096] + bytes([i])).hexdigest()
+        stem = f"clip{i // 4}_mp4-{i % 4}_jpg.rf.{digest}"
+        _write_rgb(root / split / "images" / f"{stem}.jpg", image)
+        lines = []
+        for name, (x1, y1, x2, y2) in objects:
+            lines.append(
+                f"{cls[name]} {(x1 + x2) / 640:.6f} {(y1 + y2) / 640:.6f} {(x2 - x1) / 320:.6f} {(y2 - y1) / 320:.6f}"
             )
-            digest = hashlib.sha1(scene.image.tobytes()[:4096] + bytes([i])).hexdigest()
-            stem = f"{clip}_mp4-{i % 4}_jpg.rf.{digest}"
-            _write_rgb(root / split / "images" / f"{stem}.jpg", scene.image)
-            lines = []
-            for name, (x1, y1, x2, y2), _ in scene.objects:
-                lines.append(
-                    f"{cls[name]} {(x1 + x2) / 640:.6f} {(y1 + y2) / 640:.6f} {(x2 - x1) / 320:.6f} {(y2 - y1) / 320:.6f}"
-                )
-            if rng.uniform() < 0.15:
-                lines.append("1 0.5 0.5 0.9 0.9")  # Roboflow's junk 'default' class
-            (root / split / "labels").mkdir(parents=True, exist_ok=True)
-            (root / split / "labels" / f"{stem}.txt").write_text(
-                "\n".join(lines) + ("\n" if lines else ""), encoding="utf-8"
-            )
-            if first_train is None and split == "train":
-                first_train = (root / split / "images" / f"{stem}.jpg", "\n".join(lines))
+        if rng.uniform() < 0.15:
+            lines.append("1 0.5 0.5 0.9 0.9")  # Roboflow's junk 'default' class
+        (root / split / "labels").mkdir(parents=True, exist_ok=True)
+        (root / split / "labels" / f"{stem}.txt").write_text(
+            "\n".join(lines) + ("\n" if lines else ""), encoding="utf-8"
+        )
+        if first_train is None and split == "train":
+            first_train = (root / split / "images" / f"{stem}.jpg", "\n".join(lines))
     if first_train is not None:  # the same frame exported again into test: a leak
         img_path, labels = first_train
         dup = "leak_mp4-0_jpg.rf." + "0" * 32
