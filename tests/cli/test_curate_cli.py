@@ -91,6 +91,27 @@ def test_merge_split_convert(sources: dict[str, Path], tmp_path: Path, run) -> N
     assert (out / "ImageSets" / "Main" / "train.txt").is_file()
 
 
+def test_demo_export_leaks_are_frames_of_one_clip(
+    sources: dict[str, Path], tmp_path: Path, run
+) -> None:
+    """The demo's Roboflow-style export, split at random as real ones are, leaks frames of
+    its clips between splits; its landscapes have texture, so frames of different clips
+    never join (with flat synthetic skies they did, and the flat-images note fired)."""
+    report = tmp_path / "leaks.json"
+    run("leaks", f"yolo:{sources['kaggle'] / 'data.yaml'}", "--json", report)
+    got = json.loads(report.read_text())
+    assert got["notes"] == []
+    leaking = [c for c in got["clusters"] if c["leak"]]
+    assert leaking
+    planted = 0
+    for c in leaking:
+        clips = {m["file_name"].split("_mp4-")[0] for m in c["members"]}
+        planted += "leak" in clips
+        assert len(clips - {"leak"}) == 1, clips
+    assert planted == 1  # the exact copy exported into test joins its own clip
+    assert len(got["exact_leaks"]) == 1
+
+
 def test_dry_run_writes_nothing(sources: dict[str, Path], tmp_path: Path, run) -> None:
     res = run(
         "merge",
