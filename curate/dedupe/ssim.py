@@ -117,20 +117,48 @@ def _luminance_den(a: SsimTerms, b: SsimTerms) -> NDArray[np.float32]:
     return den
 
 
-def ssim_terms(a: SsimTerms, b: SsimTerms) -> float:
-    """SSIM of two images of the same shape from their precomputed terms."""
+def _luminance_num(a: SsimTerms, b: SsimTerms) -> NDArray[np.float32]:
+    """``2 mu_a mu_b + C1`` per window."""
+    num = np.multiply(a.m2, b.m2)
+    num += np.float32(C1)
+    return num
+
+
+def _check_shapes(a: SsimTerms, b: SsimTerms) -> None:
     if a.shape != b.shape:
         raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
+
+
+def _exact(
+    a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]
+) -> float:
+    """SSIM from the luminance factors ``num`` (overwritten) and ``den`` of the pair."""
     # Centred products keep float32 exact enough for the covariance.
     cov2 = _interior(_blur(_centred(a.gray) * _centred(b.gray)))
     cov2 -= a.mc * b.mc
     cov2 *= 2
     cov2 += np.float32(C2)
-    num = np.multiply(a.m2, b.m2)
-    num += np.float32(C1)
     num *= cov2
-    num /= _luminance_den(a, b)
+    num /= den
     return _mean(num)
+
+
+def _bound(
+    a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]
+) -> float:
+    """The Cauchy-Schwarz bound of :func:`ssim_upper_bound` from the luminance factors."""
+    cs = np.multiply(a.s2, b.s2)
+    cs += np.float32(C2)
+    cs *= num
+    cs /= den
+    # Float32 rounding can put the bound a hair under the exact value; keep it an upper bound.
+    return _mean(cs) + 1e-4
+
+
+def ssim_terms(a: SsimTerms, b: SsimTerms) -> float:
+    """SSIM of two images of the same shape from their precomputed terms."""
+    _check_shapes(a, b)
+    return _exact(a, b, _luminance_num(a, b), _luminance_den(a, b))
 
 
 def ssim_upper_bound(a: SsimTerms, b: SsimTerms) -> float:
@@ -140,16 +168,18 @@ def ssim_upper_bound(a: SsimTerms, b: SsimTerms) -> float:
     most ``l * (2 sd_a sd_b + C2) / (var_a + var_b + C2)``; a pair whose bound is below a
     threshold needs no exact SSIM.
     """
-    if a.shape != b.shape:
-        raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
-    num = np.multiply(a.m2, b.m2)
-    num += np.float32(C1)
-    cs = np.multiply(a.s2, b.s2)
-    cs += np.float32(C2)
-    num *= cs
-    num /= _luminance_den(a, b)
-    # Float32 rounding can put the bound a hair under the exact value; keep it an upper bound.
-    return _mean(num) + 1e-4
+    _check_shapes(a, b)
+    return _bound(a, b, _luminance_num(a, b), _luminance_den(a, b))
+
+
+def ssim_above(a: SsimTerms, b: SsimTerms, floor: float) -> tuple[float | None, float]:
+    """``(SSIM, bound)`` of a pair, the SSIM None when :func:`ssim_upper_bound` is at or
+    below ``floor`` (no exact SSIM needed). The luminance factors the two share are computed
+    once; each value equals what :func:`ssim_terms` and :func:`ssim_upper_bound` return."""
+    _check_shapes(a, b)
+    num, den = _luminance_num(a, b), _luminance_den(a, b)
+    bound = _bound(a, b, num, den)
+    return (None if bound <= floor else _exact(a, b, num, den)), bound
 
 
 def common_shape(a: tuple[int, int], b: tuple[int, int]) -> tuple[int, int]:

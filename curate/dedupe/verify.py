@@ -268,10 +268,14 @@ class _ChunkScorer:
         self._full = (
             full if full is not None else FullResolution(_FULL_GRAY_BYTES, _FULL_TERMS_BYTES)
         )
+        self._keys: list[str | None] = [None] * len(items)  # terms cache keys, made once
 
     def _cached_terms(self, k: int) -> S.SsimTerms:
-        item = self.items[k]
-        return self._terms.get(f"{item.content_hash}:{item.thumb.shape}", item.thumb)
+        key = self._keys[k]
+        if key is None:
+            item = self.items[k]
+            key = self._keys[k] = f"{item.content_hash}:{item.thumb.shape}"
+        return self._terms.get(key, self.items[k].thumb)
 
     def _roi_ssim(self, a: int, b: int, pairs: Sequence[tuple[int, int]]) -> float:
         """Lowest SSIM over matched regions (stops once at or below the floor)."""
@@ -317,11 +321,11 @@ class _ChunkScorer:
         if spec.ssim:
             ta, tb = self._ssim_terms(a, b)
             if spec.ssim_floor is not None:
-                ub = S.ssim_upper_bound(ta, tb)
-                if ub <= spec.ssim_floor:
-                    bound = ub
-            if bound is None:
+                value, ub = S.ssim_above(ta, tb, spec.ssim_floor)
+                bound = ub if value is None else None
+            else:
                 value = S.ssim_terms(ta, tb)
+            if value is not None:
                 refine = exact is None and spec.in_band(value)
         return PairScore(exact, value, bound, hist, roi_match, roi_ssim, refine=refine)
 

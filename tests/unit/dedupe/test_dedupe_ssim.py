@@ -56,6 +56,21 @@ def test_upper_bound_is_an_upper_bound(seed: int, noise: float, shift: int) -> N
     assert S.ssim_upper_bound(ta, tb) >= S.ssim_terms(ta, tb)
 
 
+def test_ssim_above_gives_what_the_bound_and_the_exact_value_give(
+    rng: np.random.Generator,
+) -> None:
+    """The scorer's one-call path: the same bound and SSIM, bit for bit, and no SSIM where
+    the bound is at or below the floor."""
+    for a, b in _variants(rng):
+        ta, tb = S.terms(a), S.terms(b)
+        exact, bound = S.ssim_terms(ta, tb), S.ssim_upper_bound(ta, tb)
+        assert S.ssim_above(ta, tb, -1.0) == (exact, bound)
+        assert S.ssim_above(ta, tb, bound) == (None, bound)
+        assert S.ssim_above(ta, tb, bound - 1e-9) == (exact, bound)
+    with pytest.raises(ValueError, match="equal shapes"):
+        S.ssim_above(ta, S.terms(np.zeros((40, 40), np.uint8)), 0.5)
+
+
 def test_different_shapes_use_common_size(rng: np.random.Generator) -> None:
     a = S.to_gray(make_scene(rng, 96, 128))
     small = cv2.resize(a, (64, 47), interpolation=cv2.INTER_AREA)
