@@ -129,9 +129,7 @@ def _check_shapes(a: SsimTerms, b: SsimTerms) -> None:
         raise ValueError(f"SSIM needs equal shapes, got {a.shape} and {b.shape}")
 
 
-def _exact(
-    a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]
-) -> float:
+def _exact(a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]) -> float:
     """SSIM from the luminance factors ``num`` (overwritten) and ``den`` of the pair."""
     # Centred products keep float32 exact enough for the covariance.
     cov2 = _interior(_blur(_centred(a.gray) * _centred(b.gray)))
@@ -143,9 +141,7 @@ def _exact(
     return _mean(num)
 
 
-def _bound(
-    a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]
-) -> float:
+def _bound(a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]) -> float:
     """The Cauchy-Schwarz bound of :func:`ssim_upper_bound` from the luminance factors."""
     cs = np.multiply(a.s2, b.s2)
     cs += np.float32(C2)
