@@ -324,6 +324,7 @@ def dedupe_cmd(
             raise err.of_reference() from None
         for rec in opts.policy.skipped[read_before:]:
             rec["against"] = True  # the reference's own bad items
+        ref_not_read = images_left_out(opts.policy.skipped[read_before:])
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
         if do_sweep:
@@ -337,7 +338,8 @@ def dedupe_cmd(
             print_skipped(opts.policy, listed_in=None)
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
-    built = build_report(plan, not_read=not_read)  # once: the table, the output's, --report
+    # Once: the table, the output's, --report.
+    built = build_report(plan, not_read=not_read, reference_not_read=ref_not_read)
     _print_plan(plan, built, scheduler)
     if o.merge_labels and not writes:
         m = merge_counts(plan.output_dataset()[1])
@@ -528,8 +530,11 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
     )
     if plan.is_reference.any():
         a = against_counts(plan)
+        unused = c["reference_not_read"] + c["reference_not_compared"]
         console.print(
-            f"against the reference: {a['of_reference']} new images are copies of reference "
+            f"against the reference ({c['reference_images'] + c['reference_not_read']} images"
+            + (f", {unused} skipped: copies of them are not found" if unused else "")
+            + f"): {a['of_reference']} new images are copies of reference "
             f"images ({a['of_reference_exact']} exact), {a['of_new']} duplicate other new images"
         )
         if c["dropped"] and not c["kept"]:

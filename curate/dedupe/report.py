@@ -265,9 +265,12 @@ def images_left_out(skipped: list[dict[str, Any]]) -> int:
     return len({str(s["left_out"]) for s in skipped if s.get("left_out")})
 
 
-def build_report(plan: DedupePlan, *, command: str = "dedupe", not_read: int = 0) -> dict[str, Any]:
+def build_report(
+    plan: DedupePlan, *, command: str = "dedupe", not_read: int = 0, reference_not_read: int = 0
+) -> dict[str, Any]:
     """The report of a plan (see the module docstring for the schema). ``not_read``: images
-    of the dataset its reader left out (:func:`images_left_out` of what reading it skipped)."""
+    of the dataset its reader left out (:func:`images_left_out` of what reading it skipped);
+    ``reference_not_read``: the same of the ``--against`` reference."""
     res = plan.resolution
     members_of = res.members()
     cluster_of: dict[int, int] = {}
@@ -339,6 +342,10 @@ def build_report(plan: DedupePlan, *, command: str = "dedupe", not_read: int = 0
     counts = {
         "images": int(new.sum()),
         "reference_images": int(plan.is_reference.sum()),
+        # Reference images that could not be compared (unreadable at decode) or read: new
+        # images that copy them are not found.
+        "reference_not_compared": int((~plan.active & plan.is_reference).sum()),
+        "reference_not_read": reference_not_read,
         "compared": int((plan.active & new).sum()),
         "kept": int((plan.active & new & (res.status == KEPT)).sum()),
         "dropped": len(plan.dropped()),

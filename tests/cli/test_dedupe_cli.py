@@ -377,6 +377,12 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     assert sorted(skipped) == ["empty.jpg", "late.png"]
     assert all(s["against"] is True for s in skipped.values())
     assert "--against " in res.output and len(list(out.rglob("*.jpg"))) == 3
+    # Both count, as the reference's: one its reader left out, one unreadable at decode.
+    counts = json.loads((out / "dedupe_report.json").read_text())["counts"]
+    assert (counts["reference_images"], counts["reference_not_read"]) == (4, 1)
+    assert (counts["reference_not_compared"], counts["not_read"], counts["images"]) == (1, 0, 3)
+    text = " ".join(res.output.split())
+    assert "against the reference (5 images, 2 skipped: copies of them are not found)" in text
     # With --on-error fail the one error line says the file is the reference's, whether the
     # reader finds it or the signature step does.
     res = run("dedupe", new, "--against", ref, "--dry-run", "-j", "1", code=1)
