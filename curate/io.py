@@ -14,7 +14,9 @@ from dataclasses import replace
 from pathlib import Path
 
 from curate.core.dataset import Dataset
-from curate.core.errors import UsageError
+from curate.core.errors import ItemError, ItemFailure, UsageError
+from curate.core.imageio import verify_image
+from curate.core.parallel import make_executor
 from curate.core.progress import gc_paused
 from curate.formats import FORMATS
 from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, WriteResult
@@ -89,7 +91,45 @@ def load_dataset(spec: str, options: ReadOptions | None = None) -> Dataset:
     if options.notify is not None:
         for note in ds.info.get("notes", []):
             options.notify(note)
+    if options.verify:
+        ds = verify_images(ds, options)
     return ds
+
+
+def _verify_task(job: tuple[str, int | None]) -> ItemFailure | None:
+    path, max_pixels = job
+    try:
+        verify_image(path, max_pixels=max_pixels)
+    except ItemError as err:
+        return ItemFailure.of(err)
+    return None
+
+
+#: Fewer images than this are decoded in this process (a pool takes longer to start).
+_VERIFY_POOL_MIN = 32
+
+
+def verify_images(dataset: Dataset, options: ReadOptions, workers: int | None = None) -> Dataset:
+    """``dataset`` without the images that do not decode in full, each routed through
+    ``options.policy`` as it is found (under ``fail`` the first stops the run; under
+    ``skip`` it is listed with the image it leaves out, its annotations with it). A file
+    shared by several items is decoded once."""
+    paths = list(dict.fromkeys(str(img.path) for img in dataset.images))
+    bad: set[str] = set()
+    serial = len(paths) < _VERIFY_POOL_MIN
+    with make_executor(1 if serial else workers) as ex:
+        results = options.progress.track(
+            ex.map(_verify_task, [(p, options.max_pixels) for p in paths]),
+            total=len(paths),
+            description="verifying images",
+        )
+        for path, failure in zip(paths, results, strict=True):
+            if failure is not None:
+                options.policy.handle(failure.error(), left_out=path)
+                bad.add(path)
+    if not bad:
+        return dataset
+    return dataset.subset(img for img in dataset.images if str(img.path) not in bad)
 
 
 def get_format(name: str) -> Format:

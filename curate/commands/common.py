@@ -63,6 +63,14 @@ SchedulerOpt = Annotated[
         help="Dask scheduler address (tcp://host:port) to run the heavy map steps on a cluster.",
     ),
 ]
+VerifyOpt = Annotated[
+    bool,
+    typer.Option(
+        "--verify",
+        help="Decode every image in full before writing (slower): finds damage anywhere in a "
+        "file. Without it, headers, file ends and a PNG's first 64 KiB are checked.",
+    ),
+]
 MaxPixelsOpt = Annotated[
     int,
     typer.Option(
@@ -79,6 +87,7 @@ def read_options(
     on_error: OnError = OnError.fail,
     *,
     check_images: bool = True,
+    verify: bool = False,
     max_pixels: int = DEFAULT_MAX_PIXELS,
     quiet: bool = False,
 ) -> ReadOptions:
@@ -88,6 +97,7 @@ def read_options(
         policy=ErrorPolicy(on_error),
         progress=RichProgress(disable=quiet),
         check_images=check_images,
+        verify=verify,
         max_pixels=max_pixels,
         notify=print_note,
     )

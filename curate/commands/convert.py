@@ -17,6 +17,7 @@ from curate.commands.common import (
     OutOpt,
     OverwriteOpt,
     QuietOpt,
+    VerifyOpt,
     cli_errors,
     console,
     print_left_out,
@@ -46,18 +47,19 @@ def convert_cmd(
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    verify: VerifyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Convert a dataset to COCO, YOLO or VOC (splits, masks and attributes kept where the format can hold them)."""
     path = parse_spec(data)[1]
     if not dry_run:
         check_output(out, overwrite=overwrite, inputs=[path])
-    opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
+    opts = read_options(on_error, verify=verify, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
     manifest = Manifest(
         "convert",
         inputs=[data],
-        options={"to": to.value, "link": link.value, "on_error": on_error.value},
+        options={"to": to.value, "link": link.value, "on_error": on_error.value, "verify": verify},
     )
     manifest.skipped = opts.policy.skipped
     manifest.record_read(ds.info)

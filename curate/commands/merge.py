@@ -20,6 +20,7 @@ from curate.commands.common import (
     OverwriteOpt,
     QuietOpt,
     Unlabeled,
+    VerifyOpt,
     cli_errors,
     console,
     print_left_out,
@@ -88,6 +89,7 @@ def merge_cmd(
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    verify: VerifyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Merge sources into one COCO or YOLO dataset with one class list."""
@@ -95,7 +97,7 @@ def merge_cmd(
     if not dry_run:
         check_output(out, overwrite=overwrite, inputs=paths)
     cmap = ClassMap.from_file(class_map) if class_map else ClassMap.passthrough()
-    opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
+    opts = read_options(on_error, verify=verify, max_pixels=max_pixels, quiet=quiet)
     opts.source = SourceOptions(
         every=every,
         fps=fps,
@@ -121,6 +123,7 @@ def merge_cmd(
             "class_map": str(class_map) if class_map else None,
             "link": link.value,
             "on_error": on_error.value,
+            "verify": verify,
         },
     )
     manifest.skipped = opts.policy.skipped

@@ -26,6 +26,7 @@ from curate.commands.common import (
     OverwriteOpt,
     QuietOpt,
     SeedOpt,
+    VerifyOpt,
     cli_errors,
     console,
     err_console,
@@ -67,6 +68,7 @@ def split_cmd(
     overwrite: OverwriteOpt = False,
     dry_run: DryRunOpt = False,
     max_pixels: MaxPixelsOpt = DEFAULT_MAX_PIXELS,
+    verify: VerifyOpt = False,
     quiet: QuietOpt = False,
 ) -> None:
     """Split into train/val/test: groups (clips, tiles of one image, duplicate clusters) never straddle splits; classes, small objects and negatives are stratified."""
@@ -74,7 +76,7 @@ def split_cmd(
     path = parse_spec(data)[1]
     if not dry_run:
         check_output(out, overwrite=overwrite, inputs=[path])
-    opts = read_options(on_error, max_pixels=max_pixels, quiet=quiet)
+    opts = read_options(on_error, verify=verify, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
     report: dict[str, Any] | None = None
     extra: dict[str, str] | None = None
@@ -99,6 +101,7 @@ def split_cmd(
             "seed": seed,
             "format": fmt.value,
             "groups": str(groups) if groups else None,
+            "verify": verify,
         },
     )
     manifest.skipped = opts.policy.skipped

@@ -110,6 +110,30 @@ class AnnotationError(ItemError):
     kind = "bad-annotation"
 
 
+@dataclass(frozen=True, slots=True)
+class ItemFailure:
+    """A per-image error as plain data, for results of worker processes (exceptions with
+    keyword arguments do not pickle)."""
+
+    kind: str
+    where: str
+    rule: str
+    hint: str | None
+
+    @classmethod
+    def of(cls, err: ItemError) -> ItemFailure:
+        return cls(err.kind, err.where, err.rule, err.hint)
+
+    def error(self) -> ItemError:
+        """The typed error again, for the caller's :class:`ErrorPolicy`."""
+        cls_ = {
+            CorruptImageError.kind: CorruptImageError,
+            MissingFileError.kind: MissingFileError,
+            ImageTooLargeError.kind: ImageTooLargeError,
+        }.get(self.kind, CorruptImageError)
+        return cls_(self.where, self.rule, hint=self.hint)
+
+
 class ClassMapError(SodkitError):
     """Class names that the class map does not cover."""
 

@@ -359,6 +359,28 @@ def read_image(
         ) from exc
 
 
+def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+    """Decode every byte of ``path`` and keep nothing: raises what :func:`read_image` would
+    (a damaged PNG chunk anywhere, a JPEG whose data stream breaks off, ...), for
+    ``--verify``. Costs a full decode, without the colour conversion."""
+    p = Path(path)
+    source = _decode_source(p, None, max_pixels)
+    try:
+        with _pillow_limit_off(), Image.open(source) as img:
+            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
+            if max_pixels is not None and info.pixels > max_pixels:
+                raise _too_large(p, info, max_pixels)
+            img.load()
+    except ImageTooLargeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise _unidentified(p) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(
+            p, f"cannot decode image ({exc})", hint="re-export or remove it"
+        ) from exc
+
+
 _BOX_MODES = ("RGB", "L", "RGBA", "LA")
 
 

@@ -55,7 +55,7 @@ import cv2
 import numpy as np
 from numpy.typing import NDArray
 
-from curate.core.errors import CorruptImageError, ImageTooLargeError, ItemError, MissingFileError
+from curate.core.errors import CorruptImageError, ItemError, ItemFailure, MissingFileError
 from curate.core.imageio import DEFAULT_MAX_PIXELS, jpeg_quality, read_image, read_reduced
 from curate.core.parallel import Executor, SerialExecutor
 from curate.core.progress import NullProgress, Progress
@@ -254,29 +254,6 @@ def pixel_hash(path: str | Path, max_pixels: int | None = DEFAULT_MAX_PIXELS) ->
 
 
 # -- worker tasks (module level: picklable for process pools and Dask) -------------------
-
-
-@dataclass(frozen=True, slots=True)
-class ItemFailure:
-    """A per-image error as plain data (exceptions with keyword arguments do not pickle)."""
-
-    kind: str
-    where: str
-    rule: str
-    hint: str | None
-
-    @classmethod
-    def of(cls, err: ItemError) -> ItemFailure:
-        return cls(err.kind, err.where, err.rule, err.hint)
-
-    def error(self) -> ItemError:
-        """The typed error again, for the caller's :class:`ErrorPolicy`."""
-        cls_ = {
-            CorruptImageError.kind: CorruptImageError,
-            MissingFileError.kind: MissingFileError,
-            ImageTooLargeError.kind: ImageTooLargeError,
-        }.get(self.kind, CorruptImageError)
-        return cls_(self.where, self.rule, hint=self.hint)
 
 
 #: Read-only cache connections of this worker process, by database path.

@@ -40,12 +40,16 @@ class ReadOptions:
 
     ``check_images=False`` reads annotations only (no file access beyond the label
     files; sizes come from the annotations, or from image headers when missing).
+    ``verify=True`` decodes every image in full once the dataset is read (on a process
+    pool): damage anywhere in a file is an error of its item; the readers' own check
+    reads headers, file ends and a PNG's first 64 KiB only.
     ``notify`` receives the reader's notes (classes named by id, images read as negatives...).
     """
 
     policy: ErrorPolicy = field(default_factory=ErrorPolicy)
     progress: Progress = field(default_factory=NullProgress)
     check_images: bool = True
+    verify: bool = False
     max_pixels: int | None = DEFAULT_MAX_PIXELS
     source: SourceOptions = field(default_factory=SourceOptions)
     #: Called with each note a reader leaves in ``Dataset.info["notes"]`` (the CLI prints them).

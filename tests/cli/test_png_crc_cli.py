@@ -1,4 +1,5 @@
-"""dedupe leaves out a PNG with a damaged chunk (OpenCV refuses it) as it does a truncated one."""
+"""dedupe leaves out a PNG with a damaged chunk (OpenCV refuses it) as it does a truncated one;
+convert, merge and split do with --verify, wherever the damage lies."""
 
 from __future__ import annotations
 
@@ -56,12 +57,10 @@ def test_damaged_png_fails_with_one_line(tmp_path: Path, rng: np.random.Generato
     assert not (tmp_path / "out").exists()
 
 
-def test_damage_found_only_when_decoding_is_left_out_too(
-    tmp_path: Path, rng: np.random.Generator, run
-) -> None:
-    """A large PNG damaged past the 64 KiB the reader probes is caught by the signature
-    step; its manifest entry names the image it left out, as the reader's do."""
-    src = tmp_path / "big" / "train"
+def _late_damage(root: Path, rng: np.random.Generator) -> Path:
+    """``root/train``: two good 400x400 PNGs and ``late.png``, whose last pixel-data chunk
+    (past the 64 KiB a reader probes) has a bad CRC."""
+    src = root / "train"
     src.mkdir(parents=True)
     for name in ("a", "b", "late"):
         pixels = rng.integers(0, 256, (400, 400, 3), dtype=np.uint8)
@@ -77,8 +76,46 @@ def test_damage_found_only_when_decoding_is_left_out_too(
         pos += 12 + size
     data[idat[-1]] ^= 0x01  # the CRC of the last pixel-data chunk
     late.write_bytes(bytes(data))
+    return root
+
+
+def test_damage_found_only_when_decoding_is_left_out_too(
+    tmp_path: Path, rng: np.random.Generator, run
+) -> None:
+    """A large PNG damaged past the 64 KiB the reader probes is caught by the signature
+    step; its manifest entry names the image it left out, as the reader's do."""
+    _late_damage(tmp_path / "big", rng)
     out = tmp_path / "out"
     run("dedupe", tmp_path / "big", "--out", out, "--on-error", "skip", "-j", "1")
     assert sorted(p.name for p in (out / "train").iterdir()) == ["a.png", "b.png"]
     (entry,) = manifest(out)["skipped"]
     assert Path(entry["file"]).name == "late.png" and Path(entry["left_out"]).name == "late.png"
+
+
+def test_verify_finds_damage_the_readers_do_not_read(
+    tmp_path: Path, rng: np.random.Generator, run
+) -> None:
+    """convert, merge and split link files without decoding them: a PNG damaged past the
+    probe's 64 KiB passes (QA round 4), unless --verify decodes every image in full."""
+    src = _late_damage(tmp_path / "big", rng)
+    plain = tmp_path / "plain"
+    run("convert", f"images:{src}", "--to", "coco", "--out", plain)
+    assert (plain / "images" / "train" / "late.png").exists()  # the limit --verify lifts
+    for cmd, args in (
+        ("convert", ("--to", "coco")),
+        ("merge", ("--format", "coco")),
+        ("split", ("--format", "images", "--ratios", "2:1:0")),
+    ):
+        out = tmp_path / cmd
+        res = run(cmd, f"images:{src}", *args, "--out", out, "--verify", "--on-error", "skip")
+        assert sorted(p.name for p in out.rglob("*.png")) == ["a.png", "b.png"], cmd
+        m = manifest(out)
+        (entry,) = m["skipped"]
+        assert Path(entry["left_out"]).name == "late.png", cmd
+        assert "CRC of its IDAT chunk" in entry["error"] and m["options"]["verify"] is True
+        assert "late.png" in " ".join(res.output.split())
+        res = run(cmd, f"images:{src}", *args, "--out", tmp_path / "f", "--verify", code=1)
+        assert "late.png': PNG is damaged: the CRC of its IDAT chunk" in " ".join(
+            res.output.split()
+        )
+        assert not (tmp_path / "f").exists()
