@@ -282,9 +282,9 @@ def atomic_output(
         names = ", ".join(f"'{p.name}'" for p in stale)
         notify(f"removed {len(stale)} leftover(s) of interrupted runs beside '{target}': {names}")
     tmp = side_name(target, "tmp")
-    tmp.mkdir()
     placed = False
     try:
+        tmp.mkdir()  # inside: a Ctrl+C just after it leaves no empty folder behind
         yield tmp
         _swap_into_place(tmp, target, notify)
         placed = True

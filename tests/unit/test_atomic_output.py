@@ -134,6 +134,28 @@ def test_failure_in_the_block_leaves_the_old_output_and_nothing_hidden(tmp_path:
     assert _hidden(tmp_path) == []
 
 
+def test_ctrl_c_right_after_the_temporary_folder_is_made_leaves_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA round 4: a Ctrl+C as the temporary folder appeared left it behind, empty."""
+    out = _old_output(tmp_path)
+    real = O.side_name
+
+    class Interrupting(type(tmp_path)):  # type: ignore[misc]
+        def mkdir(self, *args: Any, **kwargs: Any) -> None:
+            super().mkdir(*args, **kwargs)
+            raise KeyboardInterrupt
+
+    def side_name(target: Path, kind: str) -> Path:
+        return Interrupting(real(target, kind))
+
+    monkeypatch.setattr(O, "side_name", side_name)
+    with pytest.raises(KeyboardInterrupt), atomic_output(out, overwrite=True):
+        pytest.fail("the block must not start")
+    assert sorted(p.read_text() for p in out.iterdir()) == ["old"] * 3
+    assert _hidden(tmp_path) == []
+
+
 def test_swap_from_a_worker_thread(tmp_path: Path) -> None:
     """Signal handlers can only be set in the main thread: elsewhere the swap just runs."""
     out = _old_output(tmp_path)
