@@ -328,6 +328,29 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
     return np.asarray(img.convert("RGB"), dtype=np.uint8)
 
 
+@contextmanager
+def _decoded(path: Path, max_pixels: int | None) -> Any:
+    """The image at ``path`` opened by Pillow and decoded in full (``load``), for the block;
+    what fails in it, the block included, is a :class:`CorruptImageError` naming the file
+    (:class:`ImageTooLargeError` above ``max_pixels``, checked before decoding)."""
+    source = _decode_source(path, None, max_pixels)
+    try:
+        with _pillow_limit_off(), Image.open(source) as img:
+            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
+            if max_pixels is not None and info.pixels > max_pixels:
+                raise _too_large(path, info, max_pixels)
+            img.load()
+            yield img
+    except ImageTooLargeError:
+        raise
+    except UnidentifiedImageError as exc:
+        raise _unidentified(path) from exc
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise CorruptImageError(
+            path, f"cannot decode image ({exc})", hint="re-export or remove it"
+        ) from exc
+
+
 def read_image(
     path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS, exif: bool = True
 ) -> NDArray[np.uint8]:
@@ -337,48 +360,19 @@ def read_image(
     unreadable files and :class:`ImageTooLargeError` above ``max_pixels`` (checked before
     decoding).
     """
-    p = Path(path)
-    source = _decode_source(p, None, max_pixels)
-    try:
-        with _pillow_limit_off(), Image.open(source) as img:
-            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
-            if max_pixels is not None and info.pixels > max_pixels:
-                raise _too_large(p, info, max_pixels)
-            img.load()
-            # exif_transpose copies even when there is nothing to do: only call it when needed.
-            rotated = exif and int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1) != 1
-            out = ImageOps.exif_transpose(img) if rotated else img
-            return to_rgb8(out)
-    except ImageTooLargeError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise _unidentified(p) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(
-            p, f"cannot decode image ({exc})", hint="re-export or remove it"
-        ) from exc
+    with _decoded(Path(path), max_pixels) as img:
+        # exif_transpose copies even when there is nothing to do: only call it when needed.
+        rotated = exif and int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1) != 1
+        out = ImageOps.exif_transpose(img) if rotated else img
+        return to_rgb8(out)
 
 
 def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
     """Decode every byte of ``path`` and keep nothing: raises what :func:`read_image` would
     (a damaged PNG chunk anywhere, a JPEG whose data stream breaks off, ...), for
     ``--verify``. Costs a full decode, without the colour conversion."""
-    p = Path(path)
-    source = _decode_source(p, None, max_pixels)
-    try:
-        with _pillow_limit_off(), Image.open(source) as img:
-            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
-            if max_pixels is not None and info.pixels > max_pixels:
-                raise _too_large(p, info, max_pixels)
-            img.load()
-    except ImageTooLargeError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise _unidentified(p) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(
-            p, f"cannot decode image ({exc})", hint="re-export or remove it"
-        ) from exc
+    with _decoded(Path(path), max_pixels):
+        pass
 
 
 _BOX_MODES = ("RGB", "L", "RGBA", "LA")
