@@ -54,12 +54,16 @@ def is_image_file(path: str | Path) -> bool:
 
 @contextmanager
 def _pillow_limit_off() -> Any:
-    """Let Pillow open any size; sodkit checks ``max_pixels`` itself with a clear message."""
+    """Let Pillow open any size; sodkit checks ``max_pixels`` itself with a clear message.
+
+    Pillow's own warnings are silenced too ("Corrupt EXIF data" from a TIFF header, with a
+    path into site-packages): what matters about a file is an error of its item or nothing."""
     old = Image.MAX_IMAGE_PIXELS
     Image.MAX_IMAGE_PIXELS = None
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.simplefilter("ignore", UserWarning)
             yield
     finally:
         Image.MAX_IMAGE_PIXELS = old
@@ -157,17 +161,92 @@ def _decode_source(path: Path, data: bytes | None, max_pixels: int | None) -> Pa
 
 
 def _check_tail_bytes(path: Path, fmt: str, tail: bytes) -> None:
-    """Cheap truncation test: JPEG must end with EOI, PNG with an IEND chunk."""
-    if fmt == "JPEG":
-        # Some encoders pad after EOI; accept EOI anywhere in the last bytes.
-        if b"\xff\xd9" not in tail:
-            raise CorruptImageError(
-                path,
-                "JPEG is truncated (no end-of-image marker)",
-                hint="re-download or re-encode it",
-            )
-    elif fmt == "PNG" and b"IEND" not in tail:
+    """Truncation test: a JPEG must end with EOI, a PNG with an IEND chunk.
+
+    The cheap test looks at the file's last bytes. Data after the end is common in good
+    files (a phone's motion photo carries its video after the JPEG, encoders pad with
+    zeros), so when the end is not there the file's structure is walked to find it
+    (:func:`_jpeg_end`, :func:`_png_end`): only a file whose image data really stops
+    short is truncated.
+    """
+    if fmt == "JPEG" and b"\xff\xd9" not in tail and _jpeg_end(path) is None:
+        raise CorruptImageError(
+            path,
+            "JPEG is truncated (no end-of-image marker after its image data)",
+            hint="re-download or re-encode it",
+        )
+    if fmt == "PNG" and b"IEND" not in tail and _png_end(path) is None:
         raise _png_truncated(path)
+
+
+#: JPEG markers without a length field: SOI, EOI, TEM and the restart markers.
+_JPEG_BARE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}
+
+
+def _jpeg_end(path: Path) -> int | None:
+    """Offset just past the EOI marker that ends the image data of the JPEG at ``path``,
+    or None when the data stops before it (truncated). Walks the marker segments by their
+    lengths (an EXIF thumbnail's own EOI inside APP1 is skipped with it) and the entropy
+    coded data of each scan, where a 0xFF byte is followed by 0x00 (stuffing), a restart
+    marker or fill bytes; the first other marker after a scan ends it. Reads the file."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    n, pos = len(data), 2
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    while pos + 2 <= n:
+        if data[pos] != 0xFF:
+            return None
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:
+            return pos + 2
+        if marker in _JPEG_BARE:
+            pos += 2
+            continue
+        if pos + 4 > n:
+            return None
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker != 0xDA:
+            continue
+        # Entropy-coded data of a scan: up to the first marker that is not a restart.
+        while True:
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                return None
+            nxt = data[pos + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+                pos += 2
+            elif nxt == 0xFF:
+                pos += 1
+            else:
+                break
+    return None
+
+
+def _png_end(path: Path) -> int | None:
+    """Offset just past the IEND chunk of the PNG at ``path``, or None when a chunk runs
+    past the end of the file first (truncated). Reads only the chunk headers."""
+    try:
+        with open(path, "rb") as fh:
+            size = fh.seek(0, os.SEEK_END)
+            pos = len(_PNG_SIGNATURE)
+            while pos + 12 <= size:
+                fh.seek(pos)
+                head = fh.read(8)
+                end = pos + 12 + int.from_bytes(head[:4], "big")
+                if end > size:
+                    return None
+                if head[4:8] == b"IEND":
+                    return end
+                pos = end
+    except OSError:
+        return None
+    return None
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}

@@ -1,0 +1,103 @@
+"""Data after an image's end is not truncation (QA round 5: good files were refused), and
+truncation is still found when the end marker lies elsewhere in the file."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from curate.core.errors import CorruptImageError
+from curate.core.imageio import _jpeg_end, _png_end, probe, read_image
+
+
+def _photo(rng: np.random.Generator, h: int = 120, w: int = 160) -> np.ndarray:
+    base = np.linspace(0, 255, w, dtype=np.float32)[None, :, None] * np.ones((h, 1, 3))
+    return np.clip(base + rng.normal(0, 25, (h, w, 3)), 0, 255).astype(np.uint8)
+
+
+def _jpeg(rng: np.random.Generator, **save: object) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(_photo(rng)).save(buf, "JPEG", quality=90, **save)
+    return buf.getvalue()
+
+
+def _with_thumbnail(rng: np.random.Generator) -> bytes:
+    """A JPEG whose APP1 holds a whole JPEG thumbnail, EOI included (as cameras write)."""
+    thumb = _jpeg(rng)
+    app1 = b"Exif\x00\x00" + thumb
+    main = _jpeg(rng)
+    segment = b"\xff\xe1" + (len(app1) + 2).to_bytes(2, "big") + app1
+    return main[:2] + segment + main[2:]
+
+
+@pytest.mark.parametrize("trailer", [b"\x00" * 63, b"\x00" * 4096, b"ftypmp42" + bytes(3000)])
+def test_jpeg_with_data_after_its_end_is_read(
+    tmp_path: Path, rng: np.random.Generator, trailer: bytes
+) -> None:
+    """Zero padding and a motion photo's video after EOI: probe and decode accept it."""
+    data = _jpeg(rng)
+    path = tmp_path / "a.jpg"
+    path.write_bytes(data + trailer)
+    assert _jpeg_end(path) == len(data)
+    assert probe(path).width == 160 and read_image(path).shape == (120, 160, 3)
+
+
+@pytest.mark.parametrize("save", [{}, {"progressive": True}])
+def test_jpeg_cut_short_is_truncated_however_its_end_looks(
+    tmp_path: Path, rng: np.random.Generator, save: dict[str, object]
+) -> None:
+    data = _jpeg(rng, **save)
+    path = tmp_path / "cut.jpg"
+    path.write_bytes(data[: len(data) * 2 // 3] + bytes(200))  # zeros where the rest was
+    assert _jpeg_end(path) is None
+    with pytest.raises(CorruptImageError, match="JPEG is truncated"):
+        probe(path)
+
+
+def test_an_exif_thumbnail_end_marker_does_not_end_the_image(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    data = _with_thumbnail(rng)
+    path = tmp_path / "thumb.jpg"
+    path.write_bytes(data)
+    assert _jpeg_end(path) == len(data)
+    path.write_bytes(data[: len(data) - 900] + bytes(100))  # the main image cut short
+    assert b"\xff\xd9" in path.read_bytes()  # the thumbnail's own EOI is still there
+    with pytest.raises(CorruptImageError, match="JPEG is truncated"):
+        probe(path)
+
+
+def test_restart_markers_and_fill_bytes_are_part_of_the_scan(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """A scan with restart markers (as cameras write) runs to its EOI."""
+    path = tmp_path / "rst.jpg"
+    import cv2
+
+    ok, enc = cv2.imencode(".jpg", _photo(rng), [cv2.IMWRITE_JPEG_RST_INTERVAL, 4])
+    assert ok
+    data = enc.tobytes()
+    assert any(bytes([0xFF, m]) in data for m in range(0xD0, 0xD8))
+    path.write_bytes(data + bytes(500))
+    assert _jpeg_end(path) == len(data)
+    probe(path)
+
+
+def test_png_with_data_after_iend_is_read_and_a_cut_one_is_not(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(_photo(rng)).save(buf, "PNG")
+    data = buf.getvalue()
+    path = tmp_path / "a.png"
+    path.write_bytes(data + b"\x00" * 1000)
+    assert _png_end(path) == len(data)
+    assert probe(path).height == 120 and read_image(path).shape == (120, 160, 3)
+    path.write_bytes(data[: len(data) // 2] + b"IEND" + bytes(20))  # 'IEND' bytes, no chunk
+    assert _png_end(path) is None
+    with pytest.raises(CorruptImageError, match="truncated"):
+        read_image(path)
