@@ -16,7 +16,7 @@ from pathlib import Path
 from curate.core.dataset import Dataset
 from curate.core.errors import ItemError, ItemFailure, UsageError
 from curate.core.imageio import verify_image
-from curate.core.parallel import make_executor
+from curate.core.parallel import ProcessExecutor
 from curate.core.progress import gc_paused
 from curate.formats import FORMATS
 from curate.formats.base import Format, Reader, ReadOptions, WriteOptions, WriteResult
@@ -105,19 +105,16 @@ def _verify_task(job: tuple[str, int | None]) -> ItemFailure | None:
     return None
 
 
-#: Fewer images than this are decoded in this process (a pool takes longer to start).
-_VERIFY_POOL_MIN = 32
-
-
 def verify_images(dataset: Dataset, options: ReadOptions, workers: int | None = None) -> Dataset:
     """``dataset`` without the images that do not decode in full, each routed through
     ``options.policy`` as it is found (under ``fail`` the first stops the run; under
     ``skip`` it is listed with the image it leaves out, its annotations with it). A file
-    shared by several items is decoded once."""
+    shared by several items is decoded once. Always on a process pool, however few the
+    images: a JPEG's check reads what libjpeg writes to stderr (see
+    :func:`~curate.core.imageio.verify_image`), which must not meet the progress bar's."""
     paths = list(dict.fromkeys(str(img.path) for img in dataset.images))
     bad: set[str] = set()
-    serial = len(paths) < _VERIFY_POOL_MIN
-    with make_executor(1 if serial else workers) as ex:
+    with ProcessExecutor(workers) as ex:
         results = options.progress.track(
             ex.map(_verify_task, [(p, options.max_pixels) for p in paths]),
             total=len(paths),

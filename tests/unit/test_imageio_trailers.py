@@ -101,3 +101,63 @@ def test_png_with_data_after_iend_is_read_and_a_cut_one_is_not(
     assert _png_end(path) is None
     with pytest.raises(CorruptImageError, match="truncated"):
         read_image(path)
+
+
+def _scan_start(data: bytes) -> int:
+    """Offset of the entropy-coded data of a baseline JPEG's scan."""
+    sos = data.index(b"\xff\xda")
+    return sos + 2 + int.from_bytes(data[sos + 2 : sos + 4], "big")
+
+
+def _damaged(data: bytes, how: str, rng: np.random.Generator) -> bytes:
+    s, e = _scan_start(data), len(data) - 2  # the scan runs up to EOI
+    third = (e - s) // 3
+    if how == "cut_middle":  # bytes lost from the middle, the end kept
+        return data[: s + third] + data[s + 2 * third :]
+    if how == "scrambled":
+        junk = rng.integers(0, 256, third, dtype=np.uint8).tobytes()
+        return data[: s + third] + junk + data[s + 2 * third :]
+    if how == "zeroed":
+        return data[: s + third] + bytes(third) + data[s + 2 * third :]
+    if how == "no_scan":  # headers and EOI only
+        return data[: data.index(b"\xff\xda")] + b"\xff\xd9"
+    raise ValueError(how)
+
+
+@pytest.mark.parametrize("how", ["cut_middle", "scrambled", "zeroed", "no_scan"])
+def test_verify_finds_jpeg_damage_that_libjpeg_only_warns_about(
+    tmp_path: Path, rng: np.random.Generator, how: str
+) -> None:
+    """QA round 5: Pillow decodes cut and zeroed data without a word (libjpeg fills the rest
+    with gray), so only libjpeg's warnings tell; every kind is an error of verify_image."""
+    from curate.core.imageio import verify_image
+
+    path = tmp_path / f"{how}.jpg"
+    path.write_bytes(_damaged(_jpeg(rng), how, rng))
+    probe(path)  # the structure is intact: the readers' check passes
+    if how in ("cut_middle", "zeroed"):
+        assert read_image(path).shape == (120, 160, 3)  # what verify_image adds
+    with pytest.raises(CorruptImageError, match=r"JPEG data is damaged|cannot decode image"):
+        verify_image(path)
+
+
+def test_verify_passes_good_jpegs_of_every_kind(tmp_path: Path, rng: np.random.Generator) -> None:
+    import cv2
+
+    from curate.core.imageio import verify_image
+
+    ok, rst = cv2.imencode(".jpg", _photo(rng), [cv2.IMWRITE_JPEG_RST_INTERVAL, 2])
+    assert ok
+    gray = io.BytesIO()
+    Image.fromarray(_photo(rng)[..., 0]).save(gray, "JPEG")
+    files = {
+        "plain": _jpeg(rng),
+        "progressive": _jpeg(rng, progressive=True),
+        "restart": rst.tobytes(),
+        "gray": gray.getvalue(),
+        "thumbnail": _with_thumbnail(rng),
+        "motion_photo": _jpeg(rng) + b"ftypmp42" + bytes(5000),
+    }
+    for name, data in files.items():
+        (tmp_path / f"{name}.jpg").write_bytes(data)
+        verify_image(tmp_path / f"{name}.jpg")
