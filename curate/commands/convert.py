@@ -67,7 +67,7 @@ def convert_cmd(
     console.print(
         f"read {ds.info.get('layout')} dataset: {len(ds)} images, {ds.num_annotations} boxes"
     )
-    print_skipped(opts.policy)
+    print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
     if dry_run:
         console.print(f"[yellow]dry run:[/] would write {len(ds)} images as {to.value} to {out}")
         return

@@ -138,7 +138,7 @@ def merge_cmd(
     }
     manifest.extra = {"sources": report.per_source, "class_mapping": report.class_mapping}
     _print_summary(merged, report)
-    print_skipped(opts.policy)
+    print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
     if dry_run:
         console.print(f"[yellow]dry run:[/] would write {len(merged)} images to {out}")
         return

@@ -125,7 +125,7 @@ def split_cmd(
     if result.groups_match:
         manifest.extra["groups_report"] = asdict(result.groups_match)
     _print_table(result.summary)
-    print_skipped(opts.policy)
+    print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
     for kind, text in messages:
         colour = "yellow" if kind == "warning" else "cyan"
         err_console.print(f"[{colour}]{kind}:[/] {escape(text)}", highlight=False, soft_wrap=True)

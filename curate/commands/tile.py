@@ -171,7 +171,7 @@ def tile_cmd(
     if dry_run:
         plan = plan_tiles(ds, config, progress=opts.progress)
         _print_counts(plan)
-        print_skipped(opts.policy)
+        print_skipped(opts.policy, listed_in=None)  # a dry run writes no manifest
         console.print(
             f"[yellow]dry run:[/] would write {plan.counts['tiles']} tiles as {out_fmt} to {out}"
         )

@@ -119,6 +119,20 @@ def test_truncated_and_empty_images(tmp_path: Path, run) -> None:
     assert m["counts"]["images_written"] == 1
 
 
+def test_a_dry_run_lists_what_it_would_skip_without_pointing_at_a_manifest(
+    tmp_path: Path, run
+) -> None:
+    """QA round 5: '--dry-run --on-error skip' said 'see manifest.json', which a dry run
+    does not write; it lists every skipped item instead."""
+    src = make_yolo(tmp_path / "src", {"good": GOOD, "empty": GOOD})
+    (src / "images/train/empty.jpg").write_bytes(b"")
+    for cmd, args in (("convert", ("--to", "coco")), ("merge", ()), ("split", ())):
+        res = run(cmd, src, *args, "--out", tmp_path / cmd, "--dry-run", "--on-error", "skip")
+        text = " ".join(res.output.split())
+        assert "skipped 1 bad item(s)" in text and "manifest.json" not in text, cmd
+        assert "empty.jpg: image file is empty" in text and not (tmp_path / cmd).exists()
+
+
 def test_missing_image_and_orphan_label(tmp_path: Path, run) -> None:
     src = make_yolo(tmp_path / "src", {"good": GOOD})
     (src / "labels/train/orphan.txt").write_text(GOOD)
