@@ -302,7 +302,8 @@ def make_kaggle(
             first_train = (root / split / "images" / f"{stem}.jpg", "\n".join(lines))
     if first_train is not None:  # the same frame exported again into test: a leak
         img_path, labels = first_train
-        dup = "leak_mp4-0_jpg.rf." + "0" * 32
+        # A re-export names a frame as before, with another hash.
+        dup = img_path.stem.split(".rf.")[0] + ".rf." + "0" * 40
         (root / "test" / "images" / f"{dup}.jpg").write_bytes(img_path.read_bytes())
         (root / "test" / "labels" / f"{dup}.txt").write_text(labels + "\n", encoding="utf-8")
     (root / "data.yaml").write_text(

@@ -17,17 +17,21 @@ echo "== 2. merge into one COCO dataset with one class map"
 curate merge bowfire:"$OUT/sources/bowfire" video:"$OUT/sources/video" kaggle:"$OUT/sources/kaggle" \
   --class-map "$HERE/class_map.yaml" --every 2 --out "$OUT/merged" --format coco
 
-echo "== 3. the Roboflow-style export leaks: the same frame sits in train and test"
+echo "== 3. the Roboflow-style export leaks: it was split frame by frame, so frames of one clip sit in two splits"
 curate leaks yolo:"$OUT/sources/kaggle/data.yaml" --json "$OUT/leaks.json"
 
-echo "== 4. near-duplicates (SSIM > 0.85), object-aware so frames where the fire changed survive"
+echo "== 4. near-duplicates (SSIM > 0.85). Whole-image SSIM joins every frame of a static camera,"
+echo "   whatever the fire does; object-aware (--roi objects) keeps the frames where it changed"
 curate dedupe "$OUT/merged" --ssim 0.85 --sweep --dry-run
+curate dedupe "$OUT/merged" --ssim 0.85 --roi objects --sweep --dry-run
 curate dedupe "$OUT/merged" --ssim 0.85 --roi objects --out "$OUT/deduped"
 
 echo "== 5. leakage-free, stratified 8:1:1 split (frames of one clip never straddle splits), as YOLO"
 # (After dedupe each cluster has one image left; on data kept whole, --groups REPORT keeps
 # each cluster of near-duplicates in one split.)
 curate split "$OUT/deduped" --out "$OUT/split" --ratios 8:1:1 --seed 0 --format yolo
+echo "   check: no near-duplicates across the new splits"
+curate leaks yolo:"$OUT/split/data.yaml" --fail-on-leak
 
 echo "== 6. small-object statistics (tables, plots, one HTML report) and anchors"
 curate stats "$OUT/merged" --imgsz 640 --out "$OUT/stats"
@@ -40,6 +44,8 @@ echo "== 8. does the curated set train a better detector? raw vs curated, same c
 echo "   (a laptop-sized YOLOX-nano run; on a GPU drop --preset cpu-smoke and train for real)"
 curate split "$OUT/merged" --out "$OUT/raw-split" --ratios 8:1:1 --seed 0 --format yolo --quiet > /dev/null
 train_bridge validate --raw "$OUT/raw-split" --curated "$OUT/split" --preset cpu-smoke --out "$OUT/validate"
+echo "   (a smoke run: with a few dozen images and a test split of about 7, these figures show that"
+echo "   the pipeline works end to end, not which set is better; run it on your data for that)"
 
 echo
 echo "demo done:"
