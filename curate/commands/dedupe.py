@@ -528,15 +528,21 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         + (f" on Dask at {scheduler}" if scheduler else "")
         + "[/]"
     )
-    if plan.is_reference.any():
+    ref_total = c["reference_images"] + c["reference_not_read"]
+    if ref_total:  # --against (even when none of its images could be used)
         a = against_counts(plan)
         unused = c["reference_not_read"] + c["reference_not_compared"]
         console.print(
-            f"against the reference ({c['reference_images'] + c['reference_not_read']} images"
+            f"against the reference ({ref_total} images"
             + (f", {unused} skipped: copies of them are not found" if unused else "")
             + f"): {a['of_reference']} new images are copies of reference "
             f"images ({a['of_reference_exact']} exact), {a['of_new']} duplicate other new images"
         )
+        if unused == ref_total:
+            err_console.print(
+                f"[yellow]warning:[/] none of the {ref_total} reference images could be read: "
+                "nothing was compared against the reference"
+            )
         if c["dropped"] and not c["kept"]:
             err_console.print(
                 f"[yellow]warning:[/] none of the {c['images']} new images survives: each "
@@ -690,10 +696,12 @@ def leaks_cmd(
         console.print(f"report: {json_path}")
     n = len(result.leaks)
     colour = "red" if n else "green"
-    console.print(
-        f"[{colour}]{n} leaking cluster(s)[/] ({result.images} images) across splits "
-        f"{', '.join(sorted(splits)) or '-'}"
-    )
+    if n:  # the splits the leaking clusters span, not every split of the dataset
+        spanned = sorted({str(x) for c in rep["clusters"] if c["leak"] for x in c["splits"] if x})
+        line = f"({result.images} images) across splits {', '.join(spanned)}"
+    else:
+        line = f"among splits {', '.join(sorted(splits)) or '-'}"
+    console.print(f"[{colour}]{n} leaking cluster(s)[/] {line}")
     if copies:
         console.print(
             f"[red]{len(copies)} group(s) of exact copies[/] "

@@ -383,6 +383,15 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     assert (counts["reference_not_compared"], counts["not_read"], counts["images"]) == (1, 0, 3)
     text = " ".join(res.output.split())
     assert "against the reference (5 images, 2 skipped: copies of them are not found)" in text
+    # A reference none of whose images can be used says so (QA round 5: no line at all).
+    bad = tmp_path / "bad_ref"
+    bad.mkdir()
+    for name in ("empty.jpg", "late.png"):
+        (bad / name).write_bytes((ref / name).read_bytes())
+    res = run("dedupe", new, "--against", bad, "--dry-run", "--on-error", "skip", "-j", "1")
+    text = " ".join(res.output.split())
+    assert "against the reference (2 images, 2 skipped: copies of them are not found)" in text
+    assert "none of the 2 reference images could be read" in text
     # With --on-error fail the one error line says the file is the reference's, whether the
     # reader finds it or the signature step does.
     res = run("dedupe", new, "--against", ref, "--dry-run", "-j", "1", code=1)
