@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from curate.core.errors import ErrorPolicy, OnError, SodkitError
+from curate.core.errors import ErrorPolicy, OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.progress import RichProgress
 from curate.formats.base import ReadOptions
@@ -191,6 +191,19 @@ def print_skipped(
         err_console.print(f"  [yellow]-[/] {text}", highlight=False)
     if len(policy.skipped) > limit:
         err_console.print(f"  ... and {len(policy.skipped) - limit} more")
+
+
+def report_skipped(policy: ErrorPolicy, images_left: int, *, dry_run: bool) -> None:
+    """:func:`print_skipped` for a command about to write ``images_left`` images (pointing
+    at the manifest only when one will be written), and refuse to write none: an output
+    made of nothing because every image was skipped is no dataset."""
+    nothing = images_left == 0 and bool(policy.skipped)
+    print_skipped(policy, listed_in=None if dry_run or nothing else "manifest.json")
+    if nothing:
+        raise UsageError(
+            f"nothing to write: every image was skipped ({len(policy.skipped)} bad item(s), "
+            "listed above)"
+        )
 
 
 def stderr_is_tty() -> bool:

@@ -22,8 +22,8 @@ from curate.commands.common import (
     console,
     print_left_out,
     print_note,
-    print_skipped,
     read_options,
+    report_skipped,
 )
 from curate.core.errors import OnError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
@@ -67,7 +67,7 @@ def convert_cmd(
     console.print(
         f"read {ds.info.get('layout')} dataset: {len(ds)} images, {ds.num_annotations} boxes"
     )
-    print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
+    report_skipped(opts.policy, len(ds), dry_run=dry_run)
     if dry_run:
         console.print(f"[yellow]dry run:[/] would write {len(ds)} images as {to.value} to {out}")
         return

@@ -25,8 +25,8 @@ from curate.commands.common import (
     console,
     print_left_out,
     print_note,
-    print_skipped,
     read_options,
+    report_skipped,
 )
 from curate.core.dataset import Dataset
 from curate.core.errors import OnError
@@ -138,7 +138,7 @@ def merge_cmd(
     }
     manifest.extra = {"sources": report.per_source, "class_mapping": report.class_mapping}
     _print_summary(merged, report)
-    print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
+    report_skipped(opts.policy, len(merged), dry_run=dry_run)
     if dry_run:
         console.print(f"[yellow]dry run:[/] would write {len(merged)} images to {out}")
         return

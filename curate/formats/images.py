@@ -138,10 +138,13 @@ class ImagesFormat:
                 )
             )
         what = "tagged unlabeled" if tag else "read as negatives (--unlabeled negative)"
-        note = f"{len(ds.images)} image(s) without labels, {what}"
-        if splits:
-            note += f"; split folders kept as original_split ({', '.join(sorted(splits))})"
-        ds.info["notes"] = [note, *([unread_note] if unread_note else [])]
+        notes = [unread_note] if unread_note else []
+        if ds.images:  # (none when every file was left out: the skip lines say why)
+            note = f"{len(ds.images)} image(s) without labels, {what}"
+            if splits:
+                note += f"; split folders kept as original_split ({', '.join(sorted(splits))})"
+            notes.insert(0, note)
+        ds.info["notes"] = notes
         return ds
 
     def write(self, dataset: Dataset, out: Path, options: WriteOptions) -> WriteResult:

@@ -133,6 +133,24 @@ def test_a_dry_run_lists_what_it_would_skip_without_pointing_at_a_manifest(
         assert "empty.jpg: image file is empty" in text and not (tmp_path / cmd).exists()
 
 
+def test_nothing_is_written_when_every_image_is_skipped(tmp_path: Path, run) -> None:
+    """QA round 5: convert wrote an empty dataset and exited 0."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (src / name).write_bytes(b"")
+    for cmd, args in (("convert", ("--to", "coco")), ("merge", ())):
+        for extra in ((), ("--dry-run",)):
+            out = tmp_path / f"{cmd}{len(extra)}"
+            res = run(
+                cmd, f"images:{src}", *args, "--out", out, "--on-error", "skip", *extra, code=1
+            )
+            text = " ".join(res.output.split())
+            assert "nothing to write: every image was skipped (2 bad item(s), listed above)" in text
+            assert "a.jpg: image file is empty" in text and "manifest.json" not in text
+            assert "0 image(s) without labels" not in text and not out.exists()
+
+
 def test_missing_image_and_orphan_label(tmp_path: Path, run) -> None:
     src = make_yolo(tmp_path / "src", {"good": GOOD})
     (src / "labels/train/orphan.txt").write_text(GOOD)
