@@ -116,7 +116,8 @@ def verify_images(dataset: Dataset, options: ReadOptions, workers: int | None = 
     bad: set[str] = set()
     with ProcessExecutor(workers) as ex:
         results = options.progress.track(
-            ex.map(_verify_task, [(p, options.max_pixels) for p in paths]),
+            # Small chunks: each image costs milliseconds, and the bar moves with them.
+            ex.map(_verify_task, [(p, options.max_pixels) for p in paths], chunksize=4),
             total=len(paths),
             description="verifying images",
         )
