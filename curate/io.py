@@ -121,9 +121,16 @@ def verify_images(dataset: Dataset, options: ReadOptions, workers: int | None = 
             total=len(paths),
             description="verifying images",
         )
+        anns: dict[str, int] | None = None  # annotations per file, once one fails
         for path, failure in zip(paths, results, strict=True):
             if failure is not None:
-                options.policy.handle(failure.error(), left_out=path)
+                if anns is None:
+                    anns = {}
+                    for img in dataset.images:
+                        key = str(img.path)
+                        anns[key] = anns.get(key, 0) + len(img.annotations)
+                extra = {"left_out_annotations": anns[path]} if anns[path] else {}
+                options.policy.handle(failure.error(), left_out=path, **extra)
                 bad.add(path)
     if not bad:
         return dataset

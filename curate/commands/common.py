@@ -184,7 +184,10 @@ def print_skipped(
         loc = s.get("file", "?")
         if "line" in s:
             loc += f" line {s['line']}"
-        left = f" (image left out: {s['left_out']})" if s.get("left_out") else ""
+        left = f" (image left out: {s['left_out']}" if s.get("left_out") else ""
+        if left:
+            n_anns = s.get("left_out_annotations", 0)
+            left += f", with its {n_anns} annotation(s))" if n_anns else ")"
         ref = "--against " if s.get("against") else ""
         # escaped: messages quote formats such as 'bbox' [x,y,w,h], which Rich takes for markup
         text = escape(f"{ref}{loc}: {s.get('error')}{left}")

@@ -195,8 +195,12 @@ class CocoFormat:
                     ann.category_id = cat_map[ann.category_id]
                 img.annotations = anns
             except ItemError as err:
+                entry_id = entry.get("id") if isinstance(entry, dict) else None
+                n_anns = len(anns_by_image.get(entry_id, [])) if entry_id is not None else 0
                 policy.handle(
-                    err, left_out=entry.get("file_name") if isinstance(entry, dict) else None
+                    err,
+                    left_out=entry.get("file_name") if isinstance(entry, dict) else None,
+                    **({"left_out_annotations": n_anns} if n_anns else {}),
                 )
                 continue
             ds.images.append(img)

@@ -151,6 +151,39 @@ def test_nothing_is_written_when_every_image_is_skipped(tmp_path: Path, run) -> 
             assert "0 image(s) without labels" not in text and not out.exists()
 
 
+def test_a_skipped_image_says_how_many_annotations_left_with_it(tmp_path: Path, run) -> None:
+    """QA round 5: the boxes of a skipped image were counted nowhere."""
+    src = tmp_path / "coco"
+    (src / "images").mkdir(parents=True)
+    _jpeg(src / "images" / "good.jpg")
+    _jpeg(src / "images" / "cut.jpg")
+    data = (src / "images" / "cut.jpg").read_bytes()
+    sos = data.index(b"\xff\xda")
+    (src / "images" / "cut.jpg").write_bytes(data[: sos + 40] + data[-2:])  # scan cut short
+    coco = {
+        "images": [
+            {"id": 1, "file_name": "good.jpg", "width": 64, "height": 48},
+            {"id": 2, "file_name": "cut.jpg", "width": 64, "height": 48},
+            {"id": 3, "file_name": "gone.jpg", "width": 64, "height": 48},
+        ],
+        "annotations": [
+            {"id": k, "image_id": i, "category_id": 1, "bbox": [4, 4, 10, 10]}
+            for k, i in enumerate([1, 2, 2, 3, 3, 3], start=1)
+        ],
+        "categories": [{"id": 1, "name": "fire"}],
+    }
+    (src / "annotations.json").write_text(json.dumps(coco))
+    out = tmp_path / "out"
+    res = run("convert", src, "--to", "yolo", "--out", out, "--verify", "--on-error", "skip")
+    text = " ".join(res.output.split())
+    assert "gone.jpg, with its 3 annotation(s))" in text
+    assert "cut.jpg, with its 2 annotation(s))" in text
+    got = {
+        Path(s["left_out"]).name: s.get("left_out_annotations") for s in manifest(out)["skipped"]
+    }
+    assert got == {"gone.jpg": 3, "cut.jpg": 2}
+
+
 def test_missing_image_and_orphan_label(tmp_path: Path, run) -> None:
     src = make_yolo(tmp_path / "src", {"good": GOOD})
     (src / "labels/train/orphan.txt").write_text(GOOD)
