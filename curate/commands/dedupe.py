@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import nullcontext
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -318,8 +319,10 @@ def dedupe_cmd(
         ds = load_dataset(data, opts)
         not_read = images_left_out(opts.policy.skipped)  # before the reference adds its own
         read_before = len(opts.policy.skipped)
+        # The reference's notes say whose they are (the same policy collects its bad items).
+        ref_opts = replace(opts, notify=lambda note: print_note(f"--against: {note}"))
         try:
-            ref = load_dataset(against, opts) if against else None
+            ref = load_dataset(against, ref_opts) if against else None
         except ItemError as err:  # --on-error fail: say the bad item is the reference's
             raise err.of_reference() from None
         for rec in opts.policy.skipped[read_before:]:

@@ -383,6 +383,9 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     assert (counts["reference_not_compared"], counts["not_read"], counts["images"]) == (1, 0, 3)
     text = " ".join(res.output.split())
     assert "against the reference (5 images, 2 skipped: copies of them are not found)" in text
+    # The reference reader's notes say they are the reference's (QA round 5).
+    assert "note: 3 image(s) without labels" in text
+    assert "note: --against: 4 image(s) without labels" in text
     # A reference none of whose images can be used says so (QA round 5: no line at all).
     bad = tmp_path / "bad_ref"
     bad.mkdir()
