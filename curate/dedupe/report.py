@@ -385,6 +385,14 @@ def build_report(
         "skipped": list(plan.skipped),
     }
     if command == "leaks":
+        # leaks drops nothing and has no reference: counts of those would read as findings.
+        for key in (
+            "kept",
+            "dropped",
+            "dropped_annotations",
+            *(k for k in counts if k.startswith("reference_")),
+        ):
+            counts.pop(key, None)
         copies = exact_leaks(plan)
         report["exact_leaks"] = copies
         counts["exact_leak_groups"] = len(copies)

@@ -111,6 +111,8 @@ def test_leaks_counts_and_fails_on_request(run, data: Path, tmp_path: Path) -> N
     rep = json.loads(js.read_text())
     leak = [c for c in rep["clusters"] if c["leak"]]
     assert len(leak) == 1 and leak[0]["splits"] == ["train", "val"]
+    # leaks drops nothing: no kept/dropped or reference counts to misread (QA round 5)
+    assert not {"kept", "dropped", "reference_images"} & set(rep["counts"])
     run("leaks", data, "--fail-on-leak", "-j", "1", code=1)
 
 
