@@ -161,3 +161,19 @@ def test_verify_passes_good_jpegs_of_every_kind(tmp_path: Path, rng: np.random.G
     for name, data in files.items():
         (tmp_path / f"{name}.jpg").write_bytes(data)
         verify_image(tmp_path / f"{name}.jpg")
+
+
+def test_verify_passes_a_few_stray_bytes_before_the_end(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """libjpeg warns about 'N extraneous bytes before marker 0xd9' when an intact image has
+    padding before its end, as some encoders write: a few such bytes are no damage."""
+    from curate.core.imageio import verify_image
+
+    data = _jpeg(rng)
+    path = tmp_path / "pad.jpg"
+    path.write_bytes(data[:-2] + bytes(4) + data[-2:])
+    verify_image(path)
+    path.write_bytes(data[:-2] + bytes(400) + data[-2:])
+    with pytest.raises(CorruptImageError, match="extraneous bytes before marker 0xd9"):
+        verify_image(path)
