@@ -386,13 +386,8 @@ def build_report(
     }
     if command == "leaks":
         # leaks drops nothing and has no reference: counts of those would read as findings.
-        for key in (
-            "kept",
-            "dropped",
-            "dropped_annotations",
-            *(k for k in counts if k.startswith("reference_")),
-        ):
-            counts.pop(key, None)
+        for key in ("kept", "dropped", *(k for k in counts if k.startswith("reference_"))):
+            counts.pop(key)
         copies = exact_leaks(plan)
         report["exact_leaks"] = copies
         counts["exact_leak_groups"] = len(copies)
