@@ -283,6 +283,8 @@ def _fast_header(head: bytes) -> tuple[int, int, str, str, int] | None:
     About 20x faster than Pillow's open for the common formats; None means "ask Pillow".
     """
     if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
+        if len(head) < 26:  # cut inside IHDR: Pillow says what is wrong
+            return None
         w = int.from_bytes(head[16:20], "big")
         h = int.from_bytes(head[20:24], "big")
         depth, ctype = head[24], head[25]

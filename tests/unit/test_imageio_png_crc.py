@@ -162,3 +162,16 @@ def test_png_over_the_pixel_limit_is_refused_before_it_is_read_whole(
     reads.clear()
     assert read(path, max_pixels=None).shape[2] == 3
     assert -1 in reads  # a PNG within the limit is read whole (its CRCs checked)
+
+
+def test_png_cut_inside_its_header_is_corrupt_not_a_crash(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """QA round 6: 16 to 25 bytes of a PNG raised IndexError in the fast header reader,
+    which stopped a whole run even under --on-error skip."""
+    data = _png(tmp_path / "whole.png", rng)
+    for n in range(9, 34):
+        path = tmp_path / f"cut{n}.png"
+        path.write_bytes(data[:n])
+        with pytest.raises(CorruptImageError):
+            probe(path)
