@@ -201,8 +201,11 @@ def _jpeg_end(path: Path) -> int | None:
     if not data.startswith(b"\xff\xd8"):
         return None
     while pos + 2 <= n:
-        if data[pos] != 0xFF:
-            return None
+        if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
+            pos = data.find(b"\xff", pos)
+            if pos < 0:
+                return None
+            continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
@@ -463,11 +466,56 @@ _JPEG_DAMAGE = (
 )
 
 
-#: "Corrupt JPEG data: N extraneous bytes before marker 0xd9" after every block of the image
-#: decoded: a few stray bytes before the end are common in intact files (some encoders pad),
-#: so up to this many are not damage; cut or zeroed data leaves more (QA: 127 to 19,610).
-_EXTRANEOUS = re.compile(r"(\d+) extraneous bytes before marker 0xd9")
+#: "Corrupt JPEG data: N extraneous bytes before marker 0xXX": stray bytes before a marker
+#: that is not a restart, with every block decoded. A few are common in intact files (some
+#: encoders pad before the end or between segments), so up to this many are not damage; cut
+#: or zeroed data leaves more (QA: 127 to 19,610). Before a restart marker they mean the
+#: data of an interval did not decode as it should.
+_EXTRANEOUS = re.compile(r"(\d+) extraneous bytes before marker 0x([0-9a-f]{2})")
 _PADDING_BYTES = 32
+
+
+def _libjpeg_verdict(text: str) -> tuple[str | None, bool]:
+    """``(damage, other)`` from what libjpeg wrote: its first damage warning (or None) and
+    whether some other, harmless warning was there."""
+    other = False
+    for line in (raw.strip() for raw in text.splitlines()):
+        if not line:
+            continue
+        stray = _EXTRANEOUS.search(line)
+        if (
+            stray is not None
+            and int(stray.group(1)) <= _PADDING_BYTES
+            and not 0xD0 <= int(stray.group(2), 16) <= 0xD7
+        ):
+            other = True  # padding: the image decoded whole
+            continue
+        if line.startswith(_JPEG_DAMAGE):
+            return line, other
+        other = True
+    return None, other
+
+
+def _without_app_segments(data: bytes) -> bytes | None:
+    """The JPEG without its APPn and COM segments before the first scan (they do not take
+    part in decoding its blocks), or None when it has none or its headers do not parse."""
+    out, pos, n, dropped = [data[:2]], 2, len(data), False
+    while pos + 4 <= n and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:
+            pos += 1
+            continue
+        if marker == 0xDA:
+            break
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if 0xE0 <= marker <= 0xEF or marker == 0xFE:
+            dropped = True
+        else:
+            out.append(data[pos:end])
+        pos = end
+    else:
+        return None
+    return b"".join([*out, data[pos:]]) if dropped else None
 
 
 @contextmanager
@@ -495,16 +543,22 @@ def _jpeg_damage(data: bytes) -> str | None:
     shows), at about an eighth of a full decode's cost."""
     import cv2  # here: most readers of this module never need OpenCV
 
-    with _stderr_captured() as text:
-        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
-    for line in "".join(text).splitlines():
-        line = line.strip()
-        padding = _EXTRANEOUS.search(line)
-        if padding is not None and int(padding.group(1)) <= _PADDING_BYTES:
-            continue  # every block decoded, then a few stray bytes before the end: intact
-        if line.startswith(_JPEG_DAMAGE):
-            return line
-    return None if img is not None else "libjpeg cannot decode it"
+    def decode(buf: bytes) -> tuple[bool, str]:
+        with _stderr_captured() as text:
+            img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_REDUCED_GRAYSCALE_8)
+        return img is not None, "".join(text)
+
+    decoded, text = decode(data)
+    damage, other = _libjpeg_verdict(text)
+    if damage is None and other:
+        # libjpeg prints only its first warning: a harmless one (an unknown JFIF revision)
+        # would hide damage behind it. Without the APP segments it came from, look again.
+        bare = _without_app_segments(data)
+        if bare is not None:
+            damage = _libjpeg_verdict(decode(bare)[1])[0]
+    if damage is not None:
+        return damage
+    return None if decoded else "libjpeg cannot decode it"
 
 
 def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
@@ -516,7 +570,7 @@ def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     p = Path(path)
     with _decoded(p, max_pixels) as img:
         fmt = img.format
-    if fmt == "JPEG":
+    if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures (phones' depth or gain maps)
         problem = _jpeg_damage(p.read_bytes())
         if problem is not None:
             raise CorruptImageError(

@@ -177,3 +177,58 @@ def test_verify_passes_a_few_stray_bytes_before_the_end(
     path.write_bytes(data[:-2] + bytes(400) + data[-2:])
     with pytest.raises(CorruptImageError, match="extraneous bytes before marker 0xd9"):
         verify_image(path)
+
+
+def test_verify_sees_damage_behind_a_harmless_first_warning(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """libjpeg prints only its first warning: an unknown JFIF revision hid a cut scan
+    (QA round 6). The APP segments are left out for a second look."""
+    from curate.core.imageio import verify_image
+
+    data = bytearray(_jpeg(rng))
+    app0 = data.index(b"JFIF\x00")
+    data[app0 + 5] = 2  # JFIF 2.01: 'unknown JFIF revision number'
+    path = tmp_path / "jfif2.jpg"
+    path.write_bytes(bytes(data))
+    verify_image(path)  # intact: the harmless warning alone is no damage
+    path.write_bytes(_damaged(bytes(data), "cut_middle", rng))
+    with pytest.raises(CorruptImageError, match="JPEG data is damaged"):
+        verify_image(path)
+
+
+def test_verify_checks_the_main_picture_of_an_mpo(tmp_path: Path, rng: np.random.Generator) -> None:
+    """Pillow calls a JPEG with more pictures (a phone's depth or gain map) 'MPO'."""
+    from curate.core.imageio import verify_image
+
+    buf = io.BytesIO()
+    first, second = Image.fromarray(_photo(rng)), Image.fromarray(_photo(rng))
+    first.save(buf, "MPO", save_all=True, append_images=[second])
+    path = tmp_path / "multi.jpg"
+    path.write_bytes(buf.getvalue())
+    with Image.open(path) as img:
+        assert img.format == "MPO"
+    verify_image(path)
+    data = buf.getvalue()
+    s = _scan_start(data)
+    path.write_bytes(data[:s] + bytes(3000) + data[s + 3000 :])  # the main picture zeroed
+    with pytest.raises(CorruptImageError, match="JPEG data is damaged"):
+        verify_image(path)
+
+
+def test_a_stray_byte_between_segments_is_neither_truncation_nor_damage(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """libjpeg skips stray bytes between segments and decodes the image whole (QA round 6:
+    'truncated' with a trailer, 'damaged' under --verify)."""
+    from curate.core.imageio import verify_image
+
+    data = _jpeg(rng)
+    dqt = data.index(b"\xff\xdb")
+    odd = data[:dqt] + b"\x00" + data[dqt:]
+    path = tmp_path / "odd.jpg"
+    for trailer in (b"", bytes(4096)):
+        path.write_bytes(odd + trailer)
+        assert _jpeg_end(path) == len(odd)
+        probe(path)
+        verify_image(path)
