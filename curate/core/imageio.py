@@ -110,8 +110,15 @@ def _check_png_chunks(path: Path, data: bytes, *, whole: bool = True) -> None:
         if end + 4 > n:
             break
         kind = bytes(view[pos + 4 : pos + 8])
+        if not kind.isalpha():  # chunk types are 4 ASCII letters
+            raise CorruptImageError(
+                path,
+                f"PNG is damaged: no chunk starts at byte {pos} where one should "
+                "(zeros or other bytes: the file was cut short or overwritten)",
+                hint="re-download or re-encode it",
+            )
         if zlib.crc32(view[pos + 4 : end]) != int.from_bytes(view[end : end + 4], "big"):
-            name = kind.decode("ascii", "backslashreplace")
+            name = kind.decode("ascii")
             raise CorruptImageError(
                 path,
                 f"PNG is damaged: the CRC of its {name} chunk at byte {pos} does not match",
