@@ -180,9 +180,9 @@ def test_png_cut_inside_its_header_is_corrupt_not_a_crash(
 def test_bytes_where_a_chunk_should_start_are_named_as_such(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
-    """QA round 6: a PNG whose end was overwritten with zeros read as 'the CRC of its
-    chunk does not match' (a blank name), and a chunk type holding an escape code printed it
-    raw to the terminal."""
+    """QA round 6: a PNG whose end was overwritten with zeros read as a bad CRC of a chunk
+    with a blank name, and a chunk type holding an escape code printed it raw to the
+    terminal."""
     data = _png(tmp_path / "whole.png", rng, side=400)
     (pos, length, _kind), *_ = [c for c in _chunks(data) if c[2] == b"IDAT"]
     zeroed = data[: pos + 12 + length] + bytes(len(data) - pos - 12 - length)
