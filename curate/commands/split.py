@@ -34,6 +34,7 @@ from curate.commands.common import (
     print_note,
     print_skipped,
     read_options,
+    report_skipped,
 )
 from curate.core.dataset import Dataset
 from curate.core.errors import OnError, SodkitError
@@ -78,6 +79,8 @@ def split_cmd(
         check_output(out, overwrite=overwrite, inputs=[path])
     opts = read_options(on_error, verify=verify, max_pixels=max_pixels, quiet=quiet)
     ds = load_dataset(data, opts)
+    if not len(ds):  # every image skipped: list them and stop, as convert and merge do
+        report_skipped(opts.policy, 0, dry_run=dry_run)
     report: dict[str, Any] | None = None
     extra: dict[str, str] | None = None
     if groups:

@@ -139,7 +139,7 @@ def test_nothing_is_written_when_every_image_is_skipped(tmp_path: Path, run) -> 
     src.mkdir()
     for name in ("a.jpg", "b.jpg"):
         (src / name).write_bytes(b"")
-    for cmd, args in (("convert", ("--to", "coco")), ("merge", ())):
+    for cmd, args in (("convert", ("--to", "coco")), ("merge", ()), ("split", ())):
         for extra in ((), ("--dry-run",)):
             out = tmp_path / f"{cmd}{len(extra)}"
             res = run(
