@@ -339,6 +339,11 @@ def dedupe_cmd(
                     "--refine/--refine-band are not applied to it"
                 )
             print_skipped(opts.policy, listed_in=None)
+            if ref is not None and not len(ref):
+                err_console.print(
+                    f"[yellow]warning:[/] none of the reference's {ref_not_read} images could be "
+                    "read: nothing was compared against the reference"
+                )
             return
         plan = find_duplicates(ds, o, reference=ref, runtime=runtime)
     # Once: the table, the output's, --report.

@@ -397,6 +397,11 @@ def test_bad_items_of_the_reference_are_marked_as_such(run, tmp_path: Path) -> N
     text = " ".join(res.output.split())
     assert "against the reference (2 images, 2 skipped: copies of them are not found)" in text
     assert "none of the 2 reference images could be read" in text
+    empty_only = tmp_path / "empty_ref"
+    empty_only.mkdir()
+    (empty_only / "empty.jpg").write_bytes(b"")
+    res = run("dedupe", new, "--against", empty_only, "--sweep", "--on-error", "skip", "-j", "1")
+    assert "none of the reference's 1 images could be read" in " ".join(res.output.split())
     # With --on-error fail the one error line says the file is the reference's, whether the
     # reader finds it or the signature step does.
     res = run("dedupe", new, "--against", ref, "--dry-run", "-j", "1", code=1)
