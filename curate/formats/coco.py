@@ -23,12 +23,16 @@ back when read; ``info`` is the input's, updated with sodkit's fields.
 from __future__ import annotations
 
 import json
+import math
 import numbers
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
 
 from curate.core.dataset import SPLITS, Annotation, Category, Dataset, ImageItem, Mask
 from curate.core.errors import (
@@ -62,10 +66,42 @@ def _load_json(path: Path) -> Any:
         raise MalformedFileError(
             path, "not UTF-8 text", hint="is this really a JSON file?"
         ) from exc
+    except RecursionError as exc:
+        raise MalformedFileError(path, "JSON nested too deeply to read") from exc
 
 
 def _is_coco_dict(data: Any) -> bool:
     return isinstance(data, dict) and "images" in data and "annotations" in data
+
+
+def _check_shape(f: Path, data: dict[str, Any]) -> None:
+    """COCO's lists are lists of objects, and their ids plain numbers or strings: anything
+    else is a malformed file (a clear error, not a crash deep in the reader)."""
+    for key in ("images", "annotations", "categories", "licenses"):
+        items = data.get(key, [])
+        if key == "licenses" and items is None:
+            continue
+        if not isinstance(items, list):
+            raise MalformedFileError(f, f"'{key}' must be a list", field=key)
+        for k, item in enumerate(items):
+            if not isinstance(item, dict):
+                raise MalformedFileError(f, f"{key}[{k}] must be an object", field=key)
+            for id_key in ("id", "image_id", "category_id"):
+                value = item.get(id_key)
+                if value is not None and not _plain_id(value):
+                    raise MalformedFileError(
+                        f,
+                        f"{key}[{k}].{id_key} must be a whole number or a string, got {value!r}",
+                        field=key,
+                    )
+
+
+def _plain_id(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, float):
+        return math.isfinite(value) and value.is_integer()
+    return isinstance(value, (int, str))
 
 
 def _coco_files(path: Path) -> list[tuple[Path, str | None]]:
@@ -137,6 +173,7 @@ class CocoFormat:
                 raise MalformedFileError(
                     f, "not a COCO instances file: needs 'images' and 'annotations' lists"
                 )
+            _check_shape(f, data)
             _keep_file_meta(f, data, ds.info)
             self._read_one(f, split, data, ds, cat_ids, options)
         return ds
@@ -270,7 +307,9 @@ class CocoFormat:
         try:
             x, y, w, h = (float(v) for v in a["bbox"])
             cid = int(a["category_id"])
-        except (KeyError, TypeError, ValueError) as exc:
+            if not all(math.isfinite(v) for v in (x, y, w, h)):
+                raise ValueError("not finite")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise MalformedFileError(
                 where,
                 f"annotation #{k} (id {a.get('id')}) needs 'bbox' [x,y,w,h] and 'category_id'",
@@ -281,10 +320,25 @@ class CocoFormat:
         if seg:
             if isinstance(seg, list):
                 if all(isinstance(p, list) for p in seg):
-                    mask = Mask.from_polygons(p for p in seg if len(p) >= 6)
+                    polys = _polygons(seg)
+                    if polys is None:
+                        raise MalformedFileError(
+                            where,
+                            f"annotation #{k}: a polygon must be an even number of finite "
+                            "x, y values",
+                            field="segmentation",
+                        )
+                    mask = Mask.from_polygons(p for p in polys if p.size >= 6)
                     if not mask.data:
                         mask = None
             elif isinstance(seg, dict) and "counts" in seg and "size" in seg:
+                if not _rle_ok(seg):
+                    raise MalformedFileError(
+                        where,
+                        f"annotation #{k}: RLE needs 'size' [height, width] and 'counts' (a "
+                        "string, or a list of whole numbers)",
+                        field="segmentation",
+                    )
                 mask = Mask.from_rle(seg)
             else:
                 raise MalformedFileError(
@@ -292,6 +346,10 @@ class CocoFormat:
                 )
         attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS}
         score = a.get("score")
+        if score is not None and not _finite_number(score):
+            raise MalformedFileError(
+                where, f"annotation #{k}: 'score' must be a number, got {score!r}", field="score"
+            )
         return Annotation(
             bbox=(x, y, x + w, y + h),
             category_id=cid,
@@ -516,8 +574,35 @@ def _ann_to_coco(
 def _int_or_none(v: Any) -> int | None:
     try:
         return int(v) if v is not None else None
+    except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
+        return None
+
+
+def _finite_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _polygons(seg: list[list[Any]]) -> list[NDArray[np.float64]] | None:
+    """COCO polygons as float arrays, or None when one is not an even number of finite
+    values (odd length, strings, nulls, NaN: they would fail or write NaN later)."""
+    try:
+        polys = [np.asarray(p, dtype=np.float64) for p in seg]
     except (TypeError, ValueError):
         return None
+    ok = all(a.ndim == 1 and a.size % 2 == 0 and bool(np.isfinite(a).all()) for a in polys)
+    return polys if ok else None
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _rle_ok(seg: dict[str, Any]) -> bool:
+    """An RLE with ``size`` [h, w] and ``counts`` a string or a list of whole numbers."""
+    size, counts = seg.get("size"), seg.get("counts")
+    if not (isinstance(size, list) and len(size) == 2 and all(_whole(v) for v in size)):
+        return False
+    return isinstance(counts, str) or (isinstance(counts, list) and all(_whole(v) for v in counts))
 
 
 def _image_dirs(root: Path, split: str | None) -> list[Path]:
@@ -529,11 +614,14 @@ def _image_dirs(root: Path, split: str | None) -> list[Path]:
 
 
 def _find_image(file_name: str, dirs: list[Path]) -> Path | None:
-    p = Path(file_name)
-    if p.is_absolute():
-        return p if p.is_file() else None
-    for d in dirs:
-        cand = d / file_name
-        if cand.is_file():
-            return cand
+    try:
+        p = Path(file_name)
+        if p.is_absolute():
+            return p if p.is_file() else None
+        for d in dirs:
+            cand = d / file_name
+            if cand.is_file():
+                return cand
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        return None
     return None
