@@ -20,7 +20,7 @@ import yaml
 
 from curate.core.dataset import Category, Dataset
 from curate.core.errors import ClassMapError, MalformedFileError
-from curate.core.files import make_unique_names, safe_token
+from curate.core.files import make_unique_names, read_text_file, safe_token
 from curate.core.output import annotation_drop
 
 
@@ -48,10 +48,7 @@ class ClassMap:
     @classmethod
     def from_file(cls, path: str | Path) -> ClassMap:
         p = Path(path)
-        try:
-            text = p.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise MalformedFileError(p, f"cannot read class map ({exc.strerror})") from exc
+        text = read_text_file(p, "class map")
         try:
             data = json.loads(text) if p.suffix.lower() == ".json" else yaml.safe_load(text)
         except (json.JSONDecodeError, yaml.YAMLError) as exc:

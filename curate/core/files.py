@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import SPLITS, ImageItem, split_name
-from curate.core.errors import UsageError
+from curate.core.errors import MalformedFileError, UsageError
 
 _FRAME = re.compile(
     r"^(?P<clip>.+?)_(?P<ext>mp4|avi|mov|mkv|webm|mpg|mpeg)-(?P<frame>\d+)", re.IGNORECASE
@@ -236,3 +236,20 @@ def make_unique_names(images: Iterable[ImageItem], prefix_of: dict[int, str] | N
 def _stem_key(name: str) -> str:
     p = PurePosixPath(name)
     return str(p.with_suffix("")).lower()
+
+
+def read_text_file(path: Path, what: str = "file", *, encoding: str = "utf-8") -> str:
+    """The text of ``path``, or a :class:`~curate.core.errors.MalformedFileError` naming it
+    when it is not UTF-8 text or cannot be read (a folder, no permission): label, YAML and
+    list files come from many tools, and one in another encoding must not stop a run with a
+    bare UnicodeDecodeError."""
+    try:
+        return path.read_text(encoding=encoding)
+    except UnicodeDecodeError as exc:
+        raise MalformedFileError(
+            path,
+            f"{what} is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at {exc.start})",
+            hint="save it as UTF-8",
+        ) from exc
+    except OSError as exc:
+        raise MalformedFileError(path, f"cannot read {what} ({exc.strerror or exc})") from exc

@@ -19,7 +19,7 @@ from typing import Any
 
 from curate.core.dataset import Annotation, Dataset, ImageItem
 from curate.core.errors import ItemError, MalformedFileError, MissingFileError, UsageError
-from curate.core.files import place_file
+from curate.core.files import place_file, read_text_file
 from curate.core.imageio import IMAGE_EXTENSIONS, probe
 from curate.core.output import annotation_drop
 from curate.core.validate import validated
@@ -56,7 +56,7 @@ def _splits_of(root: Path) -> dict[str, str]:
     for split in ("train", "val", "test"):
         f = main / f"{split}.txt"
         if f.is_file():
-            for line in f.read_text(encoding="utf-8").splitlines():
+            for line in read_text_file(f, "image set list").splitlines():
                 if line.strip():
                     out.setdefault(line.split()[0], split)
     return out

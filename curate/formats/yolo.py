@@ -24,6 +24,7 @@ read them as background) and reported.
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path, PurePosixPath
 from typing import Any
 
@@ -40,6 +41,7 @@ from curate.core.errors import (
 )
 from curate.core.files import (
     place_file,
+    read_text_file,
     shown_path,
     split_dirs,
     unread_notes,
@@ -76,7 +78,7 @@ def _yaml_has_names(f: Path) -> bool:
 def load_yaml(f: Path) -> dict[str, Any]:
     """Parse a dataset YAML with a clear error for bad syntax or a missing ``names``."""
     try:
-        data = yaml.safe_load(f.read_text(encoding="utf-8"))
+        data = yaml.safe_load(read_text_file(f, "dataset YAML"))
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         raise MalformedFileError(
@@ -199,7 +201,7 @@ def _split_sources(
                     (resolved.parent / line.strip()).resolve()
                     if not Path(line.strip()).is_absolute()
                     else Path(line.strip())
-                    for line in resolved.read_text(encoding="utf-8").splitlines()
+                    for line in read_text_file(resolved, "image list").splitlines()
                     if line.strip()
                 ]
                 out.append((split, files, resolved.parent))
@@ -227,6 +229,10 @@ def parse_label_file(
             raise MalformedFileError(
                 label, f"non-numeric value in '{line.strip()[:60]}'", line=lineno
             ) from exc
+        if not all(math.isfinite(v) for v in values):  # nan, inf, 1e400
+            raise MalformedFileError(
+                label, f"a value that is not a finite number in '{line.strip()[:60]}'", line=lineno
+            )
         n = len(values)
         cls_f = values[0]
         if cls_f != int(cls_f) or cls_f < 0:
@@ -552,7 +558,7 @@ def _names_without_yaml(path: Path) -> list[str] | None:
     for cand in (path / "classes.txt", path / "labels" / "classes.txt", path / "obj.names"):
         if cand.is_file():
             return [
-                ln.strip() for ln in cand.read_text(encoding="utf-8").splitlines() if ln.strip()
+                ln.strip() for ln in read_text_file(cand, "class list").splitlines() if ln.strip()
             ]
     return None
 
@@ -632,7 +638,7 @@ def _load_sidecar(root: Path) -> dict[str, Any] | None:
     if not f.is_file():
         return None
     try:
-        return json.loads(f.read_text(encoding="utf-8"))
+        return json.loads(read_text_file(f, "sodkit sidecar"))
     except json.JSONDecodeError as exc:
         raise MalformedFileError(f, f"invalid JSON: {exc.msg}", line=exc.lineno) from exc
 

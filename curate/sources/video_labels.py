@@ -42,6 +42,7 @@ from typing import Literal
 
 from curate.core.dataset import Box, Mask
 from curate.core.errors import ItemError, MalformedFileError
+from curate.core.files import read_text_file
 from curate.formats.yolo import class_names, load_yaml, parse_label_file
 
 DEFAULT_CLASS = "fire"
@@ -199,7 +200,7 @@ def _names_for(folder: Path, clip: Path) -> list[str]:
             f = base / name
             if f.is_file():
                 return [
-                    ln.strip() for ln in f.read_text(encoding="utf-8").splitlines() if ln.strip()
+                    ln.strip() for ln in read_text_file(f, "class list").splitlines() if ln.strip()
                 ]
         for name in ("data.yaml", "data.yml"):
             f = base / name

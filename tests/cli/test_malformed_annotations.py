@@ -102,3 +102,51 @@ def test_deeply_nested_json_is_a_clear_error(tmp_path: Path, run) -> None:
     (src / "annotations.json").write_text(text)
     res = run("convert", src, "--to", "coco", "--out", tmp_path / "o", code=1)
     assert "nested too deeply" in res.output
+
+
+def _yolo(root: Path) -> Path:
+    (root / "images").mkdir(parents=True)
+    (root / "labels").mkdir()
+    rng = np.random.default_rng(1)
+    for k in range(2):
+        Image.fromarray(rng.integers(0, 255, (48, 64, 3), dtype=np.uint8)).save(
+            root / "images" / f"im{k}.jpg"
+        )
+        (root / "labels" / f"im{k}.txt").write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("train: images\nnames: [fire]\n")
+    return root
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [("data.yaml", b"train: images\nnames: [fire]\n# caf\xe9\n"), ("train.txt", b"\xff\xfe\n")],
+)
+def test_text_files_not_in_utf8_are_a_clear_error(
+    name: str, data: bytes, tmp_path: Path, run
+) -> None:
+    src = _yolo(tmp_path / "src")
+    if name == "train.txt":
+        (src / "data.yaml").write_text("train: train.txt\nnames: [fire]\n")
+    (src / name).write_bytes(data)
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "o", code=1)
+    text = " ".join(res.output.split())
+    assert "is not UTF-8 text" in text and "save it as UTF-8" in text
+
+
+def test_a_class_map_not_in_utf8_is_a_clear_error(tmp_path: Path, run) -> None:
+    src = _coco(tmp_path / "src")
+    (tmp_path / "map.yaml").write_bytes(b"\xff\xfe")
+    res = run("merge", src, "--out", tmp_path / "o", "--class-map", tmp_path / "map.yaml", code=1)
+    assert "class map is not UTF-8 text" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "1e400"])
+def test_yolo_label_class_that_is_not_a_number_is_a_line_error(
+    value: str, tmp_path: Path, run
+) -> None:
+    src = _yolo(tmp_path / "src")
+    (src / "labels" / "im0.txt").write_text(f"{value} 0.5 0.5 0.2 0.2\n")
+    out = tmp_path / "out"
+    run("convert", src, "--to", "coco", "--out", out, "--on-error", "skip")
+    (entry,) = manifest(out)["skipped"]
+    assert entry["line"] == 1
