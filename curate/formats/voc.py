@@ -116,6 +116,8 @@ class VocFormat:
             raise MalformedFileError(
                 xml, f"invalid XML: {exc}", line=exc.position[0], hint="fix or re-export the file"
             ) from exc
+        except (OSError, LookupError) as exc:  # a folder named *.xml, an unknown encoding
+            raise MalformedFileError(xml, f"cannot read XML ({exc})") from exc
         node = tree.getroot()
         if node.tag != "annotation":
             raise MalformedFileError(xml, f"root element is <{node.tag}>, expected <annotation>")
@@ -250,7 +252,7 @@ class VocFormat:
 def _int(v: str | None) -> int | None:
     try:
         return int(float(v)) if v is not None else None
-    except ValueError:
+    except (ValueError, OverflowError):  # OverflowError: inf
         return None
 
 

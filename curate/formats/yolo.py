@@ -319,6 +319,13 @@ class YoloFormat:
                 Category(int(c["id"]), str(c["name"]), str(c.get("supercategory", "")))
                 for c in sidecar["categories"]
             ]
+            if len(ds.categories) != len(names):
+                raise MalformedFileError(
+                    root / SIDECAR,
+                    f"its {len(ds.categories)} categories do not match the {len(names)} class "
+                    "names of the dataset",
+                    hint=f"remove {SIDECAR} to read the YOLO files alone",
+                )
         ids_by_index = [c.id for c in sorted(ds.categories, key=lambda c: c.id)]
         known = set(range(len(names)))
         meta = (sidecar or {}).get("images", {})
@@ -638,9 +645,65 @@ def _load_sidecar(root: Path) -> dict[str, Any] | None:
     if not f.is_file():
         return None
     try:
-        return json.loads(read_text_file(f, "sodkit sidecar"))
+        data = json.loads(read_text_file(f, "sodkit sidecar"))
     except json.JSONDecodeError as exc:
         raise MalformedFileError(f, f"invalid JSON: {exc.msg}", line=exc.lineno) from exc
+    problem = _sidecar_problem(data)
+    if problem is not None:
+        raise MalformedFileError(
+            f,
+            f"not as sodkit writes it: {problem}",
+            hint=f"remove {SIDECAR} to read the YOLO files alone (its classes, sources and "
+            "scores are then lost)",
+        )
+    return data  # type: ignore[no-any-return]
+
+
+def _sidecar_problem(data: Any) -> str | None:
+    """What in a sidecar does not have the shape sodkit writes (None: nothing)."""
+    if not isinstance(data, dict):
+        return "not a JSON object"
+    cats = data.get("categories")
+    if cats is not None:
+        if not isinstance(cats, list) or not cats:
+            return "'categories' must be a non-empty list"
+        ids = []
+        for c in cats:
+            if not (
+                isinstance(c, dict)
+                and isinstance(c.get("id"), int)
+                and not isinstance(c.get("id"), bool)
+                and isinstance(c.get("name"), str)
+            ):
+                return f"a category must be {{'id': whole number, 'name': text}}, got {c!r}"
+            ids.append(c["id"])
+        if len(set(ids)) != len(ids):
+            return "category ids repeat"
+    images = data.get("images", {})
+    if not isinstance(images, dict):
+        return "'images' must be an object"
+    for key, m in images.items():
+        if not isinstance(m, dict):
+            return f"images[{key!r}] must be an object"
+        for field in ("source", "group", "split"):
+            if m.get(field) is not None and not isinstance(m[field], str):
+                return f"images[{key!r}].{field} must be text"
+        if not isinstance(m.get("attributes", {}), dict):
+            return f"images[{key!r}].attributes must be an object"
+        anns = m.get("annotations", [])
+        if not isinstance(anns, list) or not all(isinstance(a, dict) for a in anns):
+            return f"images[{key!r}].annotations must be a list of objects"
+        for a in anns:
+            score = a.get("score")
+            if score is not None and not (
+                isinstance(score, (int, float))
+                and not isinstance(score, bool)
+                and math.isfinite(score)
+            ):
+                return f"images[{key!r}]: a score must be a finite number, got {score!r}"
+            if not isinstance(a.get("attributes") or {}, dict):
+                return f"images[{key!r}]: annotation attributes must be an object"
+    return None
 
 
 def _meta_key(path: Path, root: Path) -> str:

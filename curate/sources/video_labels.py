@@ -315,6 +315,8 @@ def _voc_boxes(path: Path) -> list[RawBox]:
     except ET.ParseError as exc:
         line = exc.position[0] if exc.position else None
         raise MalformedFileError(path, f"not well-formed XML ({exc.msg})", line=line) from exc
+    except (OSError, LookupError) as exc:  # a folder named *.xml, an unknown encoding
+        raise MalformedFileError(path, f"cannot read XML ({exc})") from exc
     out: list[RawBox] = []
     for k, obj in enumerate(root.iter("object"), start=1):
         name = (obj.findtext("name") or "").strip()

@@ -150,3 +150,55 @@ def test_yolo_label_class_that_is_not_a_number_is_a_line_error(
     run("convert", src, "--to", "coco", "--out", out, "--on-error", "skip")
     (entry,) = manifest(out)["skipped"]
     assert entry["line"] == 1
+
+
+@pytest.mark.parametrize(
+    "sidecar",
+    [
+        5,
+        {"categories": 5},
+        {"categories": [{"id": "a", "name": "fire"}]},
+        {"categories": []},
+        {"categories": [{"id": 7, "name": "fire"}, {"id": 7, "name": "smoke"}]},
+        {"images": {"x.jpg": 5}},
+        {"images": {"x.jpg": {"split": 5}}},
+        {"images": {"x.jpg": {"annotations": [{"score": "x"}]}}},
+    ],
+)
+def test_a_damaged_sidecar_is_a_clear_error(sidecar: Any, tmp_path: Path, run) -> None:
+    """sodkit.json beside a YOLO set, edited by hand or by another tool (QA round 7: 12 sites)."""
+    yolo = tmp_path / "yolo"
+    run("convert", _coco(tmp_path / "src"), "--to", "yolo", "--out", yolo)
+    (yolo / "sodkit.json").write_text(json.dumps(sidecar))
+    res = run("convert", yolo, "--to", "coco", "--out", tmp_path / "o", code=1)
+    text = " ".join(res.output.split())
+    assert "sodkit.json" in text and "remove sodkit.json" in text
+
+
+def _voc(root: Path) -> Path:
+    (root / "Annotations").mkdir(parents=True)
+    (root / "JPEGImages").mkdir()
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(root / "JPEGImages" / "a.jpg")
+    (root / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>64</width><height>48</height>"
+        "</size><object><name>fire</name><bndbox><xmin>4</xmin><ymin>4</ymin><xmax>20</xmax>"
+        "<ymax>20</ymax></bndbox></object></annotation>"
+    )
+    return root
+
+
+def test_voc_files_that_cannot_be_read_as_xml_are_item_errors(tmp_path: Path, run) -> None:
+    src = _voc(tmp_path / "voc")
+    (src / "Annotations" / "b.xml").write_text(
+        '<?xml version="1.0" encoding="bogus"?><annotation/>'
+    )
+    (src / "Annotations" / "c.xml").mkdir()  # a folder named like a file
+    Image.fromarray(np.zeros((48, 64, 3), np.uint8)).save(src / "JPEGImages" / "d.jpg")
+    (src / "Annotations" / "d.xml").write_text(  # a width of inf: read from the image instead
+        "<annotation><filename>d.jpg</filename><size><width>inf</width><height>48</height>"
+        "</size></annotation>"
+    )
+    out = tmp_path / "out"
+    run("convert", f"voc:{src}", "--to", "coco", "--out", out, "--on-error", "skip")
+    errors = {Path(s["file"]).name: s["error"] for s in manifest(out)["skipped"]}
+    assert "unknown encoding" in errors["b.xml"] and "c.xml" in errors
