@@ -21,6 +21,7 @@ step compares one box with all others in NumPy; there is no loop over box pairs.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -254,13 +255,21 @@ def tile_index(tiles: Dataset) -> dict[Any, TileRecord]:
                 f"image '{img.file_name}' has no parent record ({', '.join(missing)} missing): "
                 "untile needs a tile dataset written by 'curate tile'"
             )
-        rec = TileRecord(
-            parent_id=a["parent_id"],
-            x=float(a["tile_x"]),
-            y=float(a["tile_y"]),
-            parent_width=_int_or_none(a.get("parent_width")),
-            parent_height=_int_or_none(a.get("parent_height")),
-        )
+        try:
+            if not isinstance(a["parent_id"], (int, str)):
+                raise TypeError("parent_id must be a number or text")
+            rec = TileRecord(
+                parent_id=a["parent_id"],
+                x=float(a["tile_x"]),
+                y=float(a["tile_y"]),
+                parent_width=_int_or_none(a.get("parent_width")),
+                parent_height=_int_or_none(a.get("parent_height")),
+            )
+        except (TypeError, ValueError) as exc:
+            raise UsageError(
+                f"image '{img.file_name}' has a parent record sodkit did not write ({exc}): "
+                "untile needs the tile dataset as 'curate tile' wrote it"
+            ) from exc
         index[img.id if img.id is not None else pos] = rec
         index[img.file_name] = rec
     return index
@@ -269,7 +278,7 @@ def tile_index(tiles: Dataset) -> dict[Any, TileRecord]:
 def _int_or_none(v: Any) -> int | None:
     try:
         return int(v) if v is not None else None
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: inf
         return None
 
 
@@ -292,7 +301,11 @@ def _parse(results: Sequence[Mapping[str, Any]], where: str, policy: ErrorPolicy
             score = float(r.get("score", 1.0))
             cat = int(r["category_id"])
             key = r["image_id"]
-        except (KeyError, TypeError, ValueError) as exc:
+            if not isinstance(key, (int, str)) or not all(
+                math.isfinite(v) for v in (x, y, w, h, score)
+            ):
+                raise ValueError("image_id must be a number or text, values finite")
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             err = MalformedFileError(
                 where,
                 f"prediction #{k} needs image_id, category_id, bbox [x, y, w, h] and a numeric score ({exc!r})",

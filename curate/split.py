@@ -21,6 +21,7 @@ are left out and reported.
 
 from __future__ import annotations
 
+import math
 import os
 from collections import Counter
 from collections.abc import Mapping
@@ -45,7 +46,12 @@ def parse_ratios(text: str) -> tuple[float, float, float]:
         raise UsageError(f"--ratios '{text}' must be numbers like 8:1:1") from exc
     if len(values) == 2:
         values.append(0.0)
-    if len(values) != 3 or any(v < 0 for v in values) or sum(values) <= 0 or values[0] <= 0:
+    if (
+        len(values) != 3
+        or not all(math.isfinite(v) and v >= 0 for v in values)  # nan, inf
+        or not math.isfinite(sum(values))
+        or values[0] <= 0
+    ):
         raise UsageError(
             f"--ratios '{text}' must be train:val:test with a positive train share, e.g. 8:1:1"
         )

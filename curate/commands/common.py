@@ -79,7 +79,8 @@ MaxPixelsOpt = Annotated[
     ),
 ]
 SeedOpt = Annotated[
-    int, typer.Option("--seed", help="Random seed (results are deterministic for a seed).")
+    int,
+    typer.Option("--seed", min=0, help="Random seed (results are deterministic for a seed)."),
 ]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")]
 

@@ -76,7 +76,10 @@ def merge_cmd(
     merge_px: Annotated[
         int,
         typer.Option(
-            "--merge-px", help="BoWFire: join mask fragments closer than N px into one instance."
+            "--merge-px",
+            min=0,
+            max=256,
+            help="BoWFire: join mask fragments closer than N px (0-256) into one instance.",
         ),
     ] = 0,
     min_region: Annotated[

@@ -75,7 +75,10 @@ def parse_sizes(text: str) -> tuple[int, ...]:
 def tile_cmd(
     data: DataArg,
     out: OutOpt,
-    size: Annotated[int, typer.Option("--size", help="Tile size in pixels (square).")] = 640,
+    size: Annotated[
+        int,
+        typer.Option("--size", min=32, help="Tile size in pixels (square), at least 32."),
+    ] = 640,
     overlap: Annotated[
         float,
         typer.Option(

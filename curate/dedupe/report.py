@@ -505,6 +505,21 @@ def read_report(report_path: str | Path) -> dict[str, Any]:
             f"schema is {schema!r}, expected 'sodkit.dedupe.report/1'",
             hint="pass the dedupe_report.json written by curate dedupe or curate leaks --json",
         )
+    clusters = data.get("clusters", [])
+    members_ok = isinstance(clusters, list) and all(
+        isinstance(c, dict)
+        and "id" in c
+        and isinstance(c.get("members", []), list)
+        and all(isinstance(m, dict) and "file_name" in m for m in c.get("members", []))
+        for c in clusters
+    )
+    if not members_ok:
+        raise MalformedFileError(
+            p,
+            "its clusters are not as sodkit writes them (a list of {id, members: [{file_name, "
+            "...}]})",
+            hint="pass the report written by curate dedupe or curate leaks --json, unedited",
+        )
     return data  # type: ignore[no-any-return]
 
 

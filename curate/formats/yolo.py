@@ -88,6 +88,13 @@ def load_yaml(f: Path) -> dict[str, Any]:
         ) from exc
     if not isinstance(data, dict) or "names" not in data:
         raise MalformedFileError(f, "dataset YAML has no 'names' (the class list)", field="names")
+    for key in ("path", "train", "val", "test"):
+        value = data.get(key)
+        entries = value if isinstance(value, list) else [value]
+        if value is not None and not all(isinstance(e, str) and "\0" not in e for e in entries):
+            raise MalformedFileError(
+                f, f"'{key}' must be a path (text) or a list of paths, got {value!r}", field=key
+            )
     return data
 
 
@@ -96,6 +103,8 @@ def class_names(data: dict[str, Any], where: Path) -> list[str]:
     names = data["names"]
     if isinstance(names, dict):
         try:
+            if not all(isinstance(k, int) or (isinstance(k, str) and k.isdecimal()) for k in names):
+                raise ValueError("not whole numbers")
             idx = sorted(int(k) for k in names)
         except (TypeError, ValueError) as exc:
             raise MalformedFileError(

@@ -202,6 +202,8 @@ def read_pair_list(
         if not stripped or stripped.startswith("#"):
             continue
         fields = [f.strip() for f in _CSV_SPLIT.split(stripped) if f.strip()]
+        if not fields:  # separators only (" , ")
+            continue
         if not pairs and not errors and not is_image_file(fields[0]):
             continue  # a header line such as "image,mask"
         if len(fields) > 2:

@@ -239,7 +239,7 @@ def parse_furg_xml(path: Path) -> ClipLabels:
     errors: dict[int, ItemError] = {}
     for k, entry in enumerate(frames_el, start=1):
         raw_num = (entry.findtext("frameNumber") or "").strip()
-        if not raw_num.isdigit():
+        if not (raw_num.isascii() and raw_num.isdigit()):  # '²' is a digit to isdigit()
             raise MalformedFileError(
                 path,
                 f"frame entry {k} has no valid <frameNumber> (got {raw_num!r})",

@@ -202,3 +202,53 @@ def test_voc_files_that_cannot_be_read_as_xml_are_item_errors(tmp_path: Path, ru
     run("convert", f"voc:{src}", "--to", "coco", "--out", out, "--on-error", "skip")
     errors = {Path(s["file"]).name: s["error"] for s in manifest(out)["skipped"]}
     assert "unknown encoding" in errors["b.xml"] and "c.xml" in errors
+
+
+@pytest.mark.parametrize(
+    "yaml_text",
+    [
+        "path: 5\ntrain: images\nnames: [fire]\n",
+        'path: "a\\0b"\ntrain: images\nnames: [fire]\n',
+        "train: images\nnames: {0.5: fire}\n",
+    ],
+)
+def test_dataset_yaml_values_of_the_wrong_type_are_a_clear_error(
+    yaml_text: str, tmp_path: Path, run
+) -> None:
+    src = _yolo(tmp_path / "src")
+    (src / "data.yaml").write_text(yaml_text)
+    res = run("convert", src, "--to", "coco", "--out", tmp_path / "o", code=1)
+    assert "data.yaml" in res.output and "error:" in res.output
+
+
+@pytest.mark.parametrize(
+    "report",
+    [
+        {"clusters": 5},
+        {"clusters": [{"id": "dup-1", "members": [5]}]},
+        {"clusters": [{"id": "dup-1", "members": [{"path": "x"}]}]},
+    ],
+)
+def test_a_groups_report_not_as_sodkit_writes_it_is_a_clear_error(
+    report: dict[str, Any], tmp_path: Path, run
+) -> None:
+    src = _coco(tmp_path / "src")
+    path = tmp_path / "report.json"
+    path.write_text(json.dumps({"schema": "sodkit.dedupe.report/1", **report}))
+    res = run("split", src, "--out", tmp_path / "o", "--groups", path, code=1)
+    assert "clusters are not as sodkit writes them" in " ".join(res.output.split())
+
+
+@pytest.mark.parametrize("ratios", ["nan:1:1", "inf:1:1", "1e308:1e308:1e308"])
+def test_ratios_that_are_not_finite_are_a_usage_error(ratios: str, tmp_path: Path, run) -> None:
+    res = run("split", _coco(tmp_path / "src"), "--out", tmp_path / "o", "--ratios", ratios, code=1)
+    assert "--ratios" in res.output
+
+
+def test_option_values_that_would_exhaust_the_machine_are_refused(tmp_path: Path, run) -> None:
+    """QA round 7: --size 1 wrote 46,080 one-pixel tiles; --merge-px 100000 took 19.6 GB."""
+    src = _coco(tmp_path / "src")
+    res = run("tile", src, "--out", tmp_path / "t", "--size", "1", code=2)
+    assert "--size" in res.output
+    res = run("merge", src, "--out", tmp_path / "m", "--merge-px", "100000", code=2)
+    assert "--merge-px" in res.output
