@@ -76,11 +76,12 @@ def _is_coco_dict(data: Any) -> bool:
 
 def _check_shape(f: Path, data: dict[str, Any]) -> None:
     """COCO's lists are lists of objects, and their ids plain numbers or strings: anything
-    else is a malformed file (a clear error, not a crash deep in the reader)."""
+    else is a malformed file (a clear error, not a crash deep in the reader). Licenses are
+    only kept, never used: entries that are not objects are left alone there."""
     for key in ("images", "annotations", "categories", "licenses"):
         items = data.get(key, [])
-        if key == "licenses" and items is None:
-            continue
+        if key == "licenses":
+            items = [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
         if not isinstance(items, list):
             raise MalformedFileError(f, f"'{key}' must be a list", field=key)
         for k, item in enumerate(items):
