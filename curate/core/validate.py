@@ -2,7 +2,8 @@
 
 Rules (one place, so every format and source behaves the same):
 
-- a box with a non-finite coordinate, or zero or negative width or height, is an error;
+- a box with a non-finite coordinate, or a width or height under :data:`MIN_BOX_SIDE`
+  (0.01 px), is an error;
 - a box reaching outside the image is clipped when at least half of it lies inside
   (rounding in exports, YOLO values like 1.0000001) and the clip is reported as a
   change; a box mostly outside the image is an error (usually swapped or wrong units);
@@ -23,6 +24,9 @@ from curate.core.dataset import Annotation, Box, ImageItem
 from curate.core.errors import AnnotationError
 
 MIN_INSIDE_FRACTION = 0.5
+#: A box narrower or lower than this many pixels is degenerate: no object is that small, and
+#: the writers' rounding (COCO keeps 3 decimals) would write it with zero size (QA round 7).
+MIN_BOX_SIDE = 0.01
 
 
 @dataclass
@@ -39,7 +43,7 @@ def check_box(
     x1, y1, x2, y2 = box
     if not all(math.isfinite(v) for v in box):
         raise AnnotationError(where, f"box {_fmt(box)} has a non-finite coordinate", line=line)
-    if x2 - x1 <= 0 or y2 - y1 <= 0:
+    if x2 - x1 < MIN_BOX_SIDE or y2 - y1 < MIN_BOX_SIDE:
         raise AnnotationError(
             where,
             f"box {_fmt(box)} is degenerate (width {x2 - x1:g}, height {y2 - y1:g})",

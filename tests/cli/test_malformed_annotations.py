@@ -66,6 +66,8 @@ CASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "image_width_infinite": _set("images.0.width", float("inf")),
     "score_a_string": _set("annotations.0.score", "x"),
     "bbox_nan": _set("annotations.0.bbox", [4, float("nan"), 20, 10]),
+    # written with zero size after the writers' rounding (QA round 7)
+    "bbox_tiny": _set("annotations.0.bbox", [10, 10, 1e-4, 1e-4]),
     "polygon_odd_length": _set("annotations.0.segmentation", [[1, 2, 3, 4, 5, 6, 7]]),
     "polygon_strings": _set("annotations.0.segmentation", [["a", 2, 3, 4, 5, 6]]),
     "polygon_null": _set("annotations.0.segmentation", [[4, None, 24, 4, 24, 14]]),
