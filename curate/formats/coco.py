@@ -340,6 +340,13 @@ class CocoFormat:
                         "string, or a list of whole numbers)",
                         field="segmentation",
                     )
+                if img.width > 0 and img.height > 0 and seg["size"] != [img.height, img.width]:
+                    raise AnnotationError(
+                        where,
+                        f"annotation #{k}: RLE size {seg['size']} is not its image's "
+                        f"[{img.height}, {img.width}] (height, width)",
+                        field="segmentation",
+                    )
                 mask = Mask.from_rle(seg)
             else:
                 raise MalformedFileError(

@@ -74,6 +74,9 @@ CASES: dict[str, Callable[[dict[str, Any]], None]] = {
     "rle_counts_null": _set("annotations.0.segmentation", {"size": [48, 64], "counts": None}),
     "rle_size_short": _set("annotations.0.segmentation", {"size": [48], "counts": []}),
     "rle_counts_strings": _set("annotations.0.segmentation", {"size": [48, 64], "counts": ["1"]}),
+    "rle_size_not_the_image": _set(
+        "annotations.0.segmentation", {"size": [10, 10], "counts": [100]}
+    ),
     "license_id_a_list": _set("licenses", [{"id": [1], "name": "x"}]),
     "license_as_text": _set("licenses", ["CC BY 4.0"]),  # only kept: left alone
     "file_name_too_long": _set("images.0.file_name", "x" * 300 + ".jpg"),
