@@ -548,7 +548,17 @@ class YoloFormat:
 def _label_line(ann: Annotation, cls: int, img: ImageItem, task: str, result: WriteResult) -> str:
     w, h = float(img.width), float(img.height)
     if task == "segment" and ann.mask is not None:
-        polys = ann.mask.to_polygons(img.height, img.width)
+        raw = ann.mask.to_polygons(img.height, img.width)
+        # YOLO's coordinates lie in [0, 1]: vertices outside the image are clamped to it
+        # (a changed item when one moved by a pixel or more, not just rounding).
+        polys = [np.clip(p, 0.0, (w, h)) for p in raw]
+        if any(float(np.abs(c - p).max()) >= 1.0 for c, p in zip(polys, raw, strict=True)):
+            result.changed.append(
+                {
+                    "item": img.file_name,
+                    "change": "polygon vertices outside the image clamped to it",
+                }
+            )
         if polys:
             poly = max(polys, key=lambda p: _poly_area(p))
             if len(polys) > 1:

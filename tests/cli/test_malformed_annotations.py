@@ -258,3 +258,16 @@ def test_option_values_that_would_exhaust_the_machine_are_refused(tmp_path: Path
     assert "--size" in res.output
     res = run("merge", src, "--out", tmp_path / "m", "--merge-px", "100000", code=2)
     assert "--merge-px" in res.output
+
+
+def test_yolo_polygons_stay_inside_the_unit_square(tmp_path: Path, run) -> None:
+    """QA round 7: a polygon vertex at 1e308 became a YOLO coordinate far outside [0, 1]."""
+    src = _coco(tmp_path / "src")
+    data = json.loads((src / "annotations.json").read_text())
+    data["annotations"][0]["segmentation"] = [[4, 4, 1e308, 4, 24, 14, 4, 14]]
+    (src / "annotations.json").write_text(json.dumps(data))
+    out = tmp_path / "yolo"
+    run("convert", src, "--to", "yolo", "--out", out)
+    values = [float(v) for f in (out / "labels").rglob("*.txt") for v in f.read_text().split()[1:]]
+    assert values and all(0.0 <= v <= 1.0 for v in values)
+    assert any("clamped" in c.get("change", "") for c in manifest(out)["changed"])
