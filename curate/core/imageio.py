@@ -93,6 +93,19 @@ def _png_truncated(path: Path) -> CorruptImageError:
     )
 
 
+def _png_chunks(data: bytes) -> Iterator[tuple[int, bytes, int]]:
+    """``(start, type, crc offset)`` of each chunk of the PNG whose first bytes are ``data``,
+    in order, up to the first one that runs past the end of ``data``."""
+    view = memoryview(data)
+    pos, n = len(_PNG_SIGNATURE), len(data)
+    while pos + 12 <= n:
+        end = pos + 8 + int.from_bytes(view[pos : pos + 4], "big")
+        if end + 4 > n:
+            return
+        yield pos, bytes(view[pos + 4 : pos + 8]), end
+        pos = end + 4
+
+
 def _check_png_chunks(path: Path, data: bytes, *, whole: bool = True) -> None:
     """Check the CRC of every chunk of the PNG whose first bytes are ``data``.
 
@@ -104,12 +117,7 @@ def _check_png_chunks(path: Path, data: bytes, *, whole: bool = True) -> None:
     4 GB/s: about 1 % of the time a PNG takes to decode.
     """
     view = memoryview(data)
-    pos, n = len(_PNG_SIGNATURE), len(data)
-    while pos + 12 <= n:
-        end = pos + 8 + int.from_bytes(view[pos : pos + 4], "big")
-        if end + 4 > n:
-            break
-        kind = bytes(view[pos + 4 : pos + 8])
+    for pos, kind, end in _png_chunks(data):
         if not kind.isalpha():  # chunk types are 4 ASCII letters
             raise CorruptImageError(
                 path,
@@ -126,7 +134,6 @@ def _check_png_chunks(path: Path, data: bytes, *, whole: bool = True) -> None:
             )
         if kind == b"IEND":
             return
-        pos = end + 4
     if whole:
         raise _png_truncated(path)
 
@@ -194,44 +201,39 @@ def _check_tail_bytes(path: Path, fmt: str, tail: bytes) -> None:
 _JPEG_BARE = {0xD8, 0xD9, 0x01, *range(0xD0, 0xD8)}
 
 
-def _jpeg_end(path: Path) -> int | None:
-    """Offset just past the EOI marker that ends the image data of the JPEG at ``path``,
-    or None when the data stops before it (truncated). Walks the marker segments by their
-    lengths (an EXIF thumbnail's own EOI inside APP1 is skipped with it) and the entropy
-    coded data of each scan, where a 0xFF byte is followed by 0x00 (stuffing), a restart
-    marker or fill bytes; the first other marker after a scan ends it. Reads the file."""
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
+def _jpeg_segments(data: bytes) -> Iterator[tuple[int, int, int]]:
+    """``(start, marker, end)`` of each marker of the JPEG ``data`` after SOI, in order, as
+    libjpeg reads them: stray bytes between segments and fill bytes are skipped, marker
+    segments are passed by their lengths (an EXIF thumbnail's own EOI inside APP1 with
+    them), and after a scan's header (SOS) its entropy-coded data, where a 0xFF byte is
+    followed by 0x00 (stuffing), a restart marker or fill bytes, runs to the next marker.
+    Stops where the data does (a file cut short never reaches its EOI)."""
     n, pos = len(data), 2
-    if not data.startswith(b"\xff\xd8"):
-        return None
     while pos + 2 <= n:
         if data[pos] != 0xFF:  # stray bytes between segments: libjpeg skips them too
             pos = data.find(b"\xff", pos)
             if pos < 0:
-                return None
+                return
             continue
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
             pos += 1
             continue
-        if marker == 0xD9:
-            return pos + 2
         if marker in _JPEG_BARE:
+            yield pos, marker, pos + 2
             pos += 2
             continue
         if pos + 4 > n:
-            return None
-        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            return
+        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        yield pos, marker, end
+        pos = end
         if marker != 0xDA:
             continue
-        # Entropy-coded data of a scan: up to the first marker that is not a restart.
-        while True:
+        while True:  # the scan's entropy-coded data: up to a marker that is not a restart
             pos = data.find(b"\xff", pos)
             if pos < 0 or pos + 1 >= n:
-                return None
+                return
             nxt = data[pos + 1]
             if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
                 pos += 2
@@ -239,28 +241,30 @@ def _jpeg_end(path: Path) -> int | None:
                 pos += 1
             else:
                 break
-    return None
+
+
+def _jpeg_end(path: Path) -> int | None:
+    """Offset just past the EOI marker that ends the image data of the JPEG at ``path``,
+    or None when the data stops before it (truncated); see :func:`_jpeg_segments`. Reads
+    the file."""
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if not data.startswith(b"\xff\xd8"):
+        return None
+    return next((end for _, marker, end in _jpeg_segments(data) if marker == 0xD9), None)
 
 
 def _png_end(path: Path) -> int | None:
     """Offset just past the IEND chunk of the PNG at ``path``, or None when a chunk runs
-    past the end of the file first (truncated). Reads only the chunk headers."""
+    past the end of the file first (truncated). Reads the file (only when its last bytes
+    hold no IEND: data after the end, or a cut file)."""
     try:
-        with open(path, "rb") as fh:
-            size = fh.seek(0, os.SEEK_END)
-            pos = len(_PNG_SIGNATURE)
-            while pos + 12 <= size:
-                fh.seek(pos)
-                head = fh.read(8)
-                end = pos + 12 + int.from_bytes(head[:4], "big")
-                if end > size:
-                    return None
-                if head[4:8] == b"IEND":
-                    return end
-                pos = end
+        data = path.read_bytes()
     except OSError:
         return None
-    return None
+    return next((end + 4 for _, kind, end in _png_chunks(data) if kind == b"IEND"), None)
 
 
 _SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF}
@@ -424,11 +428,12 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
 
 
 @contextmanager
-def _decoded(path: Path, max_pixels: int | None) -> Any:
-    """The image at ``path`` opened by Pillow and decoded in full (``load``), for the block;
-    what fails in it, the block included, is a :class:`CorruptImageError` naming the file
-    (:class:`ImageTooLargeError` above ``max_pixels``, checked before decoding)."""
-    source = _decode_source(path, None, max_pixels)
+def _decoded(path: Path, max_pixels: int | None, data: bytes | None = None) -> Any:
+    """The image at ``path`` (or its bytes ``data``, read already) opened by Pillow and
+    decoded in full (``load``), for the block; what fails in it, the block included, is a
+    :class:`CorruptImageError` naming the file (:class:`ImageTooLargeError` above
+    ``max_pixels``, checked before decoding)."""
+    source = _decode_source(path, data, max_pixels)
     try:
         with _pillow_limit_off(), Image.open(source) as img:
             info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
@@ -505,24 +510,16 @@ def _libjpeg_verdict(text: str) -> tuple[str | None, bool]:
 
 def _without_app_segments(data: bytes) -> bytes | None:
     """The JPEG without its APPn and COM segments before the first scan (they do not take
-    part in decoding its blocks), or None when it has none or its headers do not parse."""
-    out, pos, n, dropped = [data[:2]], 2, len(data), False
-    while pos + 4 <= n and data[pos] == 0xFF:
-        marker = data[pos + 1]
-        if marker == 0xFF:
-            pos += 1
-            continue
+    part in decoding its blocks), or None when it has none or no scan."""
+    kept, dropped = [data[:2]], False
+    for pos, marker, end in _jpeg_segments(data):
         if marker == 0xDA:
-            break
-        end = pos + 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+            return b"".join([*kept, data[pos:]]) if dropped else None
         if 0xE0 <= marker <= 0xEF or marker == 0xFE:
             dropped = True
         else:
-            out.append(data[pos:end])
-        pos = end
-    else:
-        return None
-    return b"".join([*out, data[pos:]]) if dropped else None
+            kept.append(data[pos:end])
+    return None
 
 
 @contextmanager
@@ -575,10 +572,17 @@ def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
     OpenCV decodes a JPEG: call it in a worker process (:func:`curate.io.verify_images`
     does), not beside threads that write to stderr."""
     p = Path(path)
-    with _decoded(p, max_pixels) as img:
+    _check_exists(p)
+    try:
+        data = p.read_bytes()  # once, for both decoders
+    except OSError as exc:
+        raise CorruptImageError(
+            p, f"cannot read file ({exc.strerror})", hint="check permissions"
+        ) from exc
+    with _decoded(p, max_pixels, data) as img:
         fmt = img.format
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures (phones' depth or gain maps)
-        problem = _jpeg_damage(p.read_bytes())
+        problem = _jpeg_damage(data)
         if problem is not None:
             raise CorruptImageError(
                 p, f"JPEG data is damaged ({problem})", hint="re-download or re-encode it"

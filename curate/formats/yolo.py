@@ -223,10 +223,7 @@ def parse_label_file(
     label: Path, width: int, height: int, nc: int, names: list[str]
 ) -> list[tuple[Annotation, int | None]]:
     """Parse one YOLO label file into ``(annotation, line number)`` pairs (pixel XYXY)."""
-    try:
-        text = label.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise MalformedFileError(label, "label file is not UTF-8 text") from exc
+    text = read_text_file(label, "label file")
     out: list[tuple[Annotation, int | None]] = []
     for lineno, line in enumerate(text.splitlines(), start=1):
         fields = line.split()

@@ -58,6 +58,7 @@ from curate.core.errors import (
     MissingFileError,
     UsageError,
 )
+from curate.core.files import read_text_file
 from curate.core.imageio import IMAGE_EXTENSIONS, is_image_file, probe, read_image
 from curate.core.validate import validated
 from curate.formats.base import ReadOptions
@@ -193,10 +194,7 @@ def read_pair_list(
     """``(image, mask)`` pairs listed in ``dataset.csv`` and the errors of bad lines."""
     pairs: list[tuple[Path, Path | None]] = []
     errors: list[ItemError] = []
-    try:
-        text = csv.read_text(encoding="utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise MalformedFileError(csv, "pair list is not UTF-8 text") from exc
+    text = read_text_file(csv, "pair list", encoding="utf-8-sig")
     for lineno, line in enumerate(text.splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
