@@ -428,3 +428,13 @@ def test_the_cache_writes_are_done_when_the_command_returns(
     assert writers() <= before
     run("leaks", data, "-j", "1")
     assert writers() <= before
+
+
+def test_connected_clusters_from_the_cli(run, data: Path, tmp_path: Path) -> None:
+    """``--cluster connected`` (the literature's reading: union-find components) runs from
+    the CLI and says so in the report; on this set it drops what greedy drops."""
+    report = tmp_path / "connected.json"
+    res = run("dedupe", data, "--cluster", "connected", "--dry-run", "--report", report, "-j", "1")
+    assert "would keep 4 and drop 2" in " ".join(res.output.split())
+    rep = json.loads(report.read_text())
+    assert rep["rule"]["cluster"] == "connected" and rep["counts"]["clusters"] == 2
