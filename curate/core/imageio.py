@@ -428,19 +428,11 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
 
 
 @contextmanager
-def _decoded(path: Path, max_pixels: int | None, data: bytes | None = None) -> Any:
-    """The image at ``path`` (or its bytes ``data``, read already) opened by Pillow and
-    decoded in full (``load``), for the block; what fails in it, the block included, is a
-    :class:`CorruptImageError` naming the file (:class:`ImageTooLargeError` above
-    ``max_pixels``, checked before decoding)."""
-    source = _decode_source(path, data, max_pixels)
+def _decode_errors(path: Path) -> Iterator[None]:
+    """What Pillow raises while decoding ``path``, as sodkit's errors naming the file
+    (:class:`ImageTooLargeError` passes through)."""
     try:
-        with _pillow_limit_off(), Image.open(source) as img:
-            info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
-            if max_pixels is not None and info.pixels > max_pixels:
-                raise _too_large(path, info, max_pixels)
-            img.load()
-            yield img
+        yield
     except ImageTooLargeError:
         raise
     except UnidentifiedImageError as exc:
@@ -449,6 +441,21 @@ def _decoded(path: Path, max_pixels: int | None, data: bytes | None = None) -> A
         raise CorruptImageError(
             path, f"cannot decode image ({exc})", hint="re-export or remove it"
         ) from exc
+
+
+@contextmanager
+def _decoded(path: Path, max_pixels: int | None, data: bytes | None = None) -> Any:
+    """The image at ``path`` (or its bytes ``data``, read already) opened by Pillow and
+    decoded in full (``load``), for the block; what fails in it, the block included, is a
+    :class:`CorruptImageError` naming the file (:class:`ImageTooLargeError` above
+    ``max_pixels``, checked before decoding)."""
+    source = _decode_source(path, data, max_pixels)
+    with _decode_errors(path), _pillow_limit_off(), Image.open(source) as img:
+        info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
+        if max_pixels is not None and info.pixels > max_pixels:
+            raise _too_large(path, info, max_pixels)
+        img.load()
+        yield img
 
 
 def read_image(
@@ -620,50 +627,41 @@ def read_reduced(
     """
     p = Path(path)
     source = _decode_source(p, data, max_pixels)
-    try:
-        with _pillow_limit_off(), Image.open(source) as src:
-            w, h = src.size
-            if max_pixels is not None and w * h > max_pixels:
-                raise _too_large(p, ImageInfo(w, h, src.format or "", src.mode), max_pixels)
-            draft = (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h)))
-            jpeg = src.format == "JPEG"
+    with _decode_errors(p), _pillow_limit_off(), Image.open(source) as src:
+        w, h = src.size
+        if max_pixels is not None and w * h > max_pixels:
+            raise _too_large(p, ImageInfo(w, h, src.format or "", src.mode), max_pixels)
+        draft = (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h)))
+        jpeg = src.format == "JPEG"
+        if jpeg:
+            src.draft("L" if gray else "RGB", draft)
+        src.load()
+        orientation = int(src.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        img: Image.Image = src
+        size = None
+        if max(w, h) > max_side:
             if jpeg:
-                src.draft("L" if gray else "RGB", draft)
-            src.load()
-            orientation = int(src.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-            img: Image.Image = src
-            size = None
-            if max(w, h) > max_side:
-                if jpeg:
-                    f = max(1, round(w / img.size[0]))  # the DCT scale the decoder used
-                else:
-                    if img.mode not in _BOX_MODES:
-                        img = Image.fromarray(to_rgb8(img))
-                    # Other formats get the power-of-two box reduction a JPEG decoder makes,
-                    # so one picture gets the same thumbnail whether it is stored as JPEG or
-                    # not (SSIM 0.999 instead of 0.91-0.98 between the two on COCO photos).
-                    f = draft_factor((w, h), draft)
-                    if f > 1:
-                        img = img.reduce(f)
-                # A side that is no multiple of f ends in a pixel made of fewer source
-                # pixels: keep whole pixels only, so the picture is scaled by one factor.
-                whole = (max(1, w // f), max(1, h // f))
-                if img.size != whole:
-                    img = img.crop((0, 0, *whole))
-                scale = max_side / max(w, h)
-                size = (max(1, round(w * scale)), max(1, round(h * scale)))
-            if gray and img.mode == "L":
-                out = np.array(img, dtype=np.uint8)
+                f = max(1, round(w / img.size[0]))  # the DCT scale the decoder used
             else:
-                out = to_rgb8(img)
-    except ImageTooLargeError:
-        raise
-    except UnidentifiedImageError as exc:
-        raise _unidentified(p) from exc
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(
-            p, f"cannot decode image ({exc})", hint="re-export or remove it"
-        ) from exc
+                if img.mode not in _BOX_MODES:
+                    img = Image.fromarray(to_rgb8(img))
+                # Other formats get the power-of-two box reduction a JPEG decoder makes,
+                # so one picture gets the same thumbnail whether it is stored as JPEG or
+                # not (SSIM 0.999 instead of 0.91-0.98 between the two on COCO photos).
+                f = draft_factor((w, h), draft)
+                if f > 1:
+                    img = img.reduce(f)
+            # A side that is no multiple of f ends in a pixel made of fewer source
+            # pixels: keep whole pixels only, so the picture is scaled by one factor.
+            whole = (max(1, w // f), max(1, h // f))
+            if img.size != whole:
+                img = img.crop((0, 0, *whole))
+            scale = max_side / max(w, h)
+            size = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if gray and img.mode == "L":
+            out = np.array(img, dtype=np.uint8)
+        else:
+            out = to_rgb8(img)
     import cv2  # here: most readers of this module never need OpenCV
 
     if size is not None and size != (out.shape[1], out.shape[0]):
