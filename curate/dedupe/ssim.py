@@ -47,14 +47,16 @@ _SQRT2 = np.float32(np.sqrt(2.0))
 class SsimTerms:
     """Per-image terms of SSIM, so a pair costs one joint filter and a few array operations.
 
-    ``gray``: the ``(H, W)`` uint8 image itself (not copied). The rest cover the interior
+    ``xc``: the whole ``(H, W)`` image as float32 minus the centring offset (each pair's
+    joint filter multiplies two of them: made once per image, not once per pair). The rest
+    cover the interior
     where the SSIM map is averaged (``PAD`` pixels in from each border), float32, scaled
     so that a pair needs as few operations as possible: ``mc`` local means minus the
     centring offset, ``m2 = sqrt(2) * mean``, ``mu2c = mean**2 + C1/2``,
     ``var_c = local variance + C2/2``, ``s2 = sqrt(2) * local standard deviation``.
     """
 
-    gray: NDArray[np.uint8]
+    xc: NDArray[np.float32]
     mc: NDArray[np.float32]
     m2: NDArray[np.float32]
     mu2c: NDArray[np.float32]
@@ -63,11 +65,11 @@ class SsimTerms:
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.gray.shape  # type: ignore[return-value]
+        return self.xc.shape  # type: ignore[return-value]
 
     @property
     def nbytes(self) -> int:
-        return sum(a.nbytes for a in (self.gray, self.mc, self.m2, self.mu2c, self.var_c, self.s2))
+        return sum(a.nbytes for a in (self.xc, self.mc, self.m2, self.mu2c, self.var_c, self.s2))
 
 
 def _interior(a: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -87,21 +89,26 @@ def _mean(a: NDArray[np.float32]) -> float:
 def local_stats(gray: NDArray[np.uint8]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
     """Local means minus the centring offset and local variances of the SSIM windows of a
     ``(H, W)`` uint8 image (both sides > 10), over the interior SSIM averages."""
-    if min(gray.shape) <= 2 * PAD:
-        raise ValueError(f"SSIM needs images larger than {WIN - 1} px, got {gray.shape}")
-    x = _centred(gray)
+    return _local_stats(_centred(gray))
+
+
+def _local_stats(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+    """:func:`local_stats` of an image already centred by :func:`_centred`."""
+    if min(x.shape) <= 2 * PAD:
+        raise ValueError(f"SSIM needs images larger than {WIN - 1} px, got {x.shape}")
     mu_full = _blur(x)
     return _interior(mu_full), _interior(_blur(x * x) - mu_full * mu_full)
 
 
 def terms(gray: NDArray[np.uint8]) -> SsimTerms:
     """Precompute the per-image SSIM terms of a ``(H, W)`` uint8 image (both sides > 10)."""
-    mc, var = local_stats(gray)
+    x = _centred(gray)
+    mc, var = _local_stats(x)
     mu = mc + np.float32(_OFFSET)
     # Flush tiny variances (flat regions) to 0: products of float32 denormals are very slow.
     var = cv2.threshold(var, 1e-6, 0, cv2.THRESH_TOZERO)[1]
     return SsimTerms(
-        gray,
+        x,
         mc,
         mu * _SQRT2,
         mu * mu + np.float32(C1 / 2),
@@ -132,7 +139,7 @@ def _check_shapes(a: SsimTerms, b: SsimTerms) -> None:
 def _exact(a: SsimTerms, b: SsimTerms, num: NDArray[np.float32], den: NDArray[np.float32]) -> float:
     """SSIM from the luminance factors ``num`` (overwritten) and ``den`` of the pair."""
     # Centred products keep float32 exact enough for the covariance.
-    cov2 = _interior(_blur(_centred(a.gray) * _centred(b.gray)))
+    cov2 = _interior(_blur(a.xc * b.xc))
     cov2 -= a.mc * b.mc
     cov2 *= 2
     cov2 += np.float32(C2)
