@@ -40,6 +40,15 @@ def _ann_dir(path: Path) -> Path | None:
     return None
 
 
+def _object_count(xml: Path) -> int:
+    """``<object>`` elements of a VOC file (0 when it cannot be parsed): what leaves the
+    dataset with an image that is skipped."""
+    try:
+        return len(ET.parse(xml).getroot().findall("object"))
+    except (ET.ParseError, OSError, LookupError):
+        return 0
+
+
 def _looks_like_voc(f: Path) -> bool:
     try:
         with open(f, encoding="utf-8", errors="replace") as fh:
@@ -99,7 +108,9 @@ class VocFormat:
             try:
                 ds.images.append(self._read_one(xml, img_dirs, splits, ds, options))
             except ItemError as err:
-                options.policy.handle(err, left_out=xml.name)
+                n_anns = _object_count(xml)
+                extra = {"left_out_annotations": n_anns} if n_anns else {}
+                options.policy.handle(err, left_out=xml.name, **extra)
         return ds
 
     def _read_one(

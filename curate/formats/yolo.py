@@ -219,6 +219,15 @@ def _split_sources(
     return out
 
 
+def _label_lines(label: Path) -> int:
+    """Objects a label file holds (its non-blank lines; 0 when it is absent or unreadable):
+    what leaves the dataset with an image that is skipped."""
+    try:
+        return sum(1 for line in read_text_file(label, "label file").splitlines() if line.strip())
+    except ItemError:
+        return 0
+
+
 def parse_label_file(
     label: Path, width: int, height: int, nc: int, names: list[str]
 ) -> list[tuple[Annotation, int | None]]:
@@ -350,7 +359,9 @@ class YoloFormat:
                         img_path, img_root, root, split, names, known, options, ds
                     )
                 except ItemError as err:
-                    options.policy.handle(err, left_out=img_path)
+                    n_anns = _label_lines(label_path_for(img_path))
+                    extra = {"left_out_annotations": n_anns} if n_anns else {}
+                    options.policy.handle(err, left_out=img_path, **extra)
                     continue
                 no_label += not had_label
                 for ann in item.annotations:

@@ -469,9 +469,11 @@ class VideoSource:
                 },
             )
             if not item.path.is_file():
+                n_anns = _labelled_boxes(labels, i, item)
                 options.policy.handle(
                     CorruptImageError(f"{clip} frame {i}", "frame could not be decoded"),
                     left_out=item.file_name,
+                    **({"left_out_annotations": n_anns} if n_anns else {}),
                 )
                 continue
             if labels is not None and labels.covers(i):
@@ -561,3 +563,14 @@ def _check_frame_size(labels: ClipLabels, info: ClipInfo) -> None:
             f"annotations are for {w}x{h} frames but the clip's frames are {info.width}x{info.height}",
             hint="check that the XML belongs to this clip",
         )
+
+
+def _labelled_boxes(labels: ClipLabels | None, frame: int, item: ImageItem) -> int:
+    """Boxes the labels give ``frame`` (0 when none or unreadable): what leaves the dataset
+    with a frame that cannot be decoded."""
+    if labels is None or not labels.covers(frame):
+        return 0
+    try:
+        return len(labels.boxes(frame, item.width, item.height))
+    except ItemError:
+        return 0

@@ -184,6 +184,38 @@ def test_a_skipped_image_says_how_many_annotations_left_with_it(tmp_path: Path, 
     assert got == {"gone.jpg": 3, "cut.jpg": 2}
 
 
+def test_yolo_and_voc_skips_count_the_annotations_that_left(tmp_path: Path, run) -> None:
+    """The YOLO and VOC readers said which image left, not that its boxes went with it."""
+    src = make_yolo(
+        tmp_path / "yolo", {"good": GOOD, "bad": GOOD * 3, "badline": GOOD + "9 0 0 0 0\n"}
+    )
+    (src / "images" / "train" / "bad.jpg").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    res = run("convert", src, "--to", "coco", "--out", out, "--on-error", "skip")
+    text = " ".join(res.output.split())
+    assert "bad.jpg, with its 3 annotation(s))" in text
+    got = {
+        Path(s["left_out"]).name: s.get("left_out_annotations") for s in manifest(out)["skipped"]
+    }
+    assert got == {"bad.jpg": 3, "badline.jpg": 2}
+
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    obj = "<object><name>fire</name><bndbox><xmin>4</xmin><ymin>4</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object>"
+    for stem, n in (("ok", 1), ("broken", 2)):
+        _jpeg(voc / "JPEGImages" / f"{stem}.jpg")
+        (voc / "Annotations" / f"{stem}.xml").write_text(
+            f"<annotation><filename>{stem}.jpg</filename><size><width>64</width>"
+            f"<height>48</height></size>{obj * n}</annotation>"
+        )
+    (voc / "JPEGImages" / "broken.jpg").write_bytes(b"\xff\xd8 cut")
+    out = tmp_path / "out_voc"
+    res = run("convert", voc, "--to", "coco", "--out", out, "--on-error", "skip")
+    assert "with its 2 annotation(s))" in " ".join(res.output.split())
+    assert [s.get("left_out_annotations") for s in manifest(out)["skipped"]] == [2]
+
+
 def test_missing_image_and_orphan_label(tmp_path: Path, run) -> None:
     src = make_yolo(tmp_path / "src", {"good": GOOD})
     (src / "labels/train/orphan.txt").write_text(GOOD)

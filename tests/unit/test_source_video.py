@@ -564,3 +564,28 @@ def test_frames_in_a_temporary_folder_are_copied_where_symlinks_were_asked(
     ds = read(tmp_path / "clips")
     write_dataset(ds, tmp_path / "out2", "coco", WriteOptions(link="symlink"))
     assert all(p.is_symlink() for p in (tmp_path / "out2").rglob("*.jpg"))
+
+
+def test_a_frame_that_cannot_be_decoded_counts_its_boxes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A frame FFmpeg could not decode leaves with the boxes its labels give it."""
+    write_clip(tmp_path / "house.avi", 4)
+    furg_xml(tmp_path / "house.xml", {0: ["10 12 6 8", "30 5 4 4"], 1: ["11 12 6 8"], 2: []})
+    real = video_module.ensure_frames
+
+    def losing_frames(*args, **kwargs):  # type: ignore[no-untyped-def]
+        info, folder = real(*args, **kwargs)
+        for name in (
+            video_module.frame_file_name("house", 0),
+            video_module.frame_file_name("house", 2),
+        ):
+            (folder / name).unlink()
+        return info, folder
+
+    monkeypatch.setattr(video_module, "ensure_frames", losing_frames)
+    policy = ErrorPolicy(OnError.skip)
+    ds = read(tmp_path, policy=policy)
+    assert frames_of(ds) == [1, 3]
+    left = {s["left_out"]: s.get("left_out_annotations") for s in policy.skipped}
+    assert left == {"house_f000000.jpg": 2, "house_f000002.jpg": None}
