@@ -240,7 +240,7 @@ def _priority_keys(
     keep policy, then colour over gray (:func:`curate.dedupe.hist.is_gray`: a gray copy of a
     colour photo has lost the main cue for fire), then the less compressed copy
     (:func:`quality_step`); among images still tied, the one most central to its cluster
-    goes first (:func:`_central_first`), then dataset order. ``sharpest`` ranks heavily compressed copies
+    goes first (:func:`_resolve_central`), then dataset order. ``sharpest`` ranks heavily compressed copies
     below the others first (JPEG blocking raises the Laplacian variance), then gray copies,
     then by ``sharpness`` (from :func:`_sharpness`; an
     image without a value ranks last), then by pixels. ``first`` is dataset order alone."""
@@ -750,17 +750,32 @@ def _resolve_central(
     mode: str,
     runtime: Runtime,
     threshold: float | None = None,
-) -> tuple[C.Resolution, int, dict[int, tuple[float, float]]]:
-    """:func:`_resolve`, then again with each cluster's member nearest the others first among
-    those tied with its survivor (:func:`_central_first`; scores are memoised), and which
-    survivors won that way. ``prep.priority`` is left as the second run used."""
+) -> tuple[C.Resolution, int, dict[int, dict[int, float]]]:
+    """:func:`_resolve`, then again while some cluster's member nearest the others is not
+    its survivor though tied with it (:func:`_nearness`; scores are memoised), at most
+    :data:`CENTRAL_PASSES` runs in all; and, per final cluster whose tied members were
+    compared, each one's nearness. ``prep.priority`` is left as the last run used.
+
+    One re-run is not always enough: the first run's clusters are cut by whichever tied
+    copy comes first in dataset order, so the member nearest the others in a first cluster
+    may be an edit whose cluster in the next run holds the original and its exact copies
+    (QA round 8: a Roboflow frame kept its brightness -30 and gain 1.2 copies, dropping the
+    original). Each run moves the member nearest the others in each cluster before every
+    image it ties with, later runs' picks first; a run that moves nobody ends it.
+    """
     res, found = _resolve(prep, o, rule, mode, runtime, threshold)
-    central = _central_first(prep, res, o)
-    if not central:
-        return res, found, central
-    again = replace(runtime, progress=LabelledProgress(runtime.progress, "tied copies: "))
-    res, found = _resolve(prep, o, rule, mode, again, threshold)
-    return res, found, {h: v for h, v in central.items() if res.status[h] == C.KEPT}
+    picked: dict[int, int] = {}  # image -> the run after which it was found nearest
+    for run in range(1, CENTRAL_PASSES):
+        moves = [n.best for n in _nearness(prep, res, o).values() if n.best != n.head]
+        if not moves:
+            break
+        picked.update(dict.fromkeys(moves, run))
+        prep.priority = C.priority_order(
+            [(*key, -float(picked.get(i, 0))) for i, key in enumerate(prep.keys)]
+        )
+        again = replace(runtime, progress=LabelledProgress(runtime.progress, "tied copies: "))
+        res, found = _resolve(prep, o, rule, mode, again, threshold)
+    return res, found, {h: n.mean for h, n in _nearness(prep, res, o).items()}
 
 
 # -- plans -------------------------------------------------------------------------------------
@@ -791,9 +806,10 @@ class DedupePlan:
     skipped: list[dict[str, Any]]
     stats: dict[str, Any]
     sharpness: list[float | None] | None = None
-    #: Survivors that won a tie as their cluster's most central member: their mean
-    #: similarity to the other members, and the best of the other tied members'.
-    central: dict[int, tuple[float, float]] = field(default_factory=dict)
+    #: Per survivor whose cluster holds members tied with it on every key: each tied
+    #: member's (the survivor's too) mean thumbnail difference to the other members, in
+    #: gray levels (see :func:`_nearness`).
+    central: dict[int, dict[int, float]] = field(default_factory=dict)
     #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
     keys: list[tuple[float, ...]] = field(default_factory=list)
 
@@ -999,6 +1015,13 @@ CENTRAL_SIDE = 32
 #: Clusters with more members than this keep dataset order among tied members (the
 #: distances of all members are compared: members squared x CENTRAL_SIDE squared operations).
 CENTRAL_MAX_MEMBERS = 2048
+#: Clustering runs at most this many times (the first included) while tied survivors give
+#: way to members nearer the others (see :func:`_resolve_central`). Edited copies of one
+#: photo settle in 3 (QA round 8). Chains of video frames may not settle at all: on the
+#: Roboflow export each run moves fewer survivors (57, 22, 11, 10, 5, 8, ...), each run
+#: costs more pairs (7,909 scored in the first run; 2,118, 861 and 381 new in the next
+#: three) and the kept count barely moves (445, 441, 441, 441, ... 439 after 10 runs).
+CENTRAL_PASSES = 3
 
 
 def _thumb_vectors(sigs: Sequence[Signature | None], members: Sequence[int]) -> NDArray[np.float32]:
@@ -1011,28 +1034,35 @@ def _thumb_vectors(sigs: Sequence[Signature | None], members: Sequence[int]) -> 
     return np.stack(rows).reshape(len(rows), -1).astype(np.float32)
 
 
-def _central_first(
-    prep: _Prepared, res: C.Resolution, o: DedupeOptions
-) -> dict[int, tuple[float, float]]:
-    """Put the most central member of each cluster first among those tied with its survivor.
+@dataclass(frozen=True, slots=True)
+class _Nearness:
+    """The members of a cluster tied with its survivor ``head`` on every key, each one's
+    mean difference to the other members (gray levels), and ``best``: the nearest (ties by
+    priority)."""
+
+    head: int
+    mean: dict[int, float]
+    best: int
+
+
+def _nearness(prep: _Prepared, res: C.Resolution, o: DedupeOptions) -> dict[int, _Nearness]:
+    """Per cluster of ``res`` whose survivor ties with other members on the keep policy's
+    key, how near each tied member is to all the members.
 
     Copies of one photo tie on every key when they differ only by an edit (a brightness
     change, a re-save at JPEG quality 95 of an original at 75), and dataset order would pick
     whichever name sorts first (QA: an edited copy survived in 51 of 54 such clusters). The
     original is the member nearest to all the others, each edit moving away from it in its
     own direction; SSIM barely sees a brightness change, pixel differences do. So among the
-    members tied with the survivor on the keep policy's key (clusters of 3 or more; ``first``
-    keeps dataset order; in a pair neither is nearer), the one whose thumbnail
-    (:data:`CENTRAL_SIDE` px, gray) has the smallest root-mean-square difference to the other
-    members' on average goes before every image it ties with in ``prep.priority``. Returns, per image moved, its mean difference and
-    the smallest of the other tied members' (gray levels, for the report's ``kept_reason``);
-    empty when nothing moved.
+    members tied with the survivor (clusters of 3 or more; ``first`` and ``sharpest`` keep
+    their order; in a pair neither is nearer), the one whose thumbnail
+    (:data:`CENTRAL_SIDE` px, gray) has the smallest root-mean-square difference to the
+    other members' on average is ``best``.
     """
     if o.keep not in ("most-annotations", "largest"):
         return {}
     rank = {img: r for r, img in enumerate(prep.priority)}
-    moves: dict[int, int] = {}
-    central: dict[int, tuple[float, float]] = {}
+    out: dict[int, _Nearness] = {}
     for head, members in res.members().items():
         if prep.is_ref[head] or not 3 <= len(members) <= CENTRAL_MAX_MEMBERS:
             continue
@@ -1047,17 +1077,8 @@ def _central_first(
         rms = np.sqrt(d2 / x.shape[1])
         mean = {t: float(rms[k].sum() / (len(members) - 1)) for k, t in enumerate(tied)}
         best = min(tied, key=lambda t: (round(mean[t], 3), rank[t]))
-        if best != head:
-            moves[best] = head
-            central[best] = (mean[best], min(v for t, v in mean.items() if t != best))
-    if not moves:
-        return {}
-    # Central members go before every image they tie with (placed just before their
-    # survivor, an image tied with it and kept earlier could still take them).
-    prep.priority = C.priority_order(
-        [(*key, 0.0 if i in moves else 1.0) for i, key in enumerate(prep.keys)]
-    )
-    return central
+        out[head] = _Nearness(head, mean, best)
+    return out
 
 
 # -- sweeps ------------------------------------------------------------------------------------
@@ -1096,7 +1117,9 @@ def sweep(
     for t in ts:
         counts = []
         for mode in ("greedy", "connected"):
-            prep.priority = list(base)  # as find_duplicates starts from (ties: see _central_first)
+            prep.priority = list(
+                base
+            )  # as find_duplicates starts from (ties: see _resolve_central)
             res, _, _ = _resolve_central(prep, o, o.rule(t), mode, rt, t)
             keep = prep.active & (res.status == C.KEPT) & ~is_ref
             counts.append(int(keep.sum()))

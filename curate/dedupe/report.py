@@ -186,27 +186,43 @@ def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
     tied = [m for m in others if plan.keys[m][:2] == key[:2]]
     if not tied:
         return ""
-    from curate.dedupe.pipeline import KEY_NAMES
+    from curate.dedupe.pipeline import CENTRAL_PASSES, KEY_NAMES
 
     names = KEY_NAMES[plan.options.keep]
     by: dict[int, list[int]] = {}  # key position that decided -> members; len(key): none
     for m in tied:
         idx = next((i for i in range(2, len(key)) if plan.keys[m][i] != key[i]), len(key))
         by.setdefault(idx, []).append(m)
+
+    def who(ms: list[int]) -> str:
+        return plan.label(ms[0]) + (f" and {len(ms) - 1} more" if len(ms) > 1 else "")
+
     parts = []
     for idx in sorted(by):
         ms = by[idx]
-        who = plan.label(ms[0]) + (f" and {len(ms) - 1} more" if len(ms) > 1 else "")
         if idx < len(key):
-            parts.append(f"{names[idx]} ({who} ranks below)")
-        elif head in plan.central:
-            mine, other = plan.central[head]
+            parts.append(f"{names[idx]} ({who(ms)} ranks below)")
+            continue
+        # Tied on every key: nearness to the others decides, where it differs.
+        near = plan.central.get(head, {})
+        mine = near.get(head)
+        farther = [
+            m for m in ms if mine is not None and round(near.get(m, -1.0), 3) > round(mine, 3)
+        ]
+        if farther:
             parts.append(
                 f"nearness to the others (its thumbnail differs from theirs by {mine:.1f} gray "
-                f"levels on average; {who}: {other:.1f} or more)"
+                f"levels on average; {who(farther)}: {min(near[m] for m in farther):.1f} or more)"
             )
-        else:
-            parts.append(f"dataset order ({who} equally near the others)")
+        nearer = [m for m in ms if mine is not None and round(near.get(m, 1e9), 3) < round(mine, 3)]
+        equal = [m for m in ms if m not in farther and m not in nearer]
+        if equal:
+            parts.append(f"dataset order ({who(equal)} equally near the others)")
+        if nearer:
+            parts.append(
+                f"clustering order ({who(nearer)} nearer the others, but the clustering "
+                f"stopped after {CENTRAL_PASSES} run(s))"
+            )
     return "; tie broken by " + ", then ".join(parts)
 
 

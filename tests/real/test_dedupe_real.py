@@ -197,3 +197,47 @@ def test_copies_of_near_gray_fire_photos_keep_the_original(
     ds = load_dataset(str(tree))
     plan = find_duplicates(ds, DedupeOptions(keep=keep))  # type: ignore[arg-type]
     assert sorted(ds.images[i].file_name for i in plan.kept_new()) == ["a_orig.jpg", "b_orig.jpg"]
+
+
+def test_the_original_survives_edits_that_split_the_first_clustering(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """QA round 8: on this frame the first greedy run, in dataset order, splits its edited
+    copies in two clusters; the member nearest the others in one of them was the gain 1.2
+    copy, and the single re-run kept it and the brightness -30 copy, dropping the original
+    and its exact copies. The clustering runs again until the original leads."""
+    src = shared_data / "roboflow-fire-smoke/train/images"
+    src = src / "img_1030_jpg.rf.f545ff48f8cd5ada467d151d77e1ee61.jpg"
+    rgb = np.asarray(Image.open(src).convert("RGB"))
+    tree = tmp_path / "tree"
+    (tree / "zz").mkdir(parents=True)
+    f = rgb.astype(np.float32)
+    edits = {"bright+30": f + 30, "bright-30": f - 30, "gain0.8": f * 0.8, "gain1.2": f * 1.2}
+    for name, arr in edits.items():  # names that sort before the original's
+        Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8)).save(
+            tree / f"x_{name}.jpg", quality=95
+        )
+    shutil.copyfile(src, tree / "x_orig.jpg")
+    for q in (90, 60, 30):
+        Image.fromarray(rgb).save(tree / f"x_q{q}.jpg", quality=q)
+    h, w = rgb.shape[:2]
+    for k, name in ((2, "half"), (3, "third")):
+        small = cv2.resize(rgb, (w // k, h // k), interpolation=cv2.INTER_AREA)
+        Image.fromarray(small).save(tree / f"x_{name}.jpg", quality=95)
+    shutil.copyfile(src, tree / "zz" / "x_bytecopy.jpg")
+    Image.fromarray(rgb).save(tree / "zz" / "x_png.png")
+    ds = load_dataset(str(tree))
+    for mode in ("greedy", "connected"):
+        plan = find_duplicates(ds, DedupeOptions(cluster=mode))  # type: ignore[arg-type]
+        assert [ds.images[i].file_name for i in plan.kept_new()] == ["x_orig.jpg"], mode
+        (cluster,) = build_report(plan)["clusters"]
+        # The reason is that of the final cluster: the original is nearest, its byte copy
+        # equally near (its pixels are the same), the rest farther.
+        assert "tie broken by size" in cluster["kept_reason"]
+        assert (
+            "then nearness to the others (its thumbnail differs from theirs by"
+            in cluster["kept_reason"]
+        )
+        assert cluster["kept_reason"].endswith(
+            "then dataset order (zz/x_bytecopy.jpg equally near the others)"
+        ), cluster["kept_reason"]

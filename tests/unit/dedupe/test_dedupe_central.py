@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 from dedupe_helpers import dataset, item, make_scene, save
 
 from curate.dedupe import DedupeOptions, find_duplicates, sweep
@@ -118,3 +119,24 @@ def test_kept_reason_names_the_key_that_decided(tmp_path: Path, rng: np.random.G
     assert cluster["kept_reason"].endswith(
         "; tie broken by dataset order (copy1.jpg and 1 more equally near the others)"
     )
+
+
+def test_a_survivor_not_nearest_says_the_clustering_stopped(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When the runs run out before the nearest member leads (chains of video frames need
+    many), the reason says so instead of claiming the members equally near."""
+    import curate.dedupe.pipeline as P
+
+    ds = dataset([item(p) for p in _edits(tmp_path, rng, n=1)])
+    monkeypatch.setattr(P, "CENTRAL_PASSES", 1)
+    plan = find_duplicates(ds, DedupeOptions())
+    assert [ds.images[i].file_name for i in plan.kept_new()] == ["s0_bright.jpg"]
+    (cluster,) = build_report(plan)["clusters"]
+    assert cluster["kept_reason"].endswith(
+        "clustering order (s0_gain.jpg and 1 more nearer the others, but the clustering "
+        "stopped after 1 run(s))"
+    ), cluster["kept_reason"]
+    monkeypatch.setattr(P, "CENTRAL_PASSES", 3)
+    plan = find_duplicates(ds, DedupeOptions())
+    assert [ds.images[i].file_name for i in plan.kept_new()] == ["s0_orig.jpg"]
