@@ -138,6 +138,11 @@ RoiSsimOpt = Annotated[
 ]
 
 
+#: The static-camera warning (5 % or fewer survive) needs this many images to mean anything
+#: (QA round 8: it warned about 2 still photos of which 1 survived).
+_FEW_SURVIVE_MIN = 20
+
+
 def register(app: typer.Typer) -> None:
     app.command("dedupe")(dedupe_cmd)
     app.command("leaks")(leaks_cmd)
@@ -350,11 +355,7 @@ def dedupe_cmd(
     built = build_report(plan, not_read=not_read, reference_not_read=ref_not_read)
     _print_plan(plan, built, scheduler)
     if o.merge_labels and not writes:
-        m = merge_counts(plan.output_dataset()[1])
-        console.print(
-            f"--merge-labels would carry {m['carried']} boxes to {m['survivors']} survivors "
-            f"and leave {m['left']} (each overlaps a box of its class there)"
-        )
+        console.print(_merge_line(merge_counts(plan.output_dataset()[1]), written=False))
     print_skipped(
         opts.policy,
         listed_in="manifest.json" if writes else (str(report) if report is not None else None),
@@ -406,13 +407,27 @@ def _report_complete(report: Path) -> bool:
     return Path(report).is_file() and Path(report).with_suffix(".csv").is_file()
 
 
+def _merge_line(m: dict[str, int], *, written: bool) -> str:
+    """What ``--merge-labels`` did (or would do) with the boxes of dropped duplicates."""
+    if not m["carried"] and not m["left"] and not m.get("left_outside"):
+        return (
+            "--merge-labels: no box to carry (every box of a dropped duplicate is on its survivor)"
+        )
+    carry = "carried" if written else "would carry"
+    text = f"--merge-labels {carry} {m['carried']} box(es) to {m['survivors']} survivor(s)"
+    left = []
+    if m["left"]:
+        left.append(f"{m['left']} that overlap a box of their class there")
+    if m.get("left_outside"):
+        left.append(f"{m['left_outside']} outside the survivor's view")
+    if left:
+        text += f", {'leaving' if written else 'and would leave'} " + " and ".join(left)
+    return text + ("; see manifest.json" if written else "")
+
+
 def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[str, Any]) -> None:
     if "merge_labels" in counts:
-        m = counts["merge_labels"]
-        console.print(
-            f"--merge-labels carried {m['carried']} boxes to {m['survivors']} survivors and "
-            f"left {m['left']} (each overlaps a box of its class there; see manifest.json)"
-        )
+        console.print(_merge_line(counts["merge_labels"], written=True))
     unwritten = counts["kept"] - counts["written_images"]  # YOLO: images tagged unlabeled
     if unwritten:
         console.print(
@@ -556,7 +571,7 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
                 f"[yellow]warning:[/] none of the {c['images']} new images survives: each "
                 "duplicates the reference or another new image; nothing new to add"
             )
-    elif c["images"] and c["kept"] <= max(1, c["images"] // 20) and c["dropped"]:
+    elif c["images"] >= _FEW_SURVIVE_MIN and c["kept"] <= c["images"] // 20 and c["dropped"]:
         err_console.print(
             f"[yellow]warning:[/] only {c['kept']} of {c['images']} images survive: on a static "
             "camera every frame can pass the threshold. Try --sweep, a higher --ssim, or "

@@ -5,7 +5,15 @@ the survivor's in normalised coordinates (same class, IoU >= 0.5, one-to-one, gr
 IoU); boxes left unmatched on either side make a *label conflict*, listed in the report.
 With ``merge_labels`` the dropped image's unmatched boxes are added to the survivor,
 scaled to the survivor's size (polygon masks are scaled too; RLE and bitmap masks, which
-cannot be rescaled exactly, are left off and the change says so). A box that overlaps a
+cannot be rescaled exactly, are left off and the change says so).
+
+A duplicate need not show the same view: SSIM passes a copy cropped by a few percent and
+stretched back (QA round 8: a 5 % crop of a COCO photo scored 0.859), and its boxes,
+scaled alone, land 12-16 px off their objects, so 8 of its 13 boxes counted as conflicts
+and were carried as second, misplaced boxes. When boxes of one class are left unmatched
+on both sides, :func:`placement` aligns the two thumbnails (OpenCV's ECC, scale and offset
+per axis, a mirror included) and compares the boxes through that alignment instead,
+where it matches more of them; the conflict then says how the images were aligned. A box that overlaps a
 survivor box of its class (IoU >= :data:`OVERLAP_IOU`, or :data:`OVERLAP_IOS` of the
 smaller box inside the other) is most likely the same object drawn another way: it is not
 added (stacked boxes on one object teach a detector duplicates), and the change says so;
@@ -19,7 +27,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import cv2
 import numpy as np
+from numpy.typing import NDArray
 
 from curate.core import boxes as B
 from curate.core.dataset import Annotation, ImageItem, Mask
@@ -29,8 +39,110 @@ MATCH_IOU = 0.5
 #: A carried box this close to a survivor box of its class is taken for the same object.
 OVERLAP_IOU = 0.2
 OVERLAP_IOS = 0.6
-#: In a note of :func:`merge_into`: a box left off because it overlaps one of its class.
+#: In a note of :func:`merge_into`: a box left off because it overlaps one of its class,
+#: or because it falls outside the survivor's picture (a crop's survivor).
 LEFT_OVERLAP = "not carried: it overlaps"
+LEFT_OUTSIDE = "not carried: it lies outside the survivor's view"
+
+
+#: ECC alignment: correlation needed, iterations, and the largest rotation or shear term
+#: relative to the scale (copies are resized, cropped or mirrored, not rotated).
+ALIGN_MIN_CORRELATION = 0.9
+_ALIGN_ITERATIONS = 50
+_ALIGN_MAX_SHEAR = 0.02
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """Where a dropped duplicate's picture lies in its survivor's, in normalised
+    coordinates (0..1 across each image): ``u_kept = ax * u_dropped + bx`` and ``v_kept =
+    ay * v_dropped + by``. The identity for copies of one view (resized, re-encoded, edited);
+    a 5 % centre crop stretched back is about ``ax = ay = 0.95, bx = by = 0.025``; a mirror
+    has ``ax = -1, bx = 1``."""
+
+    ax: float = 1.0
+    ay: float = 1.0
+    bx: float = 0.0
+    by: float = 0.0
+
+    def boxes(self, norm: NDArray[np.floating]) -> NDArray[np.float64]:
+        """``(N, 4)`` normalised XYXY boxes of the dropped image, in the survivor's."""
+        b = np.asarray(norm, np.float64).reshape(-1, 4)
+        x = b[:, [0, 2]] * self.ax + self.bx
+        y = b[:, [1, 3]] * self.ay + self.by
+        return np.stack([x.min(1), y.min(1), x.max(1), y.max(1)], axis=1)
+
+    def points(
+        self, xy: NDArray[np.floating], src: tuple[int, int], dst: tuple[int, int]
+    ) -> NDArray[np.float64]:
+        """``(N, 2)`` pixel points of a ``src`` (width, height) image in a ``dst`` one."""
+        p = np.asarray(xy, np.float64).reshape(-1, 2) / np.array(src, np.float64)
+        p = p * np.array([self.ax, self.ay]) + np.array([self.bx, self.by])
+        return p * np.array(dst, np.float64)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "scale": [round(self.ax, 4), round(self.ay, 4)],
+            "offset": [round(self.bx, 4), round(self.by, 4)],
+            "coordinates": "normalised: kept = scale * dropped + offset",
+        }
+
+
+IDENTITY = Placement()
+
+
+def align(dropped: NDArray[np.uint8], kept: NDArray[np.uint8]) -> Placement | None:
+    """How ``dropped``'s grayscale thumbnail lies in ``kept``'s (ECC, an affine model kept
+    to scale and offset per axis), or None when they do not align: no convergence, a
+    correlation below :data:`ALIGN_MIN_CORRELATION`, rotation or shear, a scale off by
+    more than 2x."""
+    h, w = kept.shape[:2]
+    d = cv2.resize(dropped, (w, h), interpolation=cv2.INTER_AREA).astype(np.float32)
+    k = kept.astype(np.float32)
+    criteria = (cv2.TERM_CRITERIA_EPS | cv2.TERM_CRITERIA_COUNT, _ALIGN_ITERATIONS, 1e-4)
+    # From the same view first, then from a left-right mirror (a flipped copy, which a
+    # colour histogram takes for a duplicate): ECC only refines what it starts near.
+    for start in ([[1, 0, 0], [0, 1, 0]], [[-1, 0, w - 1], [0, 1, 0]]):
+        try:
+            cc, warp = cv2.findTransformECC(
+                k, d, np.array(start, np.float32), cv2.MOTION_AFFINE, criteria, None, 5
+            )
+        except cv2.error:  # no convergence: the images do not correlate so
+            continue
+        (a, s1, tx), (s2, e, ty) = (float(v) for v in warp[0]), (float(v) for v in warp[1])
+        if (
+            cc >= ALIGN_MIN_CORRELATION
+            and 0.5 <= abs(a) <= 2
+            and 0.5 <= abs(e) <= 2
+            and abs(s1) <= _ALIGN_MAX_SHEAR * abs(a)
+            and abs(s2) <= _ALIGN_MAX_SHEAR * abs(e)
+        ):
+            break
+    else:
+        return None
+    # The warp maps a kept pixel centre x to the dropped one: x_d = a * x_k + tx. In
+    # normalised coordinates (pixel edges at 0 and w) that is inverted here.
+    return Placement(
+        ax=1 / a,
+        ay=1 / e,
+        bx=(0.5 - (0.5 + tx) / a) / w,
+        by=(0.5 - (0.5 + ty) / e) / h,
+    )
+
+
+#: An alignment this close to the identity is the identity (ECC's noise on edited copies:
+#: scales within 0.5 %, offsets within a quarter of a thumbnail pixel).
+_NEAR_SCALE = 0.005
+_NEAR_OFFSET = 0.002
+
+
+def _near_identity(p: Placement) -> bool:
+    return (
+        abs(p.ax - 1) <= _NEAR_SCALE
+        and abs(p.ay - 1) <= _NEAR_SCALE
+        and abs(p.bx) <= _NEAR_OFFSET
+        and abs(p.by) <= _NEAR_OFFSET
+    )
 
 
 @dataclass(slots=True)
@@ -49,9 +161,10 @@ class LabelConflict:
     only_in_kept: list[dict[str, Any]] = field(default_factory=list)
     dropped_size: tuple[int, int] = (0, 0)
     kept_size: tuple[int, int] = (0, 0)
+    placement: Placement = IDENTITY
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out = {
             "dropped": self.dropped,
             "kept": self.kept,
             "bbox_format": "xyxy pixels of its own image",
@@ -60,10 +173,29 @@ class LabelConflict:
             "only_in_dropped": self.only_in_dropped,
             "only_in_kept": self.only_in_kept,
         }
+        if self.placement != IDENTITY:
+            out["aligned"] = self.placement.to_dict()
+        return out
 
 
 def _same(name: str) -> str:
     return name
+
+
+def _sides(
+    a: ImageItem,
+    names_a: Sequence[str],
+    b: ImageItem,
+    names_b: Sequence[str],
+    key: Callable[[str], str],
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """Normalised boxes and class numbers of both images (classes compared by ``key(name)``)."""
+    ba = B.normalize(a.boxes(), max(a.width, 1), max(a.height, 1))
+    bb = B.normalize(b.boxes(), max(b.width, 1), max(b.height, 1))
+    number: dict[str, int] = {}
+    ca = np.array([number.setdefault(key(n), len(number)) for n in names_a], np.int64)
+    cb = np.array([number.setdefault(key(n), len(number)) for n in names_b], np.int64)
+    return ba, ca, bb, cb
 
 
 def _unmatched(
@@ -72,18 +204,16 @@ def _unmatched(
     b: ImageItem,
     names_b: Sequence[str],
     key: Callable[[str], str] = _same,
+    placement: Placement = IDENTITY,
 ) -> tuple[list[int], list[int]]:
-    """Indices of ``a``'s and ``b``'s annotations without a same-class partner (IoU >= 0.5).
+    """Indices of ``a``'s and ``b``'s annotations without a same-class partner (IoU >= 0.5),
+    ``a``'s boxes placed in ``b`` by ``placement``.
 
     Classes are compared by name (``key(name)``: the pipeline ignores case and spacing and
     applies ``--class-map``), so images from datasets with other ids compare right.
     """
-    ba = B.normalize(a.boxes(), max(a.width, 1), max(a.height, 1))
-    bb = B.normalize(b.boxes(), max(b.width, 1), max(b.height, 1))
-    number: dict[str, int] = {}
-    ca = np.array([number.setdefault(key(n), len(number)) for n in names_a], np.int64)
-    cb = np.array([number.setdefault(key(n), len(number)) for n in names_b], np.int64)
-    pairs = greedy_match(ba, ca, bb, cb, MATCH_IOU)
+    ba, ca, bb, cb = _sides(a, names_a, b, names_b, key)
+    pairs = greedy_match(placement.boxes(ba), ca, bb, cb, MATCH_IOU)
     used_a = {p for p, _ in pairs}
     used_b = {q for _, q in pairs}
     return (
@@ -92,13 +222,108 @@ def _unmatched(
     )
 
 
+#: Boxes paired to fit an alignment to the labels need these IoUs, in turn, once placed by the images' alignment and then by each fit;
+#: the fit may move no point of the image by more than ``_FIT_SLACK`` (normalised: 1.5
+#: pixels of a 128 px thumbnail) from where the images' alignment puts it.
+_FIT_IOUS = (0.1, 0.3, MATCH_IOU)
+_FIT_SLACK = 1.5 / 128
+#: The paired boxes' edges must spread over this much of an axis to fit its scale too;
+#: edges this near a border (normalised) are left out of the fit.
+_FIT_SPREAD = 0.3
+_BORDER = 0.005
+
+
+def _fit(
+    rough: Placement,
+    ba: NDArray[np.float64],
+    ca: NDArray[np.int64],
+    bb: NDArray[np.float64],
+    cb: NDArray[np.int64],
+) -> Placement:
+    """``rough`` (from thumbnails: about a thumbnail pixel off, several pixels of a small
+    box at full size) refitted to the boxes it pairs: per axis, the least-squares line
+    through the pairs' edge coordinates, the pairs taken again through each fit at a
+    stricter IoU (:data:`_FIT_IOUS`: a loose first pairing holds some wrong pairs).
+    ``rough`` itself when fewer than 2 pairs, or when the fit would move a point of the
+    image by more than :data:`_FIT_SLACK` from where ``rough`` puts it."""
+    current = rough
+    for min_iou in _FIT_IOUS:
+        pairs = greedy_match(current.boxes(ba), ca, bb, cb, min_iou)
+        if len(pairs) < 2:
+            break
+        current = _line_fit(rough, ba[[p for p, _ in pairs]], bb[[q for _, q in pairs]])
+    # A refinement, not a new alignment: with a few boxes a line can bend to fit objects
+    # that moved (fire between video frames), so it may not move any point of the image
+    # by more than the thumbnails' own error.
+    for a, b, a0, b0 in (
+        (current.ax, current.bx, rough.ax, rough.bx),
+        (current.ay, current.by, rough.ay, rough.by),
+    ):
+        if max(abs(b - b0), abs(a + b - a0 - b0)) > _FIT_SLACK:
+            return rough
+    return current
+
+
+def _line_fit(rough: Placement, src: NDArray[np.float64], dst: NDArray[np.float64]) -> Placement:
+    """Per axis, the line through paired box edges (``src`` in the dropped image, ``dst``
+    in the kept one); only the offset, at ``rough``'s scale, when the edges spread over
+    less than :data:`_FIT_SPREAD` of the axis."""
+    if rough.ax < 0:  # mirrored: a box's left edge lands on the right
+        dst = dst[:, [2, 1, 0, 3]]
+    if rough.ay < 0:
+        dst = dst[:, [0, 3, 2, 1]]
+    fitted = []
+    for cols, slope in (([0, 2], rough.ax), ([1, 3], rough.ay)):
+        x, y = src[:, cols].ravel(), dst[:, cols].ravel()
+        # An edge on an image's border may be where a crop cut the box, not the object's.
+        inside = (np.minimum(x, 1 - x) > _BORDER) & (np.minimum(y, 1 - y) > _BORDER)
+        if inside.sum() < 2:
+            return rough
+        x, y = x[inside], y[inside]
+        if np.ptp(x) >= _FIT_SPREAD:
+            a, b = np.polyfit(x, y, 1)
+        else:  # boxes in a narrow band tell the offset there, not the scale
+            a, b = slope, float(np.mean(y - slope * x))
+        fitted.append((float(a), float(b)))
+    (ax, bx), (ay, by) = fitted
+    return Placement(ax, ay, bx, by)
+
+
 def _describe(ann: Annotation, name: str) -> dict[str, Any]:
     return {"category": name, "bbox": [round(v, 2) for v in ann.bbox]}
 
 
-def _scale_to(dropped: ImageItem, kept: ImageItem) -> tuple[float, float]:
-    """Per-axis factors from ``dropped``'s pixels to ``kept``'s (a resized copy's boxes)."""
-    return kept.width / max(dropped.width, 1), kept.height / max(dropped.height, 1)
+def _in_kept(
+    box: Sequence[float], dropped: ImageItem, kept: ImageItem, placement: Placement
+) -> NDArray[np.float64]:
+    """A pixel XYXY box of ``dropped`` in ``kept``'s pixels (clipped to it)."""
+    norm = B.normalize([box], max(dropped.width, 1), max(dropped.height, 1))
+    placed = placement.boxes(norm) * np.array([kept.width, kept.height] * 2, np.float64)
+    return B.clip(placed, kept.width, kept.height)[0]
+
+
+def placement(
+    dropped: ImageItem,
+    names_dropped: Sequence[str],
+    kept: ImageItem,
+    names_kept: Sequence[str],
+    thumbs: Callable[[], tuple[NDArray[np.uint8], NDArray[np.uint8]] | None],
+    key: Callable[[str], str] = _same,
+) -> Placement:
+    """How to compare ``dropped``'s boxes with ``kept``'s: the identity, unless boxes of one
+    class are left unmatched on both sides and the alignment of the two images
+    (:func:`align` of ``thumbs()``: their grayscale thumbnails, None when unknown) matches
+    more boxes than the identity does."""
+    only_d, only_k = _unmatched(dropped, names_dropped, kept, names_kept, key)
+    if not {key(names_dropped[i]) for i in only_d} & {key(names_kept[j]) for j in only_k}:
+        return IDENTITY
+    grays = thumbs()
+    found = align(*grays) if grays is not None else None
+    if found is None or _near_identity(found):
+        return IDENTITY
+    found = _fit(found, *_sides(dropped, names_dropped, kept, names_kept, key))
+    d2, k2 = _unmatched(dropped, names_dropped, kept, names_kept, key, found)
+    return found if len(d2) + len(k2) < len(only_d) + len(only_k) else IDENTITY
 
 
 def label_conflict(
@@ -109,22 +334,23 @@ def label_conflict(
     *,
     kept_label: str | None = None,
     key: Callable[[str], str] = _same,
+    placed: Placement = IDENTITY,
 ) -> LabelConflict | None:
     """The conflict between a dropped duplicate and its survivor, or None when labels agree.
 
     ``names_*``: the class name of each annotation (compared as ``key(name)``). Images
-    tagged ``unlabeled`` carry no label information and never conflict.
+    tagged ``unlabeled`` carry no label information and never conflict. ``placed``: where
+    the dropped image lies in the survivor (:func:`placement`).
     """
     if dropped.attributes.get("unlabeled") or kept.attributes.get("unlabeled"):
         return None
-    only_d, only_k = _unmatched(dropped, names_dropped, kept, names_kept, key)
+    only_d, only_k = _unmatched(dropped, names_dropped, kept, names_kept, key, placed)
     if not only_d and not only_k:
         return None
-    sx, sy = _scale_to(dropped, kept)
     in_dropped = []
     for i in only_d:
         entry = _describe(dropped.annotations[i], names_dropped[i])
-        box = B.clip(B.scale([dropped.annotations[i].bbox], sx, sy), kept.width, kept.height)[0]
+        box = _in_kept(dropped.annotations[i].bbox, dropped, kept, placed)
         entry["bbox_in_kept"] = [round(float(v), 2) for v in box]
         in_dropped.append(entry)
     return LabelConflict(
@@ -134,6 +360,7 @@ def label_conflict(
         [_describe(kept.annotations[j], names_kept[j]) for j in only_k],
         (dropped.width, dropped.height),
         (kept.width, kept.height),
+        placed,
     )
 
 
@@ -143,23 +370,26 @@ def merge_into(
     dropped: ImageItem,
     names_dropped: Sequence[str],
     key: Callable[[str], str] = _same,
+    placed: Placement = IDENTITY,
 ) -> list[str]:
-    """Add ``dropped``'s unmatched annotations to ``kept`` (scaled); return notes on
-    boxes not carried.
+    """Add ``dropped``'s unmatched annotations to ``kept`` (placed by ``placed``, see
+    :func:`placement`); return notes on boxes not carried.
 
     Both images must come from one dataset (one category id space).
     """
     if dropped.attributes.get("unlabeled"):
         return []
-    only_d, _ = _unmatched(dropped, names_dropped, kept, names_kept, key)
-    sx, sy = _scale_to(dropped, kept)
+    only_d, _ = _unmatched(dropped, names_dropped, kept, names_kept, key, placed)
     notes: list[str] = []
     # Boxes already on the survivor (its own, and those carried from earlier duplicates);
     # boxes of this one image may overlap each other: they are distinct objects.
     before = list(zip(kept.annotations, names_kept, strict=True))
     for i in only_d:
         src = dropped.annotations[i]
-        box = B.clip(B.scale([src.bbox], sx, sy), kept.width, kept.height)[0]
+        box = _in_kept(src.bbox, dropped, kept, placed)
+        if box[2] - box[0] < 1 or box[3] - box[1] < 1:
+            notes.append(f"'{names_dropped[i]}' box from '{dropped.file_name}' {LEFT_OUTSIDE}")
+            continue
         same = [a.bbox for a, n in before if key(n) == key(names_dropped[i])]
         if same:
             iou, ios = float(B.iou([box], same).max()), float(B.ios([box], same).max())
@@ -173,7 +403,11 @@ def merge_into(
         mask: Mask | None = None
         if src.mask is not None:
             if src.mask.kind == "polygons":
-                mask = Mask("polygons", [p * np.array([sx, sy]) for p in src.mask.data])
+                size_d, size_k = (dropped.width, dropped.height), (kept.width, kept.height)
+                mask = Mask(
+                    "polygons",
+                    [placed.points(p, size_d, size_k).reshape(np.shape(p)) for p in src.mask.data],
+                )
             else:
                 notes.append(
                     f"{src.mask.kind} mask of a box from '{dropped.file_name}' not carried"

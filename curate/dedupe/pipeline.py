@@ -39,6 +39,7 @@ from curate.dedupe.index import (
     lsh_params,
     ssim_radius,
 )
+from curate.dedupe.labels import Placement, placement
 from curate.dedupe.neighbours import PairFilter, Search, Space, in_radii
 from curate.dedupe.roi import DEFAULT_ROI_SIZE, BoxMatcher, normalized_boxes, roi_task
 from curate.dedupe.signatures import (
@@ -216,6 +217,7 @@ class _Prepared:
     listed: Candidates | None = None
     #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
     keys: list[tuple[float, ...]] = field(default_factory=list)
+    _placements: dict[tuple[int, int], Placement] = field(default_factory=dict, repr=False)
     #: The feature spaces, built once (see :func:`_spaces`).
     spaces: list[Space] = field(default_factory=list)
 
@@ -812,6 +814,7 @@ class DedupePlan:
     central: dict[int, dict[int, float]] = field(default_factory=dict)
     #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
     keys: list[tuple[float, ...]] = field(default_factory=list)
+    _placements: dict[tuple[int, int], Placement] = field(default_factory=dict, repr=False)
 
     def dropped(self) -> list[int]:
         """Indices of dropped images (never reference images)."""
@@ -827,9 +830,29 @@ class DedupePlan:
         name = self.images[i].file_name
         return f"reference:{name}" if self.is_reference[i] else name
 
+    def placement(self, d: int, k: int) -> Placement:
+        """Where dropped image ``d`` lies in ``k``, for comparing their boxes
+        (:func:`curate.dedupe.labels.placement`; computed once per pair)."""
+        got = self._placements.get((d, k))
+        if got is None:
+            sd, sk = self.signatures[d], self.signatures[k]
+
+            def thumbs() -> tuple[NDArray[np.uint8], NDArray[np.uint8]] | None:
+                return (sd.thumb, sk.thumb) if sd is not None and sk is not None else None
+
+            got = self._placements[(d, k)] = placement(
+                self.images[d],
+                self.class_names[d],
+                self.images[k],
+                self.class_names[k],
+                thumbs,
+                class_key(self.options),
+            )
+        return got
+
     def output_dataset(self) -> tuple[Dataset, list[dict[str, Any]]]:
         """The kept images of the dataset (labels merged in with ``merge_labels``) and changes."""
-        from curate.dedupe.labels import LEFT_OVERLAP, merge_into
+        from curate.dedupe.labels import LEFT_OUTSIDE, LEFT_OVERLAP, merge_into
 
         kept = self.kept_new()
         changes: list[dict[str, Any]] = []
@@ -849,6 +872,7 @@ class DedupePlan:
                 self.images[d],
                 self.class_names[d],
                 key,
+                self.placement(d, k),
             )
             added = len(copies[k].annotations) - before
             if added or notes:
@@ -859,6 +883,7 @@ class DedupePlan:
                         "from": self.images[d].file_name,
                         "added_annotations": added,
                         "left_annotations": sum(LEFT_OVERLAP in n for n in notes),
+                        "left_outside": sum(LEFT_OUTSIDE in n for n in notes),
                         **({"notes": notes} if notes else {}),
                     }
                 )
@@ -919,13 +944,15 @@ def against_counts(plan: DedupePlan) -> dict[str, int]:
 
 def merge_counts(changes: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Boxes ``--merge-labels`` carries to survivors, the survivors that get some, and the
-    boxes it leaves (each overlaps a box of its class on the survivor), from the changes of
+    boxes it leaves (``left``: each overlaps a box of its class on the survivor;
+    ``left_outside``: outside the survivor's view), from the changes of
     :meth:`DedupePlan.output_dataset`."""
     merged = [c for c in changes if c.get("change") == "merged labels"]
     return {
         "carried": sum(int(c.get("added_annotations", 0)) for c in merged),
         "survivors": len({c["item"] for c in merged if c.get("added_annotations")}),
         "left": sum(int(c.get("left_annotations", 0)) for c in merged),
+        "left_outside": sum(int(c.get("left_outside", 0)) for c in merged),
     }
 
 

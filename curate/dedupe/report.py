@@ -318,6 +318,7 @@ def build_report(
                     plan.class_names[k],
                     kept_label=plan.label(k),
                     key=key,
+                    placed=plan.placement(m, k),
                 )
                 if conflict is not None:
                     conflicts.append(conflict.to_dict())
