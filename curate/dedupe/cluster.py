@@ -525,7 +525,12 @@ def connected(
     roots = _roots(parent)
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
-    _assign_components(roots, rank, ref, act, res)
+
+    def exact(a: int, b: int) -> bool:
+        s = scorer.get(a, b)
+        return s is not None and bool(s.exact)
+
+    _assign_components(roots, rank, ref, act, res, exact)
     return res
 
 
@@ -735,8 +740,18 @@ def _assign_components(
     ref: NDArray[np.bool_],
     act: NDArray[np.bool_],
     res: Resolution,
+    exact: Callable[[int, int], bool] = lambda a, b: False,
 ) -> None:
-    """Keep references and each component's best image; link the rest along positive pairs."""
+    """Keep references and each component's best image; link the rest along positive pairs.
+
+    Each dropped image is linked to the neighbour that reached it first, breadth-first from
+    the kept images, and duplicates the kept image its chain starts from: with several
+    reference images in one component, the one it is nearest in the graph, not whichever
+    leads the component. At each step exact copies (``exact``) are followed first, so an
+    exact copy of a reference image is its copy, not a near duplicate of another reference
+    image that reached it too (QA round 8: exact copies were reported as SSIM duplicates
+    of a brightness-edited reference image).
+    """
     adj: dict[int, list[int]] = {}
     for a, b in res.edges:
         adj.setdefault(a, []).append(b)
@@ -751,20 +766,19 @@ def _assign_components(
         for m in members:
             res.status[m] = KEPT if m in keepers else DROPPED
             res.cluster[m] = head
-        # Breadth-first from the kept images: each dropped image links to the neighbour
-        # that reached it, so the report can show the chain of scored pairs.
-        seen = set(keepers)
+        origin = {k: k for k in keepers}
         frontier = sorted(keepers, key=lambda m: (rank[m], m))
         while frontier:
             nxt: list[int] = []
-            for u in frontier:
-                for v in sorted(adj.get(u, ()), key=lambda e: (rank[e], e)):
-                    if v in seen:
-                        continue
-                    seen.add(v)
-                    res.link[v] = u
-                    res.dup_of[v] = head
-                    nxt.append(v)
+            for copies_only in (True, False):
+                for u in frontier:
+                    for v in sorted(adj.get(u, ()), key=lambda e: (rank[e], e)):
+                        if v in origin or (copies_only and not exact(u, v)):
+                            continue
+                        origin[v] = origin[u]
+                        res.link[v] = u
+                        res.dup_of[v] = origin[u]
+                        nxt.append(v)
             frontier = nxt
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dedupe_helpers import make_scene, save
+from dedupe_helpers import dataset, item, make_scene, save
 
+from curate.dedupe import DedupeOptions, find_duplicates
 from curate.dedupe import cluster as C
 from curate.dedupe import ssim as S
 from curate.dedupe.index import Candidates
@@ -205,3 +206,40 @@ def test_a_flat_cluster_costs_about_one_score_per_member() -> None:
     res = C.connected(list(range(n)), [cands], scorer, C.DuplicateRule())  # type: ignore[arg-type]
     assert res.kept.sum() == 1
     assert len(scorer) <= 256 + n - 1
+
+
+def test_exact_copies_of_a_reference_image_are_its_copies(tmp_path: Path) -> None:
+    """QA round 8: with several reference images in one component, the breadth-first walk
+    from the first (a brightness edit, by name) reached the new exact copies of the
+    reference original first, and reported them as SSIM duplicates of the edit."""
+    import shutil
+
+    from PIL import Image
+
+    from curate.dedupe.pipeline import against_counts
+
+    rng = np.random.default_rng(4)
+    scene = make_scene(rng, 240, 320)
+    ref_dir, new_dir = tmp_path / "ref", tmp_path / "new"
+    ref_paths = [
+        save(
+            np.clip(scene.astype(np.int16) + 30, 0, 255).astype(np.uint8),
+            ref_dir / "a_bright.jpg",
+            95,
+        ),
+        save(scene, ref_dir / "b_orig.jpg", 90),
+        save(scene, ref_dir / "c_q30.jpg", 30),
+    ]
+    new_dir.mkdir()
+    shutil.copy(ref_dir / "b_orig.jpg", new_dir / "copy.jpg")
+    Image.open(ref_dir / "b_orig.jpg").save(new_dir / "copy.png")
+    reference = dataset([item(p) for p in ref_paths])
+    data = dataset([item(new_dir / "copy.jpg"), item(new_dir / "copy.png")])
+    for mode in ("greedy", "connected"):
+        plan = find_duplicates(data, DedupeOptions(cluster=mode), reference=reference)
+        assert against_counts(plan) == {"of_reference": 2, "of_reference_exact": 2, "of_new": 0}, (
+            mode
+        )
+        for d in plan.dropped():
+            assert plan.images[int(plan.resolution.dup_of[d])].file_name == "b_orig.jpg", mode
+            assert plan.resolution.link_reason[d] in ("exact-file", "exact-pixels"), mode
