@@ -190,7 +190,8 @@ def dedupe_cmd(
         typer.Option(
             "--keep",
             help="Which image of a cluster survives: most annotations, largest (pixels), "
-            "sharpest (Laplacian variance at 512 px; decodes once more), or first.",
+            "sharpest (Laplacian variance over image variance at 512 px, within 25 % a tie; "
+            "decodes once more), or first.",
         ),
     ] = Keep.most_annotations,
     merge_labels: Annotated[

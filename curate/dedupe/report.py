@@ -177,6 +177,41 @@ def _main_score(scores: dict[str, Any]) -> float | None:
     return None
 
 
+def _who(plan: DedupePlan, ms: list[int]) -> str:
+    return plan.label(ms[0]) + (f" and {len(ms) - 1} more" if len(ms) > 1 else "")
+
+
+def _nearness_parts(plan: DedupePlan, head: int, ms: list[int]) -> list[str]:
+    """How ``head`` came before the members ``ms`` tied with it: nearness to the others
+    (where it is nearer), dataset order (equally near), or the order the clustering runs
+    left (nearer members, when the runs ran out)."""
+    from curate.dedupe.pipeline import CENTRAL_PASSES
+
+    near = plan.central.get(head, {})
+    mine = near.get(head)
+    if mine is None:
+        return [f"dataset order ({_who(plan, ms)} equally near the others)"]
+    mine_r = round(mine, 3)
+    farther = [m for m in ms if round(near.get(m, -1.0), 3) > mine_r]
+    nearer = [m for m in ms if round(near.get(m, 1e9), 3) < mine_r]
+    equal = [m for m in ms if m not in farther and m not in nearer]
+    parts = []
+    if farther:
+        parts.append(
+            f"nearness to the others (its thumbnail differs from theirs by {mine:.1f} gray "
+            f"levels on average; {_who(plan, farther)}: {min(near[m] for m in farther):.1f} "
+            "or more)"
+        )
+    if equal:
+        parts.append(f"dataset order ({_who(plan, equal)} equally near the others)")
+    if nearer:
+        parts.append(
+            f"clustering order ({_who(plan, nearer)} nearer the others, but the clustering "
+            f"stopped after {CENTRAL_PASSES} run(s))"
+        )
+    return parts
+
+
 def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
     """``"; tie broken by ..."``: for the members tied with ``head`` on the policy, the key
     that ranked each below it, in key order (``""`` when none ties)."""
@@ -186,7 +221,7 @@ def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
     tied = [m for m in others if plan.keys[m][:2] == key[:2]]
     if not tied:
         return ""
-    from curate.dedupe.pipeline import CENTRAL_PASSES, KEY_NAMES
+    from curate.dedupe.pipeline import KEY_NAMES
 
     names = KEY_NAMES[plan.options.keep]
     by: dict[int, list[int]] = {}  # key position that decided -> members; len(key): none
@@ -194,35 +229,13 @@ def _tie_break(plan: DedupePlan, head: int, others: list[int]) -> str:
         idx = next((i for i in range(2, len(key)) if plan.keys[m][i] != key[i]), len(key))
         by.setdefault(idx, []).append(m)
 
-    def who(ms: list[int]) -> str:
-        return plan.label(ms[0]) + (f" and {len(ms) - 1} more" if len(ms) > 1 else "")
-
     parts = []
     for idx in sorted(by):
         ms = by[idx]
         if idx < len(key):
-            parts.append(f"{names[idx]} ({who(ms)} ranks below)")
-            continue
-        # Tied on every key: nearness to the others decides, where it differs.
-        near = plan.central.get(head, {})
-        mine = near.get(head)
-        farther = [
-            m for m in ms if mine is not None and round(near.get(m, -1.0), 3) > round(mine, 3)
-        ]
-        if farther:
-            parts.append(
-                f"nearness to the others (its thumbnail differs from theirs by {mine:.1f} gray "
-                f"levels on average; {who(farther)}: {min(near[m] for m in farther):.1f} or more)"
-            )
-        nearer = [m for m in ms if mine is not None and round(near.get(m, 1e9), 3) < round(mine, 3)]
-        equal = [m for m in ms if m not in farther and m not in nearer]
-        if equal:
-            parts.append(f"dataset order ({who(equal)} equally near the others)")
-        if nearer:
-            parts.append(
-                f"clustering order ({who(nearer)} nearer the others, but the clustering "
-                f"stopped after {CENTRAL_PASSES} run(s))"
-            )
+            parts.append(f"{names[idx]} ({_who(plan, ms)} ranks below)")
+        else:  # tied on every key: nearness to the others decides, where it differs
+            parts.extend(_nearness_parts(plan, head, ms))
     return "; tie broken by " + ", then ".join(parts)
 
 
@@ -266,12 +279,23 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
                 "sharpest (no image could be measured; kept by JPEG quality, then colour over "
                 "gray, then size, then dataset order)"
             )
-        others_s = f"others up to {max(rest_s):.0f}" if rest_s else "others not measured"
-        if rest_s and max(rest_s) == v:
+        others_s = f"others up to {max(rest_s):.3g}" if rest_s else "others not measured"
+        from curate.dedupe.pipeline import SHARP_TIE
+
+        near = [m for m in plan.central.get(head, {}) if m != head]
+        if near:
+            tie = (
+                f"; copies within {SHARP_TIE:.0%} of its sharpness tie, broken by "
+                + ", then ".join(_nearness_parts(plan, head, near))
+            )
+        elif rest_s and max(rest_s) == v:
             tie = "; tie broken by size, then dataset order"
-        if rest_s and max(rest_s) > v:
+        if not near and rest_s and max(rest_s) > v:
             tie = "; sharper copies are gray or compressed below JPEG quality 70, which ranks them below"
-        return f"sharpest (Laplacian variance at {SHARPNESS_SIDE} px {v:.0f}; {others_s}){tie}"
+        return (
+            f"sharpest (Laplacian variance over image variance at {SHARPNESS_SIDE} px {v:.3g}; "
+            f"{others_s}){tie}"
+        )
     return "first in dataset order"
 
 

@@ -241,3 +241,9 @@ def test_the_original_survives_edits_that_split_the_first_clustering(
         assert cluster["kept_reason"].endswith(
             "then dataset order (zz/x_bytecopy.jpg equally near the others)"
         ), cluster["kept_reason"]
+    # --keep sharpest: the brightness and contrast edits measure up to 1.3x the original
+    # (clipped tones), and the sharpest of them was kept; within 25 % they tie.
+    plan = find_duplicates(ds, DedupeOptions(keep="sharpest"))
+    assert [ds.images[i].file_name for i in plan.kept_new()] == ["x_orig.jpg"]
+    (cluster,) = build_report(plan)["clusters"]
+    assert "copies within 25% of its sharpness tie, broken by nearness" in cluster["kept_reason"]
