@@ -401,8 +401,30 @@ def _why(address: str, exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}" if str(exc) else "no answer"
 
 
+def _refused(address: str) -> OSError | None:
+    """Why nothing listens at a ``tcp://`` address (connection refused, an unknown host),
+    found at once; None when something may (a silent host is left to the timeout)."""
+    parts = urlsplit(address)
+    if parts.scheme.lower() != "tcp" or not parts.hostname or not parts.port:
+        return None
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=1.0):
+            return None
+    except (ConnectionRefusedError, socket.gaierror) as err:
+        return err
+    except OSError:  # timed out, unreachable: the handshake's timeout decides
+        return None
+
+
 def _probe_scheduler(address: str, timeout: float) -> None:
-    """Raise :class:`UsageError` unless a Dask scheduler answers at ``address`` in time."""
+    """Raise :class:`UsageError` unless a Dask scheduler answers at ``address`` in time
+    (at once when the port refuses connections or the host is unknown)."""
+    err = _refused(address)
+    if err is not None:
+        why = (err.strerror or str(err)).lower()
+        raise UsageError(
+            f"cannot reach the Dask scheduler at {address}: {why} ({_SCHEDULER_HINT})"
+        ) from err
     # On a thread of its own: the caller may already run an event loop (a notebook).
     with ThreadPoolExecutor(1, thread_name_prefix="sodkit-probe") as pool:
         try:
@@ -569,6 +591,12 @@ class DaskExecutor(_Base):
 
 def make_executor(workers: int | None = None, scheduler: Any = None) -> Executor:
     """Pick the executor: Dask when ``scheduler`` is given, serial for 1 worker, else processes."""
+    if isinstance(scheduler, str) and not scheduler.strip():
+        # (a shell variable that came out empty: running locally instead would say nothing)
+        raise UsageError(
+            "--scheduler is empty: give an address, e.g. tcp://10.0.0.5:8786, or leave it "
+            "out to run on local processes"
+        )
     if scheduler:
         return DaskExecutor(scheduler)
     if workers == 1:

@@ -126,11 +126,18 @@ def test_a_scheduler_must_be_an_address_or_a_client() -> None:
         DaskExecutor(8786)
 
 
-def test_refused_scheduler_is_one_clear_usage_error() -> None:
+def test_refused_scheduler_is_one_clear_usage_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refused is final: no waiting for a handshake (QA round 8: it waited the full 10 s)."""
+    from curate.core import parallel
+
+    def no_handshake(*args: object) -> None:
+        raise AssertionError("a refused port needs no handshake")
+
+    monkeypatch.setattr(parallel, "_handshake", no_handshake)
     with pytest.raises(UsageError) as info:
-        DaskExecutor("tcp://127.0.0.1:1", connect_timeout=0.5)
+        DaskExecutor("tcp://127.0.0.1:1", connect_timeout=600)
     msg = str(info.value)
-    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1 within 0.5 s" in msg
+    assert "cannot reach the Dask scheduler at tcp://127.0.0.1:1: connection refused" in msg
     assert "connection refused" in msg and "dask scheduler" in msg and "\n" not in msg
     assert isinstance(info.value.__cause__, OSError)  # the cause is kept for SODKIT_DEBUG
 
@@ -175,3 +182,10 @@ def test_inproc_address_and_client_both_work() -> None:
         with make_executor(scheduler=client) as ex:
             assert list(ex.map(_square, [3, 4])) == [9, 16]
         assert client.status == "running"  # a Client passed in is left open
+
+
+def test_an_empty_scheduler_address_is_an_error_not_a_local_run() -> None:
+    with pytest.raises(UsageError, match="--scheduler is empty"):
+        make_executor(2, "")
+    with pytest.raises(UsageError, match="--scheduler is empty"):
+        make_executor(2, "  ")
