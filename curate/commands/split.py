@@ -127,7 +127,7 @@ def split_cmd(
     }
     if result.groups_match:
         manifest.extra["groups_report"] = asdict(result.groups_match)
-    _print_table(result.summary)
+    _print_table(result.summary, written=not dry_run)
     print_skipped(opts.policy, listed_in=None if dry_run else "manifest.json")
     for kind, text in messages:
         colour = "yellow" if kind == "warning" else "cyan"
@@ -252,13 +252,22 @@ _FIXED_COLUMNS = ("split", "images", "share", "groups", "negatives", "boxes", "s
 _MAX_COLUMNS = 14
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
+def _print_table(rows: list[dict[str, Any]], *, written: bool = True) -> None:
     if not rows:
         return
     keys = list(rows[0])
     title = "splits"
     if len(keys) > _MAX_COLUMNS:
-        title = f"splits (boxes per class left out: {len(keys) - len(_FIXED_COLUMNS)} classes)"
+        # (QA round 8: "boxes per class left out" read as if boxes had been dropped)
+        where = (
+            "split_summary.csv has them"
+            if written
+            else "a run without --dry-run writes them to split_summary.csv"
+        )
+        title = (
+            f"splits (boxes of {len(keys) - len(_FIXED_COLUMNS)} classes, too many columns "
+            f"to show here: {where})"
+        )
         keys = [k for k in keys if k in _FIXED_COLUMNS]
     table = Table(title=title)
     for key in keys:

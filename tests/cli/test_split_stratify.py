@@ -173,3 +173,22 @@ def test_image_tree_is_split_at_the_ratios_per_folder(run, tmp_path: Path) -> No
         assert [counts[s, "NoFire"] for s in SPLITS] == [8, 1, 1]
         # Clips and the --groups cluster stay whole; groups counts them once.
         _check_groups_column(res.output, out, unit_of)
+
+
+def test_a_table_with_too_many_classes_says_where_their_columns_are(run, tmp_path: Path) -> None:
+    """QA round 8: "boxes per class left out" read as if boxes had been dropped."""
+    cats = [Category(i, f"class{i}") for i in range(9)]
+    items = []
+    for k in range(20):
+        path = _save(tmp_path / "raw" / f"im{k:02d}.png", k)
+        items.append(
+            ImageItem(path.name, path, 16, 16, annotations=[Annotation((2, 2, 9, 9), k % 9)])
+        )
+    data = tmp_path / "coco"
+    write_dataset(Dataset(cats, items), data, "coco")
+    res = run("split", data, "--out", tmp_path / "s", "--dry-run")
+    text = " ".join(res.output.split())
+    assert "boxes of 9 classes, too many columns to show here: a run without --dry-run" in text
+    res = run("split", data, "--out", tmp_path / "s")
+    assert "split_summary.csv has them" in " ".join(res.output.split())
+    assert "left out" not in res.output
