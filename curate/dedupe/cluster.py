@@ -37,6 +37,7 @@ each round depends only on the data, never on the executor.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -196,7 +197,7 @@ def greedy(
                 j, reason = found[i]
             if j < 0:
                 later = [k for k in within[i] if res.status[k] == KEPT]
-                scorer.score([(i, k) for k in later])
+                scorer.score([(i, k) for k in later], bar=False)
                 _settle(scorer, rule, [(i, later)])
                 j, reason = _first_duplicate(i, later, scorer, rule)
             if j < 0:
@@ -279,7 +280,7 @@ def _score_before(
             want.extend((i, j) for j in before[i][done[i] : done[i] + limit])
         if not want:
             return
-        scorer.score(want)
+        scorer.score(want, bar=False)  # the clustering's bar covers it (one, not one a round)
         # Earlier rounds hold no duplicate of an open image, so its walk starts here.
         seen = {i: before[i][done[i] : done[i] + limit] for i in open_}
         _settle(scorer, rule, list(seen.items()))
@@ -521,7 +522,7 @@ def connected(
     res = _new_resolution(n)
     parent = np.arange(n, dtype=np.int64)
     pi, pj = _nearest_first(pairs, act, ref, prog)
-    _join(pi, pj, parent, scorer, rule, res, SsimCeiling.for_rule(scorer, rule))
+    _join(pi, pj, parent, scorer, rule, res, SsimCeiling.for_rule(scorer, rule), prog)
     roots = _roots(parent)
     rank = np.full(n, n, np.int64)
     rank[np.asarray(priority, np.int64)] = np.arange(len(priority))
@@ -571,6 +572,7 @@ def _join(
     rule: DuplicateRule,
     res: Resolution,
     ceiling: SsimCeiling | None,
+    progress: Progress | None = None,
 ) -> None:
     """Score the pairs (nearest first) in rounds until each is scored, ruled out by
     ``ceiling`` or inside one component, joining the duplicates.
@@ -597,7 +599,10 @@ def _join(
         return idx[~done[idx]]
 
     forest, batch = False, _BATCH_MIN  # the first round measures how often pairs join
-    while True:
+    rounds = (progress or NullProgress()).track(
+        itertools.count(), description="clustering (connected): rounds"
+    )
+    for _ in rounds:
         roots = _roots(parent)
         pending = pending[~done[pending]]
         pending = pending[roots[pi[pending]] != roots[pj[pending]]]
@@ -679,7 +684,7 @@ def _score_and_join(
     A pair whose decision waits for a full-resolution SSIM is refined only when its
     images are still apart once the certain duplicates are joined.
     """
-    scorer.score(pairs)
+    scorer.score(pairs, bar=False)  # the clustering's bar covers it (one, not one a round)
     wait = {(a, b) for a, b in pairs if _waits(scorer, rule, a, b)}
     joined = _join_duplicates([p for p in pairs if p not in wait], parent, scorer, rule, res)
     waiting = [(a, b) for a, b in pairs if (a, b) in wait and _find(parent, a) != _find(parent, b)]

@@ -386,8 +386,11 @@ class Scorer:
         """The score of a pair already scored (KeyError otherwise)."""
         return self.memo[(a, b) if a < b else (b, a)]
 
-    def score(self, pairs: Sequence[tuple[int, int]], *, description: str = "") -> None:
-        """Score every pair not scored yet (order-independent results)."""
+    def score(
+        self, pairs: Sequence[tuple[int, int]], *, description: str = "", bar: bool = True
+    ) -> None:
+        """Score every pair not scored yet (order-independent results); a large batch
+        gets a progress bar unless ``bar`` is False (a caller's own bar covers it)."""
         memo = self.memo
         todo = sorted(
             {
@@ -405,7 +408,7 @@ class Scorer:
             score_chunk,
             self._local.score,
             parallel=big,
-            bar=description or ("scoring pairs" if big else ""),
+            bar=(description or ("scoring pairs" if big else "")) if bar else "",
         )
         for part, scores in zip(parts, results, strict=True):
             self.memo.update(zip(part, scores, strict=True))

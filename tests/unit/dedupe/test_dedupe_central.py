@@ -140,3 +140,41 @@ def test_a_survivor_not_nearest_says_the_clustering_stopped(
     monkeypatch.setattr(P, "CENTRAL_PASSES", 3)
     plan = find_duplicates(ds, DedupeOptions())
     assert [ds.images[i].file_name for i in plan.kept_new()] == ["s0_orig.jpg"]
+
+
+def test_clustering_shows_one_bar_not_one_a_scoring_round(
+    tmp_path: Path, rng: np.random.Generator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA round 8: bars restarted for each round ("scoring pairs 0/8 ... 0/16 ... 0/25")."""
+    from curate.dedupe import Runtime
+    from curate.dedupe.verify import Scorer
+
+    class Recording:
+        def __init__(self) -> None:
+            self.seen: list[str] = []
+
+        def track(self, items, *, total=None, description=""):  # type: ignore[no-untyped-def]
+            self.seen.append(description)
+            yield from items
+
+    bars: list[bool] = []
+    score = Scorer.score
+
+    def recorded(self, pairs, *, description="", bar=True):  # type: ignore[no-untyped-def]
+        bars.append(bar)
+        return score(self, pairs, description=description, bar=bar)
+
+    monkeypatch.setattr(Scorer, "score", recorded)
+    ds = dataset([item(p) for p in _edits(tmp_path, rng, n=3)])
+    for mode in ("greedy", "connected"):
+        prog = Recording()
+        find_duplicates(ds, DedupeOptions(cluster=mode), runtime=Runtime(progress=prog))
+        assert f"clustering ({mode})" in " ".join(prog.seen)
+    assert bars and not any(bars)
+    # A batch scored outside the clustering still gets its bar.
+    plan = find_duplicates(ds, DedupeOptions())
+    prog = Recording()
+    plan.scorer.progress, plan.scorer.parallel_min = prog, 1
+    plan.scorer.memo.clear()
+    plan.scorer.score([(0, 1), (0, 2)])
+    assert prog.seen == ["scoring pairs"]
