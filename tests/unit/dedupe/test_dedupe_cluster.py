@@ -31,7 +31,9 @@ class FakeScorer:
     def memo_get(self, a: int, b: int) -> PairScore:
         return self.memo[(min(a, b), max(a, b))]
 
-    def score(self, pairs: list[tuple[int, int]], *, description: str = "") -> None:
+    def score(
+        self, pairs: list[tuple[int, int]], *, description: str = "", bar: bool = True
+    ) -> None:
         for a, b in pairs:
             key = (min(a, b), max(a, b))
             self.memo[key] = PairScore(ssim=self.table.get(key, 0.1))

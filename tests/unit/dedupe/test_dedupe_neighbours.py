@@ -32,7 +32,7 @@ class DistanceScorer:
     def memo_get(self, a: int, b: int) -> PairScore:
         return self.memo[(min(a, b), max(a, b))]
 
-    def score(self, pairs, *, description: str = "") -> None:
+    def score(self, pairs, *, description: str = "", bar: bool = True) -> None:
         for a, b in pairs:
             d = float(np.linalg.norm(self.x[a] - self.x[b]))
             self.memo[(min(a, b), max(a, b))] = PairScore(ssim=1.0 - d)
