@@ -76,18 +76,21 @@ def test_sweep_counts_what_a_run_keeps(tmp_path: Path, rng: np.random.Generator)
             assert count == len(plan.kept_new()), (row.threshold, mode)
 
 
+class Recording:
+    """A progress that records the description of each loop it tracks."""
+
+    def __init__(self) -> None:
+        self.seen: list[str] = []
+
+    def track(self, items, *, total=None, description=""):  # type: ignore[no-untyped-def]
+        self.seen.append(description)
+        yield from items
+
+
 def test_the_second_clustering_has_its_own_progress_label(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     from curate.dedupe import Runtime
-
-    class Recording:
-        def __init__(self) -> None:
-            self.seen: list[str] = []
-
-        def track(self, items, *, total=None, description=""):  # type: ignore[no-untyped-def]
-            self.seen.append(description)
-            yield from items
 
     prog = Recording()
     ds = dataset([item(p) for p in _edits(tmp_path, rng)])
@@ -148,14 +151,6 @@ def test_clustering_shows_one_bar_not_one_a_scoring_round(
     """QA round 8: bars restarted for each round ("scoring pairs 0/8 ... 0/16 ... 0/25")."""
     from curate.dedupe import Runtime
     from curate.dedupe.verify import Scorer
-
-    class Recording:
-        def __init__(self) -> None:
-            self.seen: list[str] = []
-
-        def track(self, items, *, total=None, description=""):  # type: ignore[no-untyped-def]
-            self.seen.append(description)
-            yield from items
 
     bars: list[bool] = []
     score = Scorer.score
