@@ -13,11 +13,12 @@ scaled alone, land 12-16 px off their objects, so 8 of its 13 boxes counted as c
 and were carried as second, misplaced boxes. When boxes of one class are left unmatched
 on both sides, :func:`placement` aligns the two thumbnails (OpenCV's ECC, scale and offset
 per axis, a mirror included) and compares the boxes through that alignment instead,
-where it matches more of them; the conflict then says how the images were aligned. A box that overlaps a
-survivor box of its class (IoU >= :data:`OVERLAP_IOU`, or :data:`OVERLAP_IOS` of the
-smaller box inside the other) is most likely the same object drawn another way: it is not
-added (stacked boxes on one object teach a detector duplicates), and the change says so;
-the report's label conflict still lists it.
+where it matches more of them; the conflict then says how the images were aligned.
+
+A box that overlaps a survivor box of its class (IoU >= :data:`OVERLAP_IOU`, or
+:data:`OVERLAP_IOS` of the smaller box inside the other) is most likely the same object
+drawn another way: it is not added (stacked boxes on one object teach a detector
+duplicates), and the change says so; the report's label conflict still lists it.
 """
 
 from __future__ import annotations
@@ -222,9 +223,10 @@ def _unmatched(
     )
 
 
-#: Boxes paired to fit an alignment to the labels need these IoUs, in turn, once placed by the images' alignment and then by each fit;
-#: the fit may move no point of the image by more than ``_FIT_SLACK`` (normalised: 1.5
-#: pixels of a 128 px thumbnail) from where the images' alignment puts it.
+#: Boxes paired to fit an alignment to the labels need these IoUs, in turn: placed by the
+#: images' alignment, then by each fit. The fit may move no point of the image by more
+#: than ``_FIT_SLACK`` (normalised: 1.5 pixels of a 128 px thumbnail) from where the
+#: images' alignment puts it.
 _FIT_IOUS = (0.1, 0.3, MATCH_IOU)
 _FIT_SLACK = 1.5 / 128
 #: The paired boxes' edges must spread over this much of an axis to fit its scale too;

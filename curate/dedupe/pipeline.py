@@ -1172,9 +1172,8 @@ def sweep(
     for t in ts:
         counts = []
         for mode in ("greedy", "connected"):
-            prep.priority = list(
-                base
-            )  # as find_duplicates starts from (ties: see _resolve_central)
+            # As find_duplicates starts from (ties: see _resolve_central).
+            prep.priority = list(base)
             res, _, _ = _resolve_central(prep, o, o.rule(t), mode, rt, t)
             keep = prep.active & (res.status == C.KEPT) & ~is_ref
             counts.append(int(keep.sum()))
