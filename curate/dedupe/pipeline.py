@@ -1119,16 +1119,23 @@ def _nearness(prep: _Prepared, res: C.Resolution, o: DedupeOptions) -> dict[int,
     for head, members in res.members().items():
         if prep.is_ref[head] or not 3 <= len(members) <= CENTRAL_MAX_MEMBERS:
             continue
-        tied = [
-            m for m in members if not prep.is_ref[m] and _ties(prep.keys[m], prep.keys[head], o)
-        ]
+        # Ties are judged against the member with the best key among those the survivor
+        # may tie with: with sharpest, each against the sharpest, so ties do not chain (a
+        # copy within 25 % of one within 25 % of the sharpest is not tied with it).
+        top = min(prep.keys[m] for m in members if _ties(prep.keys[m], prep.keys[head], o))
+        tied = [m for m in members if not prep.is_ref[m] and _ties(prep.keys[m], top, o)]
+        if head not in tied:
+            tied.insert(0, head)
         if len(tied) < 2:
             continue
-        x = _thumb_vectors(prep.sigs, members)
+        # In double precision, each member's distance to itself exactly 0: float32 gave a
+        # member 0.06 gray levels from itself, and ties are decided at 3 decimals.
+        x = _thumb_vectors(prep.sigs, members).astype(np.float64)
         sq = (x * x).sum(1)
         at = {m: k for k, m in enumerate(members)}
         rows = x[[at[t] for t in tied]]
         d2 = np.maximum(sq[[at[t] for t in tied], None] + sq[None, :] - 2 * rows @ x.T, 0)
+        d2[np.arange(len(tied)), [at[t] for t in tied]] = 0.0
         rms = np.sqrt(d2 / x.shape[1])
         mean = {t: float(rms[k].sum() / (len(members) - 1)) for k, t in enumerate(tied)}
         best = min(tied, key=lambda t: (round(mean[t], 3), rank[t]))

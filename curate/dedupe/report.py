@@ -198,8 +198,8 @@ def _nearness_parts(plan: DedupePlan, head: int, ms: list[int]) -> list[str]:
     parts = []
     if farther:
         parts.append(
-            f"nearness to the others (its thumbnail differs from theirs by {mine:.1f} gray "
-            f"levels on average; {_who(plan, farther)}: {min(near[m] for m in farther):.1f} "
+            f"nearness to the others (its thumbnail differs from theirs by {mine:.2f} gray "
+            f"levels on average; {_who(plan, farther)}: {min(near[m] for m in farther):.2f} "
             "or more)"
         )
     if equal:
@@ -285,7 +285,7 @@ def why_kept(plan: DedupePlan, head: int, members: list[int]) -> str:
         near = [m for m in plan.central.get(head, {}) if m != head]
         if near:
             tie = (
-                f"; copies within {SHARP_TIE:.0%} of its sharpness tie, broken by "
+                f"; copies within {SHARP_TIE:.0%} of the sharpest tie, broken by "
                 + ", then ".join(_nearness_parts(plan, head, near))
             )
         elif rest_s and max(rest_s) == v:

@@ -68,7 +68,7 @@ from curate.dedupe.ssim import to_gray
 SIGNATURE_VERSION = 6
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
-SHARPNESS_SIDE = 512
+SHARPNESS_SIDE = 1024
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
 SHARPNESS_TAG = f"sharpness-v4-s{SHARPNESS_SIDE}"
 _HEADER = struct.Struct("<4sHIIHHIB")

@@ -246,4 +246,4 @@ def test_the_original_survives_edits_that_split_the_first_clustering(
     plan = find_duplicates(ds, DedupeOptions(keep="sharpest"))
     assert [ds.images[i].file_name for i in plan.kept_new()] == ["x_orig.jpg"]
     (cluster,) = build_report(plan)["clusters"]
-    assert "copies within 25% of its sharpness tie, broken by nearness" in cluster["kept_reason"]
+    assert "copies within 25% of the sharpest tie, broken by nearness" in cluster["kept_reason"]

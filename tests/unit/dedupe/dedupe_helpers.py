@@ -42,6 +42,17 @@ def make_scene(rng: np.random.Generator, h: int = 120, w: int = 160) -> np.ndarr
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def make_photo(rng: np.random.Generator, h: int = 480, w: int = 640) -> np.ndarray:
+    """An RGB image with detail at several scales, as photos have (random fields at 1/128,
+    1/64 and 1/32 of the size; coarser ones stronger): thumbnails of its crops align as a
+    photo's do, which :func:`make_scene`'s flat shapes and pixel grain do not."""
+    img = np.full((h, w, 3), 128.0, np.float32)
+    for step in (128, 64, 32):
+        field = rng.uniform(-1, 1, (h // step + 1, w // step + 1, 3)).astype(np.float32)
+        img += cv2.resize(field, (w, h), interpolation=cv2.INTER_CUBIC) * 12 * step**0.5
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
 def save(arr: np.ndarray, path: Path, quality: int = 92) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(arr).save(path, quality=quality)

@@ -7,7 +7,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from dedupe_helpers import dataset, item, make_scene, save
+from dedupe_helpers import dataset, item, make_photo, save
 
 from curate.core.dataset import Annotation, ImageItem
 from curate.dedupe import DedupeOptions, find_duplicates
@@ -73,7 +73,7 @@ def _scene_with_objects(
     tmp_path: Path,
 ) -> tuple[np.ndarray, list[tuple[float, float, float, float]]]:
     rng = np.random.default_rng(7)
-    scene = make_scene(rng, 480, 640)
+    scene = make_photo(rng, 480, 640)
     boxes = []
     for _ in range(10):  # small objects, 8-20 px, as a far-away crowd or fire
         x, y = float(rng.uniform(40, 580)), float(rng.uniform(40, 420))
@@ -84,9 +84,10 @@ def _scene_with_objects(
 
 def test_a_cropped_duplicate_is_compared_through_the_alignment(tmp_path: Path) -> None:
     """QA round 8: a 5 % crop passes SSIM 0.85 but its boxes, only scaled, missed their
-    objects by 12-16 px: 8 of 13 became conflicts and were carried as second boxes."""
+    objects by 12-16 px: 8 of 13 became conflicts and were carried as second boxes. (Here
+    2.5 %: a random texture loses SSIM faster than a photo.)"""
     scene, boxes = _scene_with_objects(tmp_path)
-    dx, dy = 16, 12
+    dx, dy = 8, 6
     crop = scene[dy : 480 - dy, dx : 640 - dx]
     extra = (300.0, 200.0, 330.0, 240.0)  # an object only the crop's labeller drew
     orig_item = item(save(scene, tmp_path / "orig.jpg", 95), boxes)
@@ -101,7 +102,9 @@ def test_a_cropped_duplicate_is_compared_through_the_alignment(tmp_path: Path) -
     (cluster,) = build_report(plan)["clusters"]
     (conflict,) = cluster["label_conflicts"]
     assert len(conflict["only_in_dropped"]) == 1 and conflict["only_in_kept"] == []
-    assert conflict["aligned"]["scale"] == pytest.approx([608 / 640, 456 / 480], abs=1e-3)
+    assert conflict["aligned"]["scale"] == pytest.approx(
+        [1 - 2 * dx / 640, 1 - 2 * dy / 480], abs=1e-3
+    )
     assert conflict["aligned"]["offset"] == pytest.approx([dx / 640, dy / 480], abs=1e-3)
     assert conflict["only_in_dropped"][0]["bbox_in_kept"] == pytest.approx(extra, abs=0.5)
     out, changes = plan.output_dataset()
