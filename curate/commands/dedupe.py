@@ -190,7 +190,7 @@ def dedupe_cmd(
         typer.Option(
             "--keep",
             help="Which image of a cluster survives: most annotations, largest (pixels), "
-            "sharpest (Laplacian variance over image variance at 512 px, within 25 % a tie; "
+            "sharpest (Laplacian variance over image variance at 512 px, within 10 % a tie; "
             "decodes once more), or first.",
         ),
     ] = Keep.most_annotations,

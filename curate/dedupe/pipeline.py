@@ -1080,16 +1080,18 @@ class _Nearness:
 
 
 #: With ``--keep sharpest``, copies of equal JPEG rank, colour and size whose sharpness is
-#: within this fraction of each other's tie (see :func:`_ties`).
-SHARP_TIE = 0.25
+#: within this fraction of the sharpest's tie (see :func:`_ties`).
+SHARP_TIE = 0.1
 
 
 def _ties(a: tuple[float, ...], b: tuple[float, ...], o: DedupeOptions) -> bool:
     """Whether two images' keep keys tie. With ``sharpest`` (keys: reference, JPEG rank,
     gray, minus sharpness, minus pixels) sharpness within :data:`SHARP_TIE` ties: edits of
-    one photo (brightness +-30, gain 0.8 and 1.2, a re-save at quality 90) measure 0.93-1.29x
-    their original where they clip tones, and the one that measured highest was kept (QA
-    round 8: never the original). A 3 px motion blur of a 1024 px frame measures 0.66x."""
+    one photo (brightness +-30, gain 0.8 and 1.2, a re-save at quality 90) measure 0.88-1.29x
+    their original, most within 10 % (clipped tones move it most), and the one that measured
+    highest was kept (QA round 8: never the original; 12 of 15 with the tie). A wider band
+    would tie blur: a 3 px motion blur of a 1920-2048 px photo measures 0.87-0.89x at 512 px
+    (QA round 9, with 25 %: the blurred copy was kept)."""
     if o.keep != "sharpest" or a == b:
         return a == b
     if a[:3] != b[:3] or a[4] != b[4]:
@@ -1121,7 +1123,7 @@ def _nearness(prep: _Prepared, res: C.Resolution, o: DedupeOptions) -> dict[int,
             continue
         # Ties are judged against the member with the best key among those the survivor
         # may tie with: with sharpest, each against the sharpest, so ties do not chain (a
-        # copy within 25 % of one within 25 % of the sharpest is not tied with it).
+        # copy within 10 % of one within 10 % of the sharpest is not tied with it).
         top = min(prep.keys[m] for m in members if _ties(prep.keys[m], prep.keys[head], o))
         tied = [m for m in members if not prep.is_ref[m] and _ties(prep.keys[m], top, o)]
         if head not in tied:

@@ -68,7 +68,7 @@ from curate.dedupe.ssim import to_gray
 SIGNATURE_VERSION = 6
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
-SHARPNESS_SIDE = 1024
+SHARPNESS_SIDE = 512
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
 SHARPNESS_TAG = f"sharpness-v4-s{SHARPNESS_SIDE}"
 _HEADER = struct.Struct("<4sHIIHHIB")
@@ -231,16 +231,18 @@ def sharpness(
     The division makes it blind to contrast: the Laplacian's variance grows with the
     square of a gain, so a copy with its contrast raised by 20 % scored 1.26-1.43x its
     original and won ``--keep sharpest`` in every cluster that held one (QA round 8, COCO
-    and Roboflow photos); divided, such copies score 0.93-1.08x, and brightness edits
-    0.94-1.04x.
+    and Roboflow photos); divided, such copies score 0.93-1.24x (more where tones clip),
+    and brightness edits 0.88-1.29x.
 
     Every image is measured at that one scale: larger ones are reduced by
     :func:`curate.core.imageio.read_reduced` (JPEG DCT scaling, EXIF orientation applied),
     smaller ones enlarged (bilinear). A copy downscaled below that side lacks its
     original's finest detail and scores several times lower (COCO photos at 640 px: their
     half-size copies 5-12x lower). A 3 px motion blur lowers the score by about a third on
-    a 1024 px frame, by half on a 426 px one (at 128 px: by 1-5 %). Two copies that are
-    both larger than that side score alike (within about 5 %) whatever their sizes.
+    a 1024 px frame, by half on a 426 px one (at 128 px: by 1-5 %). Copies both larger
+    than that side do not score alike: the reduction blurs by its ratio (a 1920 px photo's
+    copies at 1600, 1200, 1024 and 800 px: 0.84, 0.68, 1.23 and 0.84x; exact halvings
+    highest).
     """
     gray = read_reduced(path, SHARPNESS_SIDE, gray=True, max_pixels=max_pixels, data=data)
     h, w = gray.shape

@@ -1,4 +1,4 @@
-"""``--keep sharpest``: sharpness measured at one common scale (1024 px), only when asked for.
+"""``--keep sharpest``: sharpness measured at one common scale (512 px), only when asked for.
 
 QA: at the 128 px working resolution a half-size copy of a photo scored higher than the
 original and was kept, and a blur of a few native pixels hardly moved the score.
@@ -112,7 +112,7 @@ def test_a_motion_blur_of_three_pixels_loses_to_the_sharp_frame(tmp_path: Path, 
     frame = photo(seed, 768, 1024)
     # Two frames of one clip: the later one is shaken (3 px motion blur) and, as auto
     # exposure drifts, 10 % higher in contrast. At 128 px the contrast outweighs the blur
-    # (the old measure kept the blurred frame); at 512 px and more the blur shows.
+    # (the old measure kept the blurred frame); at 512 px the blur shows.
     blurred = with_contrast(motion_blurred(frame, 3), 1.1)
     paths = [
         save_jpeg(blurred, tmp_path / "frame_0001.jpg"),
@@ -242,7 +242,7 @@ def test_cli_keeps_the_sharpest_and_says_why(tmp_path: Path) -> None:
     }
     reason = cluster["kept_reason"]
     found = re.fullmatch(
-        r"sharpest \(Laplacian variance over image variance at 1024 px ([\d.]+); "
+        r"sharpest \(Laplacian variance over image variance at 512 px ([\d.]+); "
         r"others up to ([\d.]+)\)",
         reason,
     )
