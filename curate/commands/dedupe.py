@@ -408,6 +408,21 @@ def _report_complete(report: Path) -> bool:
     return Path(report).is_file() and Path(report).with_suffix(".csv").is_file()
 
 
+def _few_survive_by_similarity(rep: dict[str, Any]) -> bool:
+    """Whether 5 % or fewer of the images survive once exact copies are set aside (the
+    static-camera warning: QA round 9 had it fire on 20 byte copies, where SSIM played no
+    part), among at least :data:`_FEW_SURVIVE_MIN`."""
+    c = rep["counts"]
+    copies = sum(
+        str(m.get("reason", "")).startswith("exact")
+        for cl in rep["clusters"]
+        for m in cl["members"]
+        if m.get("role") == "dropped"
+    )
+    images = c["images"] - copies
+    return images >= _FEW_SURVIVE_MIN and c["kept"] <= images // 20 and c["dropped"] > copies
+
+
 def _merge_line(m: dict[str, int], *, written: bool) -> str:
     """What ``--merge-labels`` did (or would do) with the boxes of dropped duplicates."""
     if not m["carried"] and not m["left"] and not m.get("left_outside"):
@@ -572,7 +587,7 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
                 f"[yellow]warning:[/] none of the {c['images']} new images survives: each "
                 "duplicates the reference or another new image; nothing new to add"
             )
-    elif c["images"] >= _FEW_SURVIVE_MIN and c["kept"] <= c["images"] // 20 and c["dropped"]:
+    elif _few_survive_by_similarity(rep):
         err_console.print(
             f"[yellow]warning:[/] only {c['kept']} of {c['images']} images survive: on a static "
             "camera every frame can pass the threshold. Try --sweep, a higher --ssim, or "

@@ -500,3 +500,16 @@ def test_a_clip_that_collapses_to_one_frame_is_warned_about(run, tmp_path: Path)
     res = run("dedupe", f"images:{clip}", "--dry-run", "-j", "1")
     text = " ".join(res.output.split())
     assert "only 1 of 20 images survive: on a static camera every frame can pass" in text
+
+
+def test_byte_copies_alone_raise_no_static_camera_warning(run, tmp_path: Path) -> None:
+    """QA round 9: 20 copies of one file are exact copies, not a static camera."""
+    rng = np.random.default_rng(12)
+    clip = tmp_path / "copies"
+    clip.mkdir()
+    Image.fromarray(scene(rng)).save(clip / "f00.png")
+    for k in range(1, 20):
+        shutil.copy(clip / "f00.png", clip / f"f{k:02d}.png")
+    res = run("dedupe", f"images:{clip}", "--dry-run", "-j", "1")
+    text = " ".join(res.output.split())
+    assert "keep 1, drop 19" in text and "static camera" not in text
