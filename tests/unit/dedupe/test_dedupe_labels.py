@@ -145,3 +145,27 @@ def test_images_of_one_view_keep_their_boxes_where_they_are(tmp_path: Path) -> N
     brighter = np.clip(gray.astype(np.int16) + 25, 0, 255).astype(np.uint8)
     where = placement(moved, _names(moved), kept, _names(kept), lambda: (brighter, gray))
     assert where == IDENTITY
+
+
+def test_a_box_mostly_outside_the_survivors_view_is_not_carried() -> None:
+    """QA round 9: boxes 14-44 % inside a crop survivor were carried as slivers."""
+    from curate.dedupe.labels import Placement
+
+    kept = _item("crop.jpg", [])
+    dropped = _item(
+        "full.jpg",
+        [
+            (10, 10, 60, 60, 0),  # lands wholly inside
+            (120, 10, 180, 60, 0),  # a third inside: carried, clipped
+            (130, 70, 170, 110, 0),  # a quarter inside
+            (150, 120, 190, 160, 0),  # wholly outside
+        ],
+    )
+    shifted = Placement(1.0, 1.0, 0.3, 0.0)  # the survivor shows the dropped image's left part
+    notes = merge_into(kept, [], dropped, _names(dropped), placed=shifted)
+    assert [tuple(round(v, 3) for v in a.bbox) for a in kept.annotations] == [
+        (70.0, 10.0, 120.0, 60.0),
+        (180.0, 10.0, 200.0, 60.0),
+    ]
+    assert len(notes) == 2 and all("outside the survivor's view" in n for n in notes)
+    assert "(25% of it inside)" in notes[0] and "(0% of it inside)" in notes[1]
