@@ -369,20 +369,13 @@ def probe(path: str | Path, *, check_tail: bool = True, max_pixels: int | None =
     if fast is not None:
         w, h, fmt, mode, orientation = fast
     else:
-        try:
-            with _pillow_limit_off(), Image.open(p) as img:
-                w, h = img.size
-                fmt = img.format or ""
-                mode = img.mode
-                orientation = 1
-                if fmt in ("JPEG", "TIFF", "PNG", "WEBP"):
-                    orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
-        except UnidentifiedImageError as exc:
-            raise _unidentified(p) from exc
-        except (OSError, SyntaxError, ValueError) as exc:
-            raise CorruptImageError(
-                p, f"not a readable image ({exc})", hint="re-export or remove it"
-            ) from exc
+        with _decode_errors(p, "not a readable image"), _pillow_limit_off(), Image.open(p) as img:
+            w, h = img.size
+            fmt = img.format or ""
+            mode = img.mode
+            orientation = 1
+            if fmt in ("JPEG", "TIFF", "PNG", "WEBP"):
+                orientation = int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1)
     if check_tail:
         if head.startswith(_PNG_SIGNATURE):
             # The head is in memory already: readers catch a damaged PNG header (or a
@@ -428,9 +421,9 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
 
 
 @contextmanager
-def _decode_errors(path: Path) -> Iterator[None]:
-    """What Pillow raises while decoding ``path``, as sodkit's errors naming the file
-    (:class:`ImageTooLargeError` passes through)."""
+def _decode_errors(path: Path, what: str = "cannot decode image") -> Iterator[None]:
+    """What Pillow raises while opening or decoding ``path``, as sodkit's errors naming the
+    file, ``what`` went wrong first (:class:`ImageTooLargeError` passes through)."""
     try:
         yield
     except ImageTooLargeError:
@@ -438,9 +431,7 @@ def _decode_errors(path: Path) -> Iterator[None]:
     except UnidentifiedImageError as exc:
         raise _unidentified(path) from exc
     except (OSError, SyntaxError, ValueError) as exc:
-        raise CorruptImageError(
-            path, f"cannot decode image ({exc})", hint="re-export or remove it"
-        ) from exc
+        raise CorruptImageError(path, f"{what} ({exc})", hint="re-export or remove it") from exc
 
 
 @contextmanager

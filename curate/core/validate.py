@@ -36,6 +36,12 @@ class Fixes:
     changed: list[dict[str, Any]] = field(default_factory=list)
 
 
+def finite_number(v: Any) -> bool:
+    """Whether a value read from JSON is a finite number (not a bool, a string, NaN or
+    Infinity): what a score or a coordinate must be."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
 def check_box(
     box: Box, width: float, height: float, *, where: str, line: int | None = None
 ) -> tuple[Box, bool]:

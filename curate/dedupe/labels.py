@@ -233,13 +233,17 @@ def _same(name: str) -> str:
     return name
 
 
+#: Normalised boxes and class numbers of two images (see :func:`_sides`).
+_Sides = tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]
+
+
 def _sides(
     a: ImageItem,
     names_a: Sequence[str],
     b: ImageItem,
     names_b: Sequence[str],
     key: Callable[[str], str],
-) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+) -> _Sides:
     """Normalised boxes and class numbers of both images (classes compared by ``key(name)``)."""
     ba = B.normalize(a.boxes(), max(a.width, 1), max(a.height, 1))
     bb = B.normalize(b.boxes(), max(b.width, 1), max(b.height, 1))
@@ -263,7 +267,12 @@ def _unmatched(
     Classes are compared by name (``key(name)``: the pipeline ignores case and spacing and
     applies ``--class-map``), so images from datasets with other ids compare right.
     """
-    ba, ca, bb, cb = _sides(a, names_a, b, names_b, key)
+    return _unmatched_sides(_sides(a, names_a, b, names_b, key), placement)
+
+
+def _unmatched_sides(sides: _Sides, placement: Placement = IDENTITY) -> tuple[list[int], list[int]]:
+    """:func:`_unmatched` of boxes and classes from :func:`_sides`."""
+    ba, ca, bb, cb = sides
     pairs = greedy_match(placement.boxes(ba), ca, bb, cb, MATCH_IOU)
     used_a = {p for p, _ in pairs}
     used_b = {q for _, q in pairs}
@@ -378,15 +387,16 @@ def placement(
     unknown), refined on the boxes, matching at least as many boxes as the identity does.
     A box only the dropped image has must land where its object is in the survivor (QA
     round 9: a box labelled only in a crop was carried up to 43 px off)."""
-    only_d, only_k = _unmatched(dropped, names_dropped, kept, names_kept, key)
+    sides = _sides(dropped, names_dropped, kept, names_kept, key)
+    only_d, only_k = _unmatched_sides(sides)
     if not only_d:
         return IDENTITY
     grays = thumbs()
     found = align(*grays) if grays is not None else None
     if found is None or _near_identity(found):
         return IDENTITY
-    found = _fit(found, *_sides(dropped, names_dropped, kept, names_kept, key))
-    d2, k2 = _unmatched(dropped, names_dropped, kept, names_kept, key, found)
+    found = _fit(found, *sides)
+    d2, k2 = _unmatched_sides(sides, found)
     return found if len(d2) + len(k2) <= len(only_d) + len(only_k) else IDENTITY
 
 

@@ -10,6 +10,7 @@ from the caller (:class:`Runtime`).
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -23,7 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core.dataset import Dataset, ImageItem
-from curate.core.errors import ErrorPolicy, UsageError
+from curate.core.errors import ErrorPolicy, ItemFailure, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import Manifest, atomic_output
 from curate.core.parallel import Executor
@@ -44,7 +45,6 @@ from curate.dedupe.labels import Placement, placement
 from curate.dedupe.neighbours import PairFilter, Search, Space, in_radii
 from curate.dedupe.roi import DEFAULT_ROI_SIZE, BoxMatcher, normalized_boxes, roi_task
 from curate.dedupe.signatures import (
-    ItemFailure,
     Signature,
     SignatureCache,
     SignatureParams,
@@ -772,8 +772,9 @@ def _resolve_central(
     # A member moved takes its survivor's key (with --keep sharpest its sharpness may be
     # up to SHARP_TIE lower), then goes before the images of that key.
     key_of: dict[int, tuple[float, ...]] = {}
+    near = _nearness(prep, res, o)
     for run in range(1, CENTRAL_PASSES):
-        moves = [n for n in _nearness(prep, res, o).values() if n.best != n.head]
+        moves = [n for n in near.values() if n.best != n.head]
         if not moves:
             break
         for n in moves:
@@ -784,7 +785,8 @@ def _resolve_central(
         )
         again = replace(runtime, progress=LabelledProgress(runtime.progress, "tied copies: "))
         res, found = _resolve(prep, o, rule, mode, again, threshold)
-    return res, found, {h: n.mean for h, n in _nearness(prep, res, o).items()}
+        near = _nearness(prep, res, o)
+    return res, found, {h: n.mean for h, n in near.items()}
 
 
 # -- plans -------------------------------------------------------------------------------------
@@ -853,9 +855,14 @@ class DedupePlan:
                 self.images[k],
                 self.class_names[k],
                 thumbs,
-                class_key(self.options),
+                self.class_key,
             )
         return got
+
+    @functools.cached_property
+    def class_key(self) -> Callable[[str], str]:
+        """:func:`class_key` of the options, made once (a class map each time otherwise)."""
+        return class_key(self.options)
 
     def output_dataset(self) -> tuple[Dataset, list[dict[str, Any]]]:
         """The kept images of the dataset (labels merged in with ``merge_labels``) and changes."""
@@ -866,7 +873,7 @@ class DedupePlan:
         if not self.options.merge_labels:
             return self.dataset.subset(self.images[i] for i in kept), changes
         own = self.dataset.category_names()
-        key = class_key(self.options)
+        key = self.class_key
         copies = {i: _copy_item(self.images[i]) for i in kept}
         for d in self.dropped():
             k = int(self.resolution.dup_of[d])

@@ -322,9 +322,9 @@ def build_report(
         ca, cb = cluster_of.get(a), cluster_of.get(b)
         if ca is not None and ca == cb:
             pairs_of.setdefault(ca, []).append((a, b))
-    from curate.dedupe.pipeline import class_key, options_dict
+    from curate.dedupe.pipeline import options_dict
 
-    key = class_key(plan.options)
+    key = plan.class_key
     clusters: list[dict[str, Any]] = []
     n_conflicts = 0
     for n, (head, members) in enumerate(members_of.items(), start=1):

@@ -24,9 +24,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from curate.core import boxes as B
-from curate.core.errors import ItemError
+from curate.core.errors import ItemError, ItemFailure
 from curate.core.imageio import read_reduced
-from curate.dedupe.signatures import ItemFailure
 
 CROP_SIDE = 64
 MIN_CROP = 8

@@ -45,7 +45,7 @@ from curate.core.errors import (
 from curate.core.files import place_file
 from curate.core.imageio import probe
 from curate.core.output import is_own_file
-from curate.core.validate import validated
+from curate.core.validate import finite_number, validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 _IMAGE_KEYS = {"id", "file_name", "width", "height", "source", "group", "split"}
@@ -354,7 +354,7 @@ class CocoFormat:
                 )
         attrs = {key: v for key, v in a.items() if key not in _ANN_KEYS}
         score = a.get("score")
-        if score is not None and not _finite_number(score):
+        if score is not None and not finite_number(score):
             raise MalformedFileError(
                 where, f"annotation #{k}: 'score' must be a number, got {score!r}", field="score"
             )
@@ -584,10 +584,6 @@ def _int_or_none(v: Any) -> int | None:
         return int(v) if v is not None else None
     except (TypeError, ValueError, OverflowError):  # OverflowError: Infinity
         return None
-
-
-def _finite_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _polygons(seg: list[list[Any]]) -> list[NDArray[np.float64]] | None:

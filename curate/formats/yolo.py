@@ -50,7 +50,7 @@ from curate.core.files import (
 )
 from curate.core.imageio import IMAGE_EXTENSIONS, is_image_file, probe
 from curate.core.output import annotation_drop, image_drop
-from curate.core.validate import validated
+from curate.core.validate import finite_number, validated
 from curate.formats.base import ReadOptions, WriteOptions, WriteResult
 
 SIDECAR = "sodkit.json"
@@ -722,11 +722,7 @@ def _sidecar_problem(data: Any) -> str | None:
             return f"images[{key!r}].annotations must be a list of objects"
         for a in anns:
             score = a.get("score")
-            if score is not None and not (
-                isinstance(score, (int, float))
-                and not isinstance(score, bool)
-                and math.isfinite(score)
-            ):
+            if score is not None and not finite_number(score):
                 return f"images[{key!r}]: a score must be a finite number, got {score!r}"
             if not isinstance(a.get("attributes") or {}, dict):
                 return f"images[{key!r}]: annotation attributes must be an object"
