@@ -126,3 +126,40 @@ def test_coco_keeps_rle_and_crowd(tmp_path: Path, rng: np.random.Generator) -> N
     assert len(crowd) == 1 and crowd[0].mask is not None and crowd[0].mask.kind == "rle"
     assert crowd[0].mask.area(img.height, img.width) == 600
     np.testing.assert_array_equal(crowd[0].mask.to_bitmap(img.height, img.width), bitmap)
+
+
+@pytest.mark.parametrize("fmt", LABEL_FORMATS)
+def test_boxes_flush_with_the_edges_read_back_unchanged(fmt: str, tmp_path: Path) -> None:
+    """A box touching the image's edges is written and read back with no change noted:
+    YOLO's six decimals of centre and size put such an edge up to 1e-6 of the side past
+    the image, which was reported as "box clipped to image" (QA round 10: 264 boxes of the
+    Roboflow export after a dedupe)."""
+    from PIL import Image
+
+    from curate.core.dataset import Annotation, Category, ImageItem
+
+    w, h = 640, 427
+    path = tmp_path / "src" / "a.jpg"
+    path.parent.mkdir()
+    Image.new("RGB", (w, h), (90, 60, 30)).save(path)
+    # Found by search: centre and size whose six-decimal rounding overhangs the edges.
+    boxes = [(318.94737, 1.0, 640.0, 427.0), (0.0, 0.0, 199.3421, 425.68421)]
+    ds = Dataset(
+        categories=[Category(1, "fire")],
+        images=[
+            ImageItem(
+                file_name="a.jpg",
+                path=path,
+                width=w,
+                height=h,
+                annotations=[Annotation(b, 1) for b in boxes],
+            )
+        ],
+    )
+    write_dataset(ds, tmp_path / "out", fmt)
+    back = load_dataset(f"{fmt}:{tmp_path / 'out'}")
+    assert back.info.get("changed", []) == []
+    got = sorted(a.bbox for _, a in back.annotations())
+    for b, want in zip(got, sorted(boxes), strict=True):
+        assert all(0 <= v for v in b) and b[2] <= w and b[3] <= h
+        assert np.allclose(b, want, atol=0.51 if fmt == "voc" else 1e-3)
