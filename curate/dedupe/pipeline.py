@@ -269,6 +269,13 @@ def _priority_keys(
     return keys
 
 
+def _left_out(img: ImageItem) -> dict[str, Any]:
+    """What a skipped image's record says it took out: the image, and its annotations as
+    the readers count them (``left_out_annotations``)."""
+    n = len(img.annotations)
+    return {"left_out": img.path} | ({"left_out_annotations": n} if n else {})
+
+
 def _prepare(
     images: list[ImageItem],
     is_ref: NDArray[np.bool_],
@@ -296,7 +303,7 @@ def _prepare(
     for i in sorted(ext.failures):
         # An image that cannot be decoded is not compared and not written.
         ref = {"against": True} if is_ref[i] else {}
-        runtime.policy.handle(ext.failures[i], left_out=images[i].path, **ref)
+        runtime.policy.handle(ext.failures[i], **_left_out(images[i]), **ref)
     sigs = ext.signatures
     active = np.array([s is not None for s in sigs], bool)
     stats["signatures_s"] = time.perf_counter() - t0
@@ -684,7 +691,7 @@ def _verify_items(
                 strict=True,
             ):
                 if isinstance(res, ItemFailure):
-                    runtime.policy.handle(res.error(), left_out=images[i].path)
+                    runtime.policy.handle(res.error(), **_left_out(images[i]))
                     active[i] = False
                 else:
                     crops[i] = res

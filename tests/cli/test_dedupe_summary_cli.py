@@ -140,3 +140,20 @@ def test_leaks_gives_the_flat_note_and_counts_what_it_could_not_read(
     assert "are mostly nearly flat" in " ".join(res.output.split())
     report = json.loads(rep.read_text())
     assert report["counts"]["not_read"] == 1 and report["notes"]
+
+
+def test_decode_skip_counts_the_annotations_it_took_out(
+    run, yolo_with_bad_labels: Path, tmp_path: Path
+) -> None:
+    """An image the reader accepts but dedupe cannot decode (its middle scrambled) is
+    skipped with its boxes counted, as the readers count theirs (QA round 10: the record
+    had no ``left_out_annotations``)."""
+    img = next(yolo_with_bad_labels.rglob("s2.jpg"))
+    data = bytearray(img.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 800] = np.random.default_rng(3).integers(0, 256, 800, np.uint8).tobytes()
+    img.write_bytes(bytes(data))
+    out = tmp_path / "out"
+    run("dedupe", yolo_with_bad_labels, "--out", out, "--on-error", "skip", "-j", "1")
+    (rec,) = [s for s in manifest(out)["skipped"] if Path(str(s.get("left_out"))).name == "s2.jpg"]
+    assert rec["left_out_annotations"] == 1
