@@ -14,7 +14,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from curate.core.errors import ErrorPolicy, OnError, SodkitError, UsageError
+from curate.core.errors import ErrorPolicy, ItemError, OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.progress import RichProgress
 from curate.formats.base import ReadOptions
@@ -136,6 +136,14 @@ def interrupted_message() -> str:
     return f"interrupted: {' and '.join(WRITTEN)} {'was' if len(WRITTEN) == 1 else 'were'} written"
 
 
+#: Said after an item's error under ``--on-error fail`` (QA round 10: with five bad images,
+#: a user met them one run at a time).
+SKIP_HINT = (
+    "(--on-error skip leaves such items out, goes on, and lists every one of them in the "
+    "manifest)"
+)
+
+
 def cli_errors(fn: F) -> F:
     """Print known errors as one line and exit 1; tracebacks only with SODKIT_DEBUG=1."""
 
@@ -148,6 +156,8 @@ def cli_errors(fn: F) -> F:
             if os.environ.get("SODKIT_DEBUG"):
                 raise
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            if isinstance(exc, ItemError) and kwargs.get("on_error") is OnError.fail:
+                err_console.print(SKIP_HINT, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print(f"[yellow]{escape(interrupted_message())}[/]")
