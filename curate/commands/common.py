@@ -139,8 +139,7 @@ def interrupted_message() -> str:
 #: Said after an item's error under ``--on-error fail`` (QA round 10: with five bad images,
 #: a user met them one run at a time).
 SKIP_HINT = (
-    "(--on-error skip leaves such items out, goes on, and lists every one of them in the "
-    "manifest)"
+    "(--on-error skip leaves such items out, goes on, and lists every one of them in the manifest)"
 )
 
 
