@@ -187,7 +187,8 @@ def _groups_notes(path: Path, report: dict[str, Any], m: GroupsMatch) -> list[tu
                 "file names would join unrelated images",
             )
         )
-    if m.clusters_joining and _cluster_mode(report) == "greedy":
+    # Exact copies are copies of one another: greedy clusters of them are connected ones.
+    if m.clusters_joining and _cluster_mode(report) == "greedy" and not _exact_only(report):
         out.append(
             (
                 "warning",
@@ -245,6 +246,12 @@ def _cluster_mode(report: dict[str, Any]) -> str | None:
     """The cluster mode a report was made with (``rule.cluster``), if it says."""
     rule = report.get("rule")
     return rule.get("cluster") if isinstance(rule, dict) else None
+
+
+def _exact_only(report: dict[str, Any]) -> bool:
+    """Whether a report clusters exact copies only (``dedupe --exact``)."""
+    rule = report.get("rule")
+    return isinstance(rule, dict) and rule.get("exact_only") is True
 
 
 # Columns of a summary row before the per-class counts; with many classes only these fit.

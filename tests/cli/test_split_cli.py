@@ -138,6 +138,18 @@ def test_greedy_clusters_are_flagged_as_not_leak_free(run, tmp_path: Path, mode:
     assert flagged == (mode == "greedy")
 
 
+def test_greedy_clusters_of_exact_copies_are_not_flagged(run, tmp_path: Path) -> None:
+    """Exact copies are copies of one another, so greedy and connected clusters are the
+    same (QA round 10: the warning told a user to redo a `dedupe --exact` report)."""
+    data = _coco(tmp_path, clip=10, singles=30)
+    report = _report(tmp_path / "r.json", [["s0.png", "s1.png"]], "greedy")
+    body = json.loads(report.read_text())
+    body["rule"]["exact_only"] = True
+    report.write_text(json.dumps(body))
+    res = run("split", data, "--out", tmp_path / "split", "--groups", report, "--dry-run")
+    assert "greedy ones" not in " ".join(res.output.split())
+
+
 def test_a_report_matching_by_name_only_names_its_folder(run, tmp_path: Path) -> None:
     """Another dataset with the same file names: its clusters would join unrelated images."""
     data = _coco(tmp_path, clip=10, singles=30)
