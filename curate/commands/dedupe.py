@@ -62,6 +62,9 @@ from curate.dedupe.pipeline import (
 from curate.dedupe.report import REPORT_JSON, images_left_out
 from curate.io import load_dataset, parse_spec
 
+#: How the summary names the candidate search (``stats["index_method"]``).
+_SEARCH_NAMES = {"exact": "complete radius search", "lsh": "LSH radius search"}
+
 
 class Keep(str, Enum):
     most_annotations = "most-annotations"
@@ -560,9 +563,14 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         )
     else:
         scale = f"SSIM at {o.size} px (add --refine auto to decide near the threshold at full resolution); "
+    # "(exact)" read as "exact copies" (QA round 10): name the search. Exact copies are
+    # also checked against the copy their group kept, which need not be a candidate pair.
+    search = _SEARCH_NAMES.get(str(stats.get("index_method")), str(stats.get("index_method")))
+    scored, candidates = stats.get("pairs_scored", 0), stats.get("candidates", 0)
+    also = " (with checks between exact copies)" if scored > candidates else ""
     console.print(
-        f"[dim]{scale}{stats.get('candidates', 0)} candidate pairs ({stats.get('index_method')}), "
-        f"{stats.get('pairs_scored', 0)} scored, {stats.get('cache_hits', 0)} signatures from cache, "
+        f"[dim]{scale}{candidates} candidate pairs ({search}), "
+        f"{scored} pairs scored{also}, {stats.get('cache_hits', 0)} signatures from cache, "
         f"{stats.get('total_s', 0):.1f} s"
         + (f" on Dask at {scheduler}" if scheduler else "")
         + "[/]"

@@ -157,3 +157,15 @@ def test_decode_skip_counts_the_annotations_it_took_out(
     run("dedupe", yolo_with_bad_labels, "--out", out, "--on-error", "skip", "-j", "1")
     (rec,) = [s for s in manifest(out)["skipped"] if Path(str(s.get("left_out"))).name == "s2.jpg"]
     assert rec["left_out_annotations"] == 1
+
+
+def test_the_stats_line_names_the_search_not_exact_copies(
+    run, badtree: Path, tmp_path: Path
+) -> None:
+    """QA round 10: "N candidate pairs (exact)" read as N exact duplicates."""
+    for name in ("empty.jpg", "notanimage.jpg", "truncated.jpg", "ihdrcrc.png"):
+        (badtree / "train" / name).unlink()
+    res = run("dedupe", badtree, "--dry-run", "-j", "1")
+    text = " ".join(res.output.split())
+    assert re.search(r"\d+ candidate pairs \(complete radius search\), \d+ pairs scored", text)
+    assert "(exact)" not in text
