@@ -390,6 +390,9 @@ def build_report(
         "compared": int((plan.active & new).sum()),
         "kept": int((plan.active & new & (res.status == KEPT)).sum()),
         "dropped": len(plan.dropped()),
+        # Annotations the dropped images hold (left out with them unless --merge-labels
+        # carries them; label_conflicts lists the ones only they have).
+        "dropped_image_annotations": sum(len(plan.images[i].annotations) for i in plan.dropped()),
         # Images read but not compared (unreadable at decode); kept + dropped + not_compared
         # = images. not_read: images of the input the reader left out, so the input held
         # images + not_read. skipped_items counts every bad item reported while reading and
@@ -427,7 +430,12 @@ def build_report(
     }
     if command == "leaks":
         # leaks drops nothing and has no reference: counts of those would read as findings.
-        for key in ("kept", "dropped", *(k for k in counts if k.startswith("reference_"))):
+        for key in (
+            "kept",
+            "dropped",
+            "dropped_image_annotations",
+            *(k for k in counts if k.startswith("reference_")),
+        ):
             counts.pop(key)
         copies = exact_leaks(plan)
         report["exact_leaks"] = copies

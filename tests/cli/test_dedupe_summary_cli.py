@@ -169,3 +169,24 @@ def test_the_stats_line_names_the_search_not_exact_copies(
     text = " ".join(res.output.split())
     assert re.search(r"\d+ candidate pairs \(complete radius search\), \d+ pairs scored", text)
     assert "(exact)" not in text
+
+
+def test_the_summary_counts_the_annotations_of_dropped_images(
+    run, yolo_with_bad_labels: Path, tmp_path: Path
+) -> None:
+    """QA round 10: counts.dropped_annotations (what the writer left out) read 0 while 607
+    boxes went with the dropped images; the summary and the counts now say so."""
+    args = ("--on-error", "skip", "-j", "1")
+    out = tmp_path / "out"
+    res = run("dedupe", yolo_with_bad_labels, "--out", out, *args)
+    text = " ".join(res.output.split())
+    assert "the dropped images hold 1 annotation(s); their survivors hold the same boxes" in text
+    assert manifest(out)["counts"]["dropped_image_annotations"] == 1
+    # The copy's box moves: a label conflict, lost unless --merge-labels carries it.
+    next(yolo_with_bad_labels.rglob("s0_copy.txt")).write_text("0 0.7 0.7 0.2 0.2\n")
+    res = run("dedupe", yolo_with_bad_labels, "--dry-run", *args)
+    assert "listed as label conflicts and are lost without --merge-labels" in " ".join(
+        res.output.split()
+    )
+    res = run("dedupe", yolo_with_bad_labels, "--dry-run", "--merge-labels", *args)
+    assert "go to their survivors (--merge-labels)" in " ".join(res.output.split())
