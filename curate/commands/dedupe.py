@@ -553,6 +553,17 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         + (f", skip {skip}" if skip else "")
         + (f", {c['label_conflicts']} label conflicts" if c["label_conflicts"] else "")
     )
+    if c.get("dropped_exact_copies"):
+        console.print(
+            f"{c['dropped_exact_copies']} of the dropped images are exact copies (same bytes "
+            "or pixels) of another image: exact_copy_of in the report"
+            + (
+                f"; {c['exact_leak_groups']} group(s) of exact copies span splits "
+                f"({c['exact_leak_images']} images, exact_leaks in the report)"
+                if c.get("exact_leak_groups")
+                else ""
+            )
+        )
     if c["dropped_image_annotations"]:
         # QA round 10: the manifest's dropped_annotations (what the writer left out) was 0
         # while hundreds of boxes went with the dropped images.

@@ -830,6 +830,8 @@ class DedupePlan:
     central: dict[int, dict[int, float]] = field(default_factory=dict)
     #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
     keys: list[tuple[float, ...]] = field(default_factory=list)
+    #: Pairs of exact copies (same bytes or same decoded pixels), each group linked.
+    exact_pairs: list[tuple[int, int]] = field(default_factory=list)
     _placements: dict[tuple[int, int], Placement] = field(default_factory=dict, repr=False)
 
     def dropped(self) -> list[int]:
@@ -1055,6 +1057,7 @@ def find_duplicates(
         sharpness=prep.sharpness,
         central=central,
         keys=prep.keys,
+        exact_pairs=list(prep.exact_pairs),
     )
 
 
@@ -1279,6 +1282,7 @@ def write_deduped(
                     cluster=c["id"],
                     annotations=m["annotations"],
                     path=m["path"],
+                    **({"exact_copy_of": m["exact_copy_of"]} if "exact_copy_of" in m else {}),
                 )
     manifest.skipped.extend(plan.skipped)
     manifest.record_read(plan.dataset.info)  # what the reader changed or dropped (renames...)

@@ -23,7 +23,9 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
              # dropped members only:
              "reason": "ssim" | "hist" | "ssim+hist" | "ssim+roi" | "exact-file" | "exact-pixels",
              "duplicate_of": "a.jpg", "linked_to": "b.jpg",
-             "score": 0.93, "scores": {"ssim": 0.93, "hist": 0.97, ...}}
+             "score": 0.93, "scores": {"ssim": 0.93, "hist": 0.97, ...},
+             # dropped exact copies (same bytes or pixels) of another image only:
+             "exact_copy_of": "c.jpg"}
           ],
           "pairs": [{"a": "a.jpg", "b": "b.jpg", "duplicate": true, "reason": "ssim",
                      "ssim": 0.93, ...}],    # every pair scored inside the cluster; with
@@ -41,14 +43,14 @@ Schema ``sodkit.dedupe.report/1`` (JSON object)::
       ]
     }
 
-A ``leaks`` report also has ``exact_leaks``: each group of exact copies that spans splits
+Every report also has ``exact_leaks``: each group of exact copies that spans splits
 (``{"kind": "file" | "pixels", "splits": [...], "images": [{"file_name", "path", "split"}]}``),
 counted in ``counts.exact_leak_groups`` / ``exact_leak_images``.
 
 Paths are absolute. Only clusters of two or more images are listed; an image in no cluster
 is unique. The CSV
 has one row per member: ``cluster, role, file_name, path, split, reason, duplicate_of,
-linked_to, score, annotations, label_conflict, kept_reason``.
+linked_to, score, annotations, label_conflict, kept_reason, exact_copy_of``.
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ from numpy.typing import NDArray
 
 from curate.core.errors import MalformedFileError, MissingFileError
 from curate.core.output import side_name
-from curate.dedupe.cluster import DROPPED, KEPT
+from curate.dedupe.cluster import DROPPED, KEPT, exact_groups
 from curate.dedupe.labels import label_conflict
 from curate.dedupe.signatures import SHARPNESS_SIDE
 from curate.dedupe.ssim import C2, PAD, local_stats
@@ -88,6 +90,7 @@ CSV_FIELDS = (
     "annotations",
     "label_conflict",
     "kept_reason",
+    "exact_copy_of",
 )
 
 
@@ -325,6 +328,7 @@ def build_report(
     from curate.dedupe.pipeline import options_dict
 
     key = plan.class_key
+    copy_of = exact_copy_of(plan)
     clusters: list[dict[str, Any]] = []
     n_conflicts = 0
     for n, (head, members) in enumerate(members_of.items(), start=1):
@@ -333,6 +337,10 @@ def build_report(
         conflicts = []
         for m in members:
             entry = _member(plan, m, head)
+            if m in copy_of:
+                # Dropped at the kept image it is nearest to, which need not be its copy
+                # (QA round 10: a byte copy read "ssim, duplicate of" another frame).
+                entry["exact_copy_of"] = plan.label(copy_of[m])
             if res.status[m] == DROPPED:
                 k = int(res.dup_of[m])
                 conflict = label_conflict(
@@ -393,6 +401,8 @@ def build_report(
         # Annotations the dropped images hold (left out with them unless --merge-labels
         # carries them; label_conflicts lists the ones only they have).
         "dropped_image_annotations": sum(len(plan.images[i].annotations) for i in plan.dropped()),
+        # Dropped images that are exact copies (same bytes or pixels) of another image.
+        "dropped_exact_copies": len(copy_of),
         # Images read but not compared (unreadable at decode); kept + dropped + not_compared
         # = images. not_read: images of the input the reader left out, so the input held
         # images + not_read. skipped_items counts every bad item reported while reading and
@@ -434,13 +444,14 @@ def build_report(
             "kept",
             "dropped",
             "dropped_image_annotations",
+            "dropped_exact_copies",
             *(k for k in counts if k.startswith("reference_")),
         ):
             counts.pop(key)
-        copies = exact_leaks(plan)
-        report["exact_leaks"] = copies
-        counts["exact_leak_groups"] = len(copies)
-        counts["exact_leak_images"] = sum(len(g["images"]) for g in copies)
+    copies = exact_leaks(plan)
+    report["exact_leaks"] = copies
+    counts["exact_leak_groups"] = len(copies)
+    counts["exact_leak_images"] = sum(len(g["images"]) for g in copies)
     return report
 
 
@@ -523,6 +534,7 @@ def _write_csv(report: dict[str, Any], tmp: Path) -> None:
                         "annotations": m["annotations"],
                         "label_conflict": "yes" if m.get("label_conflict") else "",
                         "kept_reason": c["kept_reason"] if m["role"] != "dropped" else "",
+                        "exact_copy_of": m.get("exact_copy_of", ""),
                     }
                 )
 
@@ -611,6 +623,27 @@ def summary_rows(report: dict[str, Any], limit: int | None = None) -> list[dict[
     return rows
 
 
+def _exact_groups(plan: DedupePlan) -> list[list[int]]:
+    """Groups of two or more exact copies (same bytes or pixels), each sorted, by first."""
+    by_root: dict[int, list[int]] = {}
+    for i, root in exact_groups(plan.exact_pairs).items():
+        by_root.setdefault(root, []).append(i)
+    return sorted((sorted(g) for g in by_root.values()), key=min)
+
+
+def exact_copy_of(plan: DedupePlan) -> dict[int, int]:
+    """Each dropped image that is an exact copy of another image: that image, the one of its
+    group that survived (or the first of the group in keep order when none did)."""
+    rank = {img: r for r, img in enumerate(plan.priority)}
+    status = plan.resolution.status
+    out: dict[int, int] = {}
+    for group in _exact_groups(plan):
+        kept = [m for m in group if status[m] == KEPT]
+        first = min(kept or group, key=lambda m: rank.get(m, len(rank)))
+        out |= {m: first for m in group if m != first and status[m] == DROPPED}
+    return out
+
+
 def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
     """Groups of exact copies (same bytes, or same pixels) that span more than one split.
 
@@ -618,14 +651,8 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
     do not say which of its images are copies of each other; these groups do. ``kind`` is
     ``file`` when every member has the same bytes, else ``pixels``.
     """
-    from curate.dedupe.cluster import exact_groups
-
-    pairs = [(a, b) for (a, b), s in plan.scorer.memo.items() if s.exact]
-    by_root: dict[int, list[int]] = {}
-    for i, root in exact_groups(pairs).items():
-        by_root.setdefault(root, []).append(i)
     out = []
-    for members in sorted(by_root.values(), key=min):
+    for members in _exact_groups(plan):
         members.sort()
         splits = _splits_of(plan, members)
         if len(splits) < 2:

@@ -190,3 +190,34 @@ def test_the_summary_counts_the_annotations_of_dropped_images(
     )
     res = run("dedupe", yolo_with_bad_labels, "--dry-run", "--merge-labels", *args)
     assert "go to their survivors (--merge-labels)" in " ".join(res.output.split())
+
+
+def test_exact_copies_are_named_wherever_they_were_dropped(run, tmp_path: Path) -> None:
+    """QA round 10: a byte copy of an image dropped as a near-duplicate is dropped at the
+    kept image ("ssim, duplicate of ..."); the report and the manifest also name the image
+    it copies, count such copies, and list exact copies that span splits."""
+    rng = np.random.default_rng(21)
+    root = tmp_path / "tree"
+    for split in ("train", "val"):
+        (root / split).mkdir(parents=True)
+    photo = scene(rng)
+    Image.fromarray(photo).save(root / "train" / "a.png")
+    brighter = np.clip(photo.astype(np.int16) + 12, 0, 255).astype(np.uint8)
+    Image.fromarray(brighter).save(root / "train" / "b.png")
+    shutil.copyfile(root / "train" / "b.png", root / "val" / "b_copy.png")
+    Image.fromarray(scene(rng)).save(root / "train" / "other.png")
+    out = tmp_path / "out"
+    res = run("dedupe", root, "--out", out, "--keep", "first", "-j", "1")
+    text = " ".join(res.output.split())
+    assert "1 of the dropped images are exact copies" in text
+    assert "1 group(s) of exact copies span splits (2 images" in text
+    rep = json.loads((out / "dedupe_report.json").read_text())
+    (cluster,) = rep["clusters"]
+    by_name = {Path(m["path"]).name: m for m in cluster["members"]}
+    assert by_name["b_copy.png"]["duplicate_of"].endswith("a.png")
+    assert by_name["b_copy.png"]["exact_copy_of"].endswith("b.png")
+    assert "exact_copy_of" not in by_name["b.png"]
+    assert rep["counts"]["dropped_exact_copies"] == 1
+    assert [len(g["images"]) for g in rep["exact_leaks"]] == [2]
+    (drop,) = [d for d in manifest(out)["dropped"] if d["item"].endswith("b_copy.png")]
+    assert drop["exact_copy_of"].endswith("b.png")
