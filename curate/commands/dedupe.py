@@ -360,10 +360,22 @@ def dedupe_cmd(
     _print_plan(plan, built, scheduler)
     if o.merge_labels and not writes:
         console.print(_merge_line(merge_counts(plan.output_dataset()[1]), written=False))
+    # Every image skipped: nothing to write, as convert, merge and split say (QA round 10:
+    # dedupe wrote an empty dataset and exited 0).
+    nothing = built["counts"]["compared"] == 0 and bool(opts.policy.skipped)
     print_skipped(
         opts.policy,
-        listed_in="manifest.json" if writes else (str(report) if report is not None else None),
+        listed_in=None
+        if nothing
+        else "manifest.json"
+        if writes
+        else (str(report) if report is not None else None),
     )
+    if nothing:
+        raise UsageError(
+            f"nothing to {'write' if writes else 'compare'}: every image was skipped "
+            f"({len(opts.policy.skipped)} bad item(s), listed above)"
+        )
     if report is not None and not writes:
         _save_report(built, report)
     if not writes:

@@ -221,3 +221,18 @@ def test_exact_copies_are_named_wherever_they_were_dropped(run, tmp_path: Path) 
     assert [len(g["images"]) for g in rep["exact_leaks"]] == [2]
     (drop,) = [d for d in manifest(out)["dropped"] if d["item"].endswith("b_copy.png")]
     assert drop["exact_copy_of"].endswith("b.png")
+
+
+def test_nothing_is_written_when_every_image_is_skipped(run, tmp_path: Path) -> None:
+    """QA round 10: with every image bad, dedupe wrote an empty dataset and exited 0;
+    convert, merge and split refuse."""
+    src = tmp_path / "src"
+    src.mkdir()
+    for name in ("a.jpg", "b.jpg"):
+        (src / name).write_bytes(b"")
+    for extra in ((), ("--dry-run",)):
+        out = tmp_path / f"out{len(extra)}"
+        res = run("dedupe", src, "--out", out, "--on-error", "skip", *extra, code=1)
+        text = " ".join(res.output.split())
+        assert "every image was skipped (2 bad item(s), listed above)" in text
+        assert "a.jpg: image file is empty" in text and not out.exists()
