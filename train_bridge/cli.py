@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.commands.common import (
@@ -225,7 +226,7 @@ def train_cmd(
     print_skipped(opts.policy)
     best = "-" if result.best_ap50 is None else f"{result.best_ap50:.3f}"
     console.print(
-        f"done in {result.seconds:.0f}s: best val AP50 {best}; weights [bold]{result.best}[/]",
+        f"done in {result.seconds:.0f}s: best val AP50 {best}; weights [bold]{escape(str(result.best))}[/]",
         highlight=False,
     )
 
@@ -319,7 +320,7 @@ def eval_cmd(
     print_skipped(opts.policy)
     if out is not None:
         write_json_atomic(out, {"metrics": result.to_dict(), "predictions": results})
-        console.print(f"wrote {out}")
+        console.print(f"wrote {escape(str(out))}")
 
 
 def _image_files(path: Path) -> list[Path]:
@@ -383,7 +384,7 @@ def predict_cmd(
                 results.append({**r, "file_name": file.relative_to(base).as_posix()})
         n_images = len(files)
     write_json_atomic(out, results)
-    console.print(f"{len(results)} detections on {n_images} images -> [bold]{out}[/]")
+    console.print(f"{len(results)} detections on {n_images} images -> [bold]{escape(str(out))}[/]")
 
 
 @app.command("validate")
@@ -482,7 +483,9 @@ def validate_cmd(
             "left out of raw training[/]"
         )
     print_skipped(opts.policy)
-    console.print(f"wrote comparison.csv, comparison.md, comparison.png to [bold]{out}[/]")
+    console.print(
+        f"wrote comparison.csv, comparison.md, comparison.png to [bold]{escape(str(out))}[/]"
+    )
 
 
 @app.command("synth")
@@ -511,7 +514,9 @@ def synth_cmd(
         ds = make_shapes_dataset(tmp, spec, seed=seed, fmt=fmt.value)
         manifest.counts = {"images": len(ds), "annotations": ds.num_annotations}
         manifest.write(tmp)
-    console.print(f"wrote {len(ds)} images, {ds.num_annotations} shapes to [bold]{out}[/]")
+    console.print(
+        f"wrote {len(ds)} images, {ds.num_annotations} shapes to [bold]{escape(str(out))}[/]"
+    )
 
 
 def main() -> None:

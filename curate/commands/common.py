@@ -154,7 +154,9 @@ def cli_errors(fn: F) -> F:
         except SodkitError as exc:
             if os.environ.get("SODKIT_DEBUG"):
                 raise
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(
+                f"[bold red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             if isinstance(exc, ItemError) and kwargs.get("on_error") is OnError.fail:
                 err_console.print(SKIP_HINT, highlight=False, soft_wrap=True)
             raise typer.Exit(1) from None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from curate.commands.common import (
     AnyFormat,
@@ -69,7 +70,9 @@ def convert_cmd(
     )
     report_skipped(opts.policy, len(ds), dry_run=dry_run)
     if dry_run:
-        console.print(f"[yellow]dry run:[/] would write {len(ds)} images as {to.value} to {out}")
+        console.print(
+            f"[yellow]dry run:[/] would write {len(ds)} images as {to.value} to {escape(str(out))}"
+        )
         return
     res = export_dataset(
         ds,
@@ -82,6 +85,6 @@ def convert_cmd(
         notify=print_note,
     )
     console.print(
-        f"wrote {res.images} images, {res.annotations} boxes as {to.value.upper()} to [bold]{out}[/]"
+        f"wrote {res.images} images, {res.annotations} boxes as {to.value.upper()} to [bold]{escape(str(out))}[/]"
     )
     print_left_out(res.dropped)  # what the format cannot hold (YOLO: crowd regions)

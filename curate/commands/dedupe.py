@@ -471,7 +471,7 @@ def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[s
             '(manifest.json lists them under dropped, level "annotation")[/]'
         )
     console.print(
-        f"wrote {out_fmt.upper()} dataset ({counts['written_images']} images) to [bold]{out}[/]; "
+        f"wrote {out_fmt.upper()} dataset ({counts['written_images']} images) to [bold]{escape(str(out))}[/]; "
         "dropped images are in manifest.json, clusters in dedupe_report.json/.csv"
     )
     if info.get("export_form"):  # a Kaggle/Roboflow export read as it is
@@ -521,7 +521,7 @@ def _check_against(ds: Any, ref: Any, against: str, o: DedupeOptions) -> None:
 def _save_report(rep: dict[str, Any], path: Path) -> None:
     paths = write_report(rep, path)
     wrote(path)
-    console.print(f"report: {paths[0]} and {paths[1]}")
+    console.print(f"report: {escape(str(paths[0]))} and {escape(str(paths[1]))}")
 
 
 def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = None) -> None:
@@ -546,8 +546,8 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
         table.add_row(
             cl["id"],
             str(cl["size"]),
-            cl["kept"],
-            cl["kept_reason"],
+            escape(cl["kept"]),  # file names are not markup ('[bold]a.jpg')
+            escape(cl["kept_reason"]),
             ", ".join(reasons),
             f"{min(scores):.3f}" if scores else "-",
             str(len(cl["label_conflicts"])),
@@ -778,7 +778,7 @@ def leaks_cmd(
             console.print(f"... and {len(leaking) - 20} more leaking clusters ({more})")
     if json_path is not None:
         write_report(rep, json_path)
-        console.print(f"report: {json_path}")
+        console.print(f"report: {escape(str(json_path))}")
     n = len(result.leaks)
     colour = "red" if n else "green"
     if n:  # the splits the leaking clusters span, not every split of the dataset

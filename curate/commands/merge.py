@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.commands.common import (
@@ -114,7 +115,7 @@ def merge_cmd(
     for name, spec in zip(names, sources, strict=True):
         ds = load_dataset(spec, opts)
         console.print(
-            f"read [bold]{name}[/] ({ds.info.get('layout')}): {len(ds)} images, {ds.num_annotations} boxes"
+            f"read [bold]{escape(str(name))}[/] ({ds.info.get('layout')}): {len(ds)} images, {ds.num_annotations} boxes"
         )
         loaded.append((name, ds))
     merged, report = merge_datasets(loaded, cmap)
@@ -143,7 +144,7 @@ def merge_cmd(
     _print_summary(merged, report)
     report_skipped(opts.policy, len(merged), dry_run=dry_run)
     if dry_run:
-        console.print(f"[yellow]dry run:[/] would write {len(merged)} images to {out}")
+        console.print(f"[yellow]dry run:[/] would write {len(merged)} images to {escape(str(out))}")
         return
     written = export_dataset(
         merged,
@@ -157,7 +158,7 @@ def merge_cmd(
     )
     print_left_out(written.dropped)  # what the format cannot hold (YOLO: crowd regions)
     console.print(
-        f"wrote {fmt.value.upper()} dataset to [bold]{out}[/] (manifest.json lists what was dropped or changed)"
+        f"wrote {fmt.value.upper()} dataset to [bold]{escape(str(out))}[/] (manifest.json lists what was dropped or changed)"
     )
 
 

@@ -149,7 +149,7 @@ def split_cmd(
     )
     print_left_out(written.dropped)  # what the format cannot hold (YOLO: crowd regions)
     console.print(
-        f"wrote {fmt.value.upper()} splits to [bold]{out}[/] (split_summary.csv, manifest.json)"
+        f"wrote {fmt.value.upper()} splits to [bold]{escape(str(out))}[/] (split_summary.csv, manifest.json)"
     )
 
 

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.anchors import AnchorOptions, AnchorResult, anchors_for_dataset
@@ -180,7 +181,7 @@ def stats_cmd(
     _print_stats(st)
     if json_file is not None:
         write_json_atomic(json_file, st.to_dict())
-        console.print(f"wrote [bold]{json_file}[/]")
+        console.print(f"wrote [bold]{escape(str(json_file))}[/]")
     if out is None:
         return
     plots = make_plots(st, rng=np.random.default_rng(seed))
@@ -198,7 +199,7 @@ def stats_cmd(
             outputs=["stats.json"] + [str(p.relative_to(tmp)) for p in written],
         )
         manifest.write(tmp)
-    console.print(f"wrote report, plots and stats.json to [bold]{out}[/]")
+    console.print(f"wrote report, plots and stats.json to [bold]{escape(str(out))}[/]")
 
 
 @cli_errors
@@ -225,4 +226,4 @@ def anchors_cmd(
     _print_anchors(res)
     if json_file is not None:
         write_json_atomic(json_file, res.to_dict())
-        console.print(f"wrote [bold]{json_file}[/]")
+        console.print(f"wrote [bold]{escape(str(json_file))}[/]")

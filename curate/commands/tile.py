@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from curate.commands.common import (
@@ -201,7 +202,7 @@ def tile_cmd(
     _print_counts(res.plan)
     print_skipped(opts.policy)
     console.print(
-        f"wrote {res.write.images} tiles as {out_fmt.upper()} to [bold]{out}[/] (manifest.json has the counts)"
+        f"wrote {res.write.images} tiles as {out_fmt.upper()} to [bold]{escape(str(out))}[/] (manifest.json has the counts)"
     )
 
 
@@ -329,5 +330,5 @@ def untile_cmd(
     c = res.counts
     console.print(
         f"merged {c['tile_predictions']} tile + {c['full_image_predictions']} full-image predictions "
-        f"into {c['merged_predictions']} on {c['parent_images']} images → [bold]{out}[/]"
+        f"into {c['merged_predictions']} on {c['parent_images']} images → [bold]{escape(str(out))}[/]"
     )

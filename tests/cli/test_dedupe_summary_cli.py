@@ -236,3 +236,23 @@ def test_nothing_is_written_when_every_image_is_skipped(run, tmp_path: Path) -> 
         text = " ".join(res.output.split())
         assert "every image was skipped (2 bad item(s), listed above)" in text
         assert "a.jpg: image file is empty" in text and not out.exists()
+
+
+def test_paths_that_look_like_markup_are_printed_as_they_are(run, tmp_path: Path) -> None:
+    """QA round 10: a path holding '[/y]' raised Rich's MarkupError (a traceback, exit 1
+    after the dataset was written) and '[bold]a.jpg' was shown as 'a.jpg'."""
+    rng = np.random.default_rng(4)
+    src = tmp_path / "br2[" / "y]"
+    src.mkdir(parents=True)
+    photo = scene(rng)
+    Image.fromarray(photo).save(src / "[bold]a.png")
+    Image.fromarray(photo).save(src / "[bold]b.png")
+    Image.fromarray(scene(rng)).save(src / "c.png")
+    out = tmp_path / "o[/p]"
+    res = run("dedupe", src, "--out", out, "--report", tmp_path / "r[/r]" / "rep.json")
+    text = " ".join(res.output.split())
+    assert "[bold]a.png" in text and "o[/p]" in text and "r[/r]" in text
+    assert (out / "manifest.json").is_file()
+    (src / "d.png").write_bytes(b"")
+    res = run("dedupe", src, "--out", tmp_path / "o2", code=1)
+    assert "y]/d.png" in " ".join(res.output.split())
