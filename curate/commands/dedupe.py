@@ -513,7 +513,12 @@ def _check_against(ds: Any, ref: Any, against: str, o: DedupeOptions) -> None:
             f"the classes differ: only --against has {', '.join(only_ref)}; only the dataset "
             f"has {', '.join(only_new)}. Classes are compared by name (case and spaces "
             "ignored), so such boxes never match"
-            + (" (--roi objects keeps those copies)" if o.roi == "objects" else "")
+            + (
+                " (--roi objects keeps such near-duplicates; exact copies are dropped whatever "
+                "their boxes)"
+                if o.roi == "objects"
+                else ""
+            )
             + " and show as label conflicts; pass --class-map to name the same classes"
         )
 
