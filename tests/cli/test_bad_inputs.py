@@ -84,6 +84,35 @@ def test_bad_label_lines(case: str, tmp_path: Path, run) -> None:
     assert m["skipped"][0]["left_out"].endswith("bad.jpg")
 
 
+def test_coco_images_sharing_an_id_are_bad_items(tmp_path: Path, run) -> None:
+    """QA round 10: two images with one id; one got the other's box (clipped) and lost its
+    own, with no word. Both are bad items now; the third image is read."""
+    src = tmp_path / "coco"
+    for name in ("a.jpg", "b.jpg", "c.jpg"):
+        _jpeg(src / "images" / name)
+    ann = {"id": 1, "image_id": 1, "category_id": 1, "bbox": [2, 2, 10, 10]}
+    size = {"width": 64, "height": 48}
+    (src / "annotations.json").write_text(
+        json.dumps(
+            {
+                "images": [
+                    {"id": 1, "file_name": "a.jpg", **size},
+                    {"id": 1, "file_name": "b.jpg", **size},
+                    {"id": 2, "file_name": "c.jpg", **size},
+                ],
+                "annotations": [ann, {**ann, "id": 2, "image_id": 2}],
+                "categories": [{"id": 1, "name": "fire"}],
+            }
+        )
+    )
+    res = run("convert", f"coco:{src}", "--to", "yolo", "--out", tmp_path / "out", code=1)
+    assert "image id 1 is used by 2 images (a.jpg, b.jpg)" in " ".join(res.output.split())
+    run("convert", f"coco:{src}", "--to", "yolo", "--out", tmp_path / "out", "--on-error", "skip")
+    m = manifest(tmp_path / "out")
+    assert m["counts"]["images_written"] == 1 and m["counts"]["annotations_written"] == 1
+    assert sorted(Path(s["left_out"]).name for s in m["skipped"]) == ["a.jpg", "b.jpg"]
+
+
 def test_coco_annotations_of_no_image(tmp_path: Path, run) -> None:
     src = tmp_path / "coco"
     _jpeg(src / "images" / "a.jpg")
