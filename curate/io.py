@@ -129,8 +129,9 @@ def verify_images(dataset: Dataset, options: ReadOptions, workers: int | None = 
                     for img in dataset.images:
                         key = str(img.path)
                         anns[key] = anns.get(key, 0) + len(img.annotations)
-                extra = {"left_out_annotations": anns[path]} if anns[path] else {}
-                options.policy.handle(failure.error(), left_out=path, **extra)
+                options.policy.handle(
+                    failure.error(), left_out=path, left_out_annotations=anns[path]
+                )
                 bad.add(path)
     if not bad:
         return dataset

@@ -208,15 +208,22 @@ def print_skipped(
         err_console.print(f"  ... and {len(policy.skipped) - limit} more")
 
 
-def report_skipped(policy: ErrorPolicy, images_left: int, *, dry_run: bool) -> None:
+def report_skipped(
+    policy: ErrorPolicy,
+    images_left: int,
+    *,
+    dry_run: bool,
+    listed_in: str | None = "manifest.json",
+    what: str = "write",
+) -> None:
     """:func:`print_skipped` for a command about to write ``images_left`` images (pointing
-    at the manifest only when one will be written), and refuse to write none: an output
-    made of nothing because every image was skipped is no dataset."""
+    at ``listed_in``, the manifest, only when it will be written), and refuse to ``what``
+    none: an output made of nothing because every image was skipped is no dataset."""
     nothing = images_left == 0 and bool(policy.skipped)
-    print_skipped(policy, listed_in=None if dry_run or nothing else "manifest.json")
+    print_skipped(policy, listed_in=None if dry_run or nothing else listed_in)
     if nothing:
         raise UsageError(
-            f"nothing to write: every image was skipped ({len(policy.skipped)} bad item(s), "
+            f"nothing to {what}: every image was skipped ({len(policy.skipped)} bad item(s), "
             "listed above)"
         )
 

@@ -33,6 +33,7 @@ from curate.commands.common import (
     print_note,
     print_skipped,
     read_options,
+    report_skipped,
     wrote,
 )
 from curate.core.errors import ItemError, OnError, SodkitError, UsageError
@@ -361,21 +362,14 @@ def dedupe_cmd(
     if o.merge_labels and not writes:
         console.print(_merge_line(merge_counts(plan.output_dataset()[1]), written=False))
     # Every image skipped: nothing to write, as convert, merge and split say (QA round 10:
-    # dedupe wrote an empty dataset and exited 0).
-    nothing = built["counts"]["compared"] == 0 and bool(opts.policy.skipped)
-    print_skipped(
+    # dedupe wrote an empty dataset and exited 0). A dry run's --report lists them.
+    report_skipped(
         opts.policy,
-        listed_in=None
-        if nothing
-        else "manifest.json"
-        if writes
-        else (str(report) if report is not None else None),
+        built["counts"]["compared"],
+        dry_run=False,
+        listed_in="manifest.json" if writes else (str(report) if report is not None else None),
+        what="write" if writes else "compare",
     )
-    if nothing:
-        raise UsageError(
-            f"nothing to {'write' if writes else 'compare'}: every image was skipped "
-            f"({len(opts.policy.skipped)} bad item(s), listed above)"
-        )
     if report is not None and not writes:
         _save_report(built, report)
     if not writes:

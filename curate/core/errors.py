@@ -153,16 +153,24 @@ class ErrorPolicy:
     skipped: list[dict[str, Any]] = field(default_factory=list)
 
     def handle(
-        self, error: ItemError, *, left_out: str | Path | None = None, **details: Any
+        self,
+        error: ItemError,
+        *,
+        left_out: str | Path | None = None,
+        left_out_annotations: int = 0,
+        **details: Any,
     ) -> None:
         """Raise ``error`` under ``fail``; record it under ``skip``, with the image it
-        left out of the dataset (``left_out``) and any ``details`` (``against=True``: the
-        item belongs to dedupe's reference set)."""
+        left out of the dataset (``left_out``), the annotations that went with it
+        (``left_out_annotations``, recorded when there are any) and any ``details``
+        (``against=True``: the item belongs to dedupe's reference set)."""
         if self.mode is OnError.fail:
             raise error.of_reference() if details.get("against") else error
         record = error.to_dict() | details
         if left_out is not None:
             record["left_out"] = str(left_out)
+        if left_out_annotations:
+            record["left_out_annotations"] = left_out_annotations
         self.skipped.append(record)
 
     @property

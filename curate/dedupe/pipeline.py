@@ -221,6 +221,8 @@ class _Prepared:
     _placements: dict[tuple[int, int], Placement] = field(default_factory=dict, repr=False)
     #: The feature spaces, built once (see :func:`_spaces`).
     spaces: list[Space] = field(default_factory=list)
+    #: Thumbnails at CENTRAL_SIDE, by image, as :func:`_thumb_vectors` made them.
+    small: dict[int, NDArray[np.uint8]] = field(default_factory=dict)
 
 
 #: What each position of a policy's sort key (:func:`_priority_keys`) stands for, as the
@@ -269,13 +271,6 @@ def _priority_keys(
     return keys
 
 
-def _left_out(img: ImageItem) -> dict[str, Any]:
-    """What a skipped image's record says it took out: the image, and its annotations as
-    the readers count them (``left_out_annotations``)."""
-    n = len(img.annotations)
-    return {"left_out": img.path} | ({"left_out_annotations": n} if n else {})
-
-
 def _prepare(
     images: list[ImageItem],
     is_ref: NDArray[np.bool_],
@@ -303,7 +298,12 @@ def _prepare(
     for i in sorted(ext.failures):
         # An image that cannot be decoded is not compared and not written.
         ref = {"against": True} if is_ref[i] else {}
-        runtime.policy.handle(ext.failures[i], **_left_out(images[i]), **ref)
+        runtime.policy.handle(
+            ext.failures[i],
+            left_out=images[i].path,
+            left_out_annotations=len(images[i].annotations),
+            **ref,
+        )
     sigs = ext.signatures
     active = np.array([s is not None for s in sigs], bool)
     stats["signatures_s"] = time.perf_counter() - t0
@@ -691,7 +691,11 @@ def _verify_items(
                 strict=True,
             ):
                 if isinstance(res, ItemFailure):
-                    runtime.policy.handle(res.error(), **_left_out(images[i]))
+                    runtime.policy.handle(
+                        res.error(),
+                        left_out=images[i].path,
+                        left_out_annotations=len(images[i].annotations),
+                    )
                     active[i] = False
                 else:
                     crops[i] = res
@@ -1075,14 +1079,15 @@ CENTRAL_MAX_MEMBERS = 2048
 CENTRAL_PASSES = 3
 
 
-def _thumb_vectors(sigs: Sequence[Signature | None], members: Sequence[int]) -> NDArray[np.float32]:
-    """The members' grayscale thumbnails at CENTRAL_SIDE x CENTRAL_SIDE (area-averaged), as rows."""
+def _thumb_vectors(prep: _Prepared, members: Sequence[int]) -> NDArray[np.float32]:
+    """The members' grayscale thumbnails at CENTRAL_SIDE x CENTRAL_SIDE (area-averaged), as
+    rows; each image's made once for all the clustering runs (``prep.small``)."""
     side = (CENTRAL_SIDE, CENTRAL_SIDE)
-    rows = [
-        cv2.resize(sigs[m].thumb, side, interpolation=cv2.INTER_AREA)  # type: ignore[union-attr]
-        for m in members
-    ]
-    return np.stack(rows).reshape(len(rows), -1).astype(np.float32)
+    for m in members:
+        if m not in prep.small:
+            thumb = prep.sigs[m].thumb  # type: ignore[union-attr]
+            prep.small[m] = cv2.resize(thumb, side, interpolation=cv2.INTER_AREA).reshape(-1)
+    return np.stack([prep.small[m] for m in members]).astype(np.float32)
 
 
 @dataclass(frozen=True, slots=True)
@@ -1149,7 +1154,7 @@ def _nearness(prep: _Prepared, res: C.Resolution, o: DedupeOptions) -> dict[int,
             continue
         # In double precision, each member's distance to itself exactly 0: float32 gave a
         # member 0.06 gray levels from itself, and ties are decided at 3 decimals.
-        x = _thumb_vectors(prep.sigs, members).astype(np.float64)
+        x = _thumb_vectors(prep, members).astype(np.float64)
         sq = (x * x).sum(1)
         at = {m: k for k, m in enumerate(members)}
         rows = x[[at[t] for t in tied]]

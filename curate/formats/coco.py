@@ -254,7 +254,7 @@ class CocoFormat:
                 policy.handle(
                     err,
                     left_out=entry.get("file_name") if isinstance(entry, dict) else None,
-                    **({"left_out_annotations": n_anns} if n_anns else {}),
+                    left_out_annotations=n_anns,
                 )
                 continue
             ds.images.append(img)

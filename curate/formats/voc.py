@@ -108,9 +108,9 @@ class VocFormat:
             try:
                 ds.images.append(self._read_one(xml, img_dirs, splits, ds, options))
             except ItemError as err:
-                n_anns = _object_count(xml)
-                extra = {"left_out_annotations": n_anns} if n_anns else {}
-                options.policy.handle(err, left_out=xml.name, **extra)
+                options.policy.handle(
+                    err, left_out=xml.name, left_out_annotations=_object_count(xml)
+                )
         return ds
 
     def _read_one(

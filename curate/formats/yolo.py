@@ -359,9 +359,11 @@ class YoloFormat:
                         img_path, img_root, root, split, names, known, options, ds
                     )
                 except ItemError as err:
-                    n_anns = _label_lines(label_path_for(img_path))
-                    extra = {"left_out_annotations": n_anns} if n_anns else {}
-                    options.policy.handle(err, left_out=img_path, **extra)
+                    options.policy.handle(
+                        err,
+                        left_out=img_path,
+                        left_out_annotations=_label_lines(label_path_for(img_path)),
+                    )
                     continue
                 no_label += not had_label
                 for ann in item.annotations:

@@ -469,11 +469,10 @@ class VideoSource:
                 },
             )
             if not item.path.is_file():
-                n_anns = _labelled_boxes(labels, i, item)
                 options.policy.handle(
                     CorruptImageError(f"{clip} frame {i}", "frame could not be decoded"),
                     left_out=item.file_name,
-                    **({"left_out_annotations": n_anns} if n_anns else {}),
+                    left_out_annotations=_labelled_boxes(labels, i, item),
                 )
                 continue
             if labels is not None and labels.covers(i):
