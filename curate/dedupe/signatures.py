@@ -378,6 +378,10 @@ class SignatureCache:
     * a file that is not a database, or is damaged: it is moved aside with its ``-wal``
       and ``-shm`` files (``NAME.corrupt-YYYYmmdd-HHMMSS``) and a fresh one is made; when it
       cannot be moved, that file is left out and :attr:`problem` names it for deletion.
+      Damage that shows only once the file is in use (zeroed pages: its header opens and
+      most records read, a write or a lookup fails) is handled the same way from then on:
+      the failed write goes to the fresh file, and :func:`extract_signatures` stores there
+      again every signature it read from the damaged one (:meth:`replaced`).
 
     New signatures are written by a background thread (the run goes on meanwhile); every
     other call, and :meth:`close`, waits for it first.
@@ -391,6 +395,8 @@ class SignatureCache:
         self._read_only: dict[str, str] = {}  # tag -> URI its file was opened with
         self._writer: ThreadPoolExecutor | None = None
         self._pending: list[Future[None]] = []
+        self._ids: dict[str, tuple[int, int] | None] = {}  # tag -> its file when opened
+        self._replaced: set[str] = set()  # tags whose file was found damaged in use
 
     @property
     def problem(self) -> str | None:
@@ -425,7 +431,9 @@ class SignatureCache:
         seen = _file_id(path)
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
-            return self._open_writable(path)
+            conn = self._open_writable(path)
+            self._ids[tag] = _file_id(path)
+            return conn
         except sqlite3.Error as exc:
             code = _sqlite_code(exc)
             if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
@@ -506,6 +514,27 @@ class SignatureCache:
             path, exc, f" and cannot be moved aside ({move_exc.strerror or move_exc})"
         )
 
+    def _damaged_in_use(self, tag: str, conn: sqlite3.Connection, exc: sqlite3.Error) -> None:
+        """A file that opened as a database turned out damaged: closed, moved aside and
+        replaced by a fresh one for the rest of the run (see the class docstring)."""
+        conn.close()
+        self._conns[tag] = None
+        path = self._file(tag)
+        if tag in self._read_only:
+            self._note_damaged(path, exc, " and the cache is read-only")
+            return
+        fresh = self._replace_damaged(path, exc, self._ids.get(tag))
+        self._conns[tag] = fresh
+        if fresh is not None:
+            self._ids[tag] = _file_id(path)
+            self._replaced.add(tag)
+
+    def replaced(self, tag: str) -> bool:
+        """Whether the file of ``tag`` was found damaged in use during this run and a
+        fresh one took its place (what was read from the old one is not in the new one)."""
+        self._wait()
+        return tag in self._replaced
+
     def _replace_damaged(
         self, path: Path, exc: sqlite3.Error, seen: tuple[int, int] | None
     ) -> sqlite3.Connection | None:
@@ -557,18 +586,15 @@ class SignatureCache:
                 out.update(rows)
         except sqlite3.Error as exc:
             if _sqlite_code(exc) in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
-                self._note_damaged(self._file(tag), exc)
-                self._conns[tag] = None
-                conn.close()
+                self._damaged_in_use(tag, conn, exc)
             else:
                 self._give_up(f"signature cache read failed ({exc})")
             return {}
         return out
 
     def _insert(self, tag: str, table: str, rows: Iterable[tuple[str, object]]) -> None:
-        conn = self._conn(tag)
-        if conn is not None and tag not in self._read_only:
-            self._insert_on(tag, conn, table, list(rows))
+        if self._conn(tag) is not None:
+            self._insert_on(tag, table, list(rows))
 
     def db_path(self, tag: str) -> str | None:
         """The ``file:`` URI workers read the cache file of ``tag`` with (read-only), or
@@ -600,16 +626,26 @@ class SignatureCache:
             return
         if self._writer is None:
             self._writer = ThreadPoolExecutor(1, thread_name_prefix="sodkit-cache")
-        self._pending.append(self._writer.submit(self._insert_on, tag, conn, "sig", rows))
+        self._pending.append(self._writer.submit(self._insert_on, tag, "sig", rows))
 
     def _insert_on(
-        self, tag: str, conn: sqlite3.Connection, table: str, rows: Sequence[tuple[str, object]]
+        self, tag: str, table: str, rows: Sequence[tuple[str, object]], retry: bool = True
     ) -> None:
+        """Write ``rows`` to the file of ``tag`` as it is now (a write queued before its
+        file was replaced goes to the fresh one)."""
+        conn = self._conns.get(tag)
+        if conn is None or tag in self._read_only:
+            return
         try:
             with conn:
                 conn.executemany(f"INSERT OR REPLACE INTO {table} VALUES (?, ?)", rows)
         except sqlite3.Error as exc:
-            if _sqlite_code(exc) == sqlite3.SQLITE_READONLY:
+            code = _sqlite_code(exc)
+            if code in (sqlite3.SQLITE_NOTADB, sqlite3.SQLITE_CORRUPT):
+                self._damaged_in_use(tag, conn, exc)
+                if retry:
+                    self._insert_on(tag, table, rows, retry=False)
+            elif code == sqlite3.SQLITE_READONLY:
                 # Opened for writing, yet the file or its folder is write-protected.
                 self._read_only[tag] = self._ro_uri(tag)
                 self._note_read_only(exc)
@@ -766,6 +802,11 @@ def extract_signatures(
                     computed.add(content_hash, record)
             hits += from_cache
             sigs.append(sig)
+    if cache is not None and hits and cache.replaced(params.tag):
+        # The file the hits came from was damaged and moved aside: keep them in the new one.
+        with StoreBatches(store) as again:
+            for content_hash, sig in by_hash.items():
+                again.add(content_hash, sig.to_bytes())
     return Extraction(sigs, failures, cache_hits=hits)
 
 

@@ -129,3 +129,43 @@ def test_garbage_file_that_cannot_be_moved_is_named_for_deletion(
     assert cache.problem is not None
     assert str(db) in cache.problem and "delete it" in cache.problem
     assert db.read_text() == "not a database"
+
+
+def _zero_pages(db: Path, first: int, count: int) -> None:
+    """Overwrite ``count`` pages of 4 KiB from page ``first`` with zeros, the header kept
+    (what a failing disk or an interrupted copy leaves): the file still opens."""
+    with db.open("r+b") as f:
+        f.seek(first * 4096)
+        f.write(b"\0" * (count * 4096))
+
+
+def test_file_damaged_inside_is_moved_aside_once_a_write_fails(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """QA round 10: with pages zeroed the file opened and most records read, but every
+    write failed; each run said 'running without it', stored nothing and never moved the
+    file. Now it is moved aside when the damage shows, the run's writes go to a fresh
+    file, and the signatures read from the old one are stored there too."""
+    paths = _images(tmp_path, rng, 40)
+    folder = tmp_path / "cache"
+    cache = G.SignatureCache(folder)
+    G.extract_signatures(paths[:30], PARAMS, cache=cache)
+    cache.close()
+    db = folder / f"signatures-{PARAMS.tag}.sqlite"
+    assert not db.with_name(db.name + "-wal").exists()  # checkpointed at close
+    pages = db.stat().st_size // 4096
+    _zero_pages(db, 2, pages // 2)  # the header page and the schema stay
+    cache = G.SignatureCache(folder)
+    ext = G.extract_signatures(paths, PARAMS, cache=cache)
+    cache.close()
+    assert all(s is not None for s in ext.signatures)
+    assert ext.cache_hits < 30  # some records were in the zeroed pages
+    assert cache.problem is not None and "moved to" in cache.problem, cache.problem
+    assert "running without it" not in cache.problem
+    (aside,) = (p for p in folder.iterdir() if p.name.startswith(f"{db.name}.corrupt-"))
+    assert aside.stat().st_size > 0
+    # Every signature of the run, read or computed, is in the fresh file.
+    again = G.SignatureCache(folder)
+    assert G.extract_signatures(paths, PARAMS, cache=again).cache_hits == 40
+    assert again.problem is None
+    again.close()
