@@ -146,6 +146,15 @@ class VocFormat:
                 )
             img_path = img_dirs[0] / (filename or f"{xml.stem}.jpg")
         else:
+            if filename and img_path.name != Path(filename).name:
+                # <filename> names no file here; the image was found by the XML's name.
+                ds.info["changed"].append(
+                    {
+                        "item": img_path.name,
+                        "change": f"<filename> '{filename}' in {xml.name} not found: "
+                        f"took '{img_path.name}', named like the XML",
+                    }
+                )
             if options.check_images or not (width and height):
                 info = probe(
                     img_path, check_tail=options.check_images, max_pixels=options.max_pixels

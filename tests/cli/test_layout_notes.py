@@ -240,3 +240,23 @@ def test_paths_with_a_colon_still_work(tmp_path: Path, monkeypatch: pytest.Monke
     assert parse_spec("YOLO:data/x") == ("yolo", Path("data/x"))
     with pytest.raises(UsageError, match="does not exist"):
         load_dataset("data/run:2")
+
+
+def test_voc_filename_naming_a_missing_file_is_noted(tmp_path: Path) -> None:
+    """QA round 10: the image found by the XML's stem instead was taken without a word."""
+    root = tmp_path / "voc"
+    img = _save(root / "JPEGImages" / "p0.png", 0)
+    (root / "Annotations").mkdir(parents=True)
+    (root / "Annotations" / "p0.xml").write_text(
+        "<annotation><filename>p0.jpg</filename><size><width>64</width>"
+        "<height>48</height></size><object><name>fire</name><bndbox><xmin>2</xmin>"
+        "<ymin>2</ymin><xmax>20</xmax><ymax>20</ymax></bndbox></object></annotation>"
+    )
+    ds = load_dataset(f"voc:{root}")
+    assert [i.path for i in ds.images] == [img]
+    assert ds.info["changed"] == [
+        {
+            "item": "p0.png",
+            "change": "<filename> 'p0.jpg' in p0.xml not found: took 'p0.png', named like the XML",
+        }
+    ]
