@@ -36,6 +36,7 @@ from curate.commands.common import (
     report_skipped,
     wrote,
 )
+from curate.core.dataset import Dataset
 from curate.core.errors import ItemError, OnError, SodkitError, UsageError
 from curate.core.imageio import DEFAULT_MAX_PIXELS
 from curate.core.output import check_file_output, check_output
@@ -340,6 +341,8 @@ def dedupe_cmd(
         ref_not_read = images_left_out(opts.policy.skipped[read_before:])
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
+        if fmt is not None and not do_sweep:
+            _check_format(ds, fmt.value, writes)
         if do_sweep:
             rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
             _print_sweep(rows, o, len(ds))
@@ -448,6 +451,21 @@ def _merge_line(m: dict[str, int], *, written: bool) -> str:
     if left:
         text += f", {'leaving' if written else 'and would leave'} " + " and ".join(left)
     return text + ("; see manifest.json" if written else "")
+
+
+def _check_format(ds: Dataset, out_fmt: str, writes: bool) -> None:
+    """Refuse, before any work, a ``--format`` that cannot hold the dataset (the writer
+    would say so only once everything is computed; QA round 10); a dry run notes it."""
+    labelled = sum(1 for img in ds.images if img.annotations)
+    if out_fmt != "images" or not labelled:
+        return
+    problem = UsageError(
+        f"--format images holds no labels, and {labelled} image(s) have annotations; "
+        "write --format coco or yolo instead"
+    )
+    if writes:
+        raise problem
+    print_note(f"the run without --dry-run would stop here: {problem}")
 
 
 def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[str, Any]) -> None:

@@ -513,3 +513,27 @@ def test_byte_copies_alone_raise_no_static_camera_warning(run, tmp_path: Path) -
     res = run("dedupe", f"images:{clip}", "--dry-run", "-j", "1")
     text = " ".join(res.output.split())
     assert "keep 1, drop 19" in text and "static camera" not in text
+
+
+def test_format_images_of_labelled_data_is_refused_before_the_work(
+    run, data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """QA round 10: the run computed everything, then failed, suggesting voc (which dedupe
+    does not write); --dry-run said nothing of it."""
+    import curate.commands.dedupe as cmd
+
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("find_duplicates ran")
+
+    out = tmp_path / "imgs"
+    with monkeypatch.context() as m:
+        m.setattr(cmd, "find_duplicates", never)
+        res = run("dedupe", data, "--out", out, "--format", "images", "-j", "1", code=1)
+    text = " ".join(res.output.split())
+    assert "--format images holds no labels, and 6 image(s) have annotations" in text
+    assert "--format coco or yolo" in text and "voc" not in text
+    assert not out.exists()
+    res = run("dedupe", data, "--dry-run", "--format", "images", "-j", "1")
+    text = " ".join(res.output.split())
+    assert "without --dry-run would stop here: --format images holds no labels" in text
+    assert "would keep 4 and drop 2" in text
