@@ -213,7 +213,7 @@ def make_unique_names(images: Iterable[ImageItem], prefix_of: dict[int, str] | N
     seen: set[str] = set()
     renamed = 0
     for img in images:
-        key = _stem_key(img.file_name)
+        key = stem_key(img.file_name)
         if key not in seen:
             seen.add(key)
             continue
@@ -223,17 +223,18 @@ def make_unique_names(images: Iterable[ImageItem], prefix_of: dict[int, str] | N
         while True:
             tag = base if n == 0 else f"{base}{n}"
             cand = str(p.with_name(f"{tag}__{p.name}"))
-            if _stem_key(cand) not in seen:
+            if stem_key(cand) not in seen:
                 break
             n += 1
         img.attributes.setdefault("renamed_from", img.file_name)
         img.file_name = cand
-        seen.add(_stem_key(cand))
+        seen.add(stem_key(cand))
         renamed += 1
     return renamed
 
 
-def _stem_key(name: str) -> str:
+def stem_key(name: str) -> str:
+    """What :func:`make_unique_names` compares: the name without its extension, lower case."""
     p = PurePosixPath(name)
     return str(p.with_suffix("")).lower()
 

@@ -429,7 +429,18 @@ class YoloFormat:
                 "they are not background"
             )
             return
-        stems = {label_path_for(f) for f in files}
+        by_label: dict[Path, list[Path]] = {}
+        for f in files:
+            by_label.setdefault(label_path_for(f), []).append(f)
+        shared = {lab: imgs for lab, imgs in by_label.items() if len(imgs) > 1 and lab.is_file()}
+        if shared:
+            lab, imgs = next(iter(shared.items()))
+            ds.info.setdefault("notes", []).append(
+                f"{split or 'the dataset'}: {len(shared)} label file(s) each serve images "
+                f"of one name with different extensions (e.g. {' and '.join(i.name for i in imgs)} "
+                f"both read {lab.name}): each image got its boxes; check that they show one picture"
+            )
+        stems = set(by_label)
         for lab in sorted(label_dir.rglob("*.txt")):
             if lab not in stems and lab.name != "classes.txt":
                 options.policy.handle(

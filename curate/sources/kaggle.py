@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from curate.core.dataset import Dataset
+from curate.core.dataset import Dataset, ImageItem
 from curate.core.errors import UsageError
 from curate.core.files import (
     clip_of,
@@ -22,6 +22,7 @@ from curate.core.files import (
     safe_token,
     shown_path,
     split_dirs,
+    stem_key,
     unread_notes,
     walk_files,
 )
@@ -97,16 +98,8 @@ class KaggleSource:
                 img.attributes["clip"], img.attributes["frame"] = clip
         # Split folders often reuse names (img_1.jpg in train/ and in valid/): flattened,
         # later ones get their split as a prefix (val__img_1.jpg; attribute renamed_from).
-        renamed = make_unique_names(ds.images, prefix_of)
-        if renamed:
-            ds.info.setdefault("changed", []).extend(
-                {
-                    "item": img.attributes["original_path"],
-                    "change": f"renamed to {img.file_name}: another split holds the same name",
-                }
-                for img in ds.images
-                if "renamed_from" in img.attributes
-            )
+        if make_unique_names(ds.images, prefix_of):
+            ds.info.setdefault("changed", []).extend(_rename_notes(ds.images))
         return ds
 
     def _read_voc(self, dirs: dict[Path, str], options: ReadOptions) -> Dataset:
@@ -122,6 +115,38 @@ class KaggleSource:
                 out.images.append(img)
             out.info["changed"] += part.info.get("changed", [])
         return out
+
+
+def _rename_notes(images: list[ImageItem]) -> list[dict[str, str]]:
+    """A ``changed`` entry per renamed image, naming the image that kept the name and why
+    they collide: another split, another folder of the split, or only the stem (YOLO
+    labels are named by it; QA round 10: x.tif beside x.png read "another split")."""
+    holder: dict[str, ImageItem] = {}
+    for img in images:
+        if "renamed_from" not in img.attributes:
+            holder.setdefault(stem_key(img.file_name), img)
+    out = []
+    for img in images:
+        old = img.attributes.get("renamed_from")
+        if old is None:
+            continue
+        other = holder.get(stem_key(old))
+        split = img.attributes.get("original_split")
+        if other is None:  # (make_unique_names renames only what collides)
+            why = "another image has the same name"
+        elif other.attributes.get("original_split") != split:
+            why = f"split {other.attributes.get('original_split')} holds {other.file_name} too"
+        elif other.file_name == old:
+            why = f"another folder of {f'split {split}' if split else 'the export'} holds {old} too"
+        else:
+            why = f"{other.file_name} has the same name but for the extension (labels are named by it)"
+        out.append(
+            {
+                "item": img.attributes["original_path"],
+                "change": f"renamed to {img.file_name}: {why}",
+            }
+        )
+    return out
 
 
 def _unread_notes(path: Path, dirs: dict[Path, str], ds: Dataset) -> list[str]:

@@ -91,3 +91,32 @@ def test_absolute_and_windows_paths_in_data_yaml(tmp_path: Path) -> None:
     )
     ds = load_dataset(str(root))
     assert sorted(i.attributes["original_split"] for i in ds.images) == ["train", "val"]
+
+
+def test_names_that_collide_within_one_split_say_why(tmp_path: Path) -> None:
+    """QA round 10: x.tif beside x.png read 'another split holds the same name' (one split,
+    two names), x.txt served both without a word; a name in two folders of one split too."""
+    root = tmp_path / "export"
+    _img(root / "train" / "images" / "x.png")
+    _img(root / "train" / "images" / "x.tif", 60, 80)
+    _img(root / "train" / "images" / "sub" / "y.jpg")
+    _img(root / "train" / "images" / "y.jpg")
+    labels = root / "train" / "labels"
+    (labels / "sub").mkdir(parents=True)
+    for lab in ("x.txt", "y.txt", "sub/y.txt"):
+        (labels / lab).write_text("0 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("names: [fire]\ntrain: train/images\n")
+    ds = load_dataset(str(root))
+    changes = sorted(c["change"] for c in ds.info["changed"])
+    assert changes == [
+        "renamed to train__x.tif: x.png has the same name but for the extension "
+        "(labels are named by it)",
+        "renamed to train__y.jpg: another folder of split train holds y.jpg too",
+    ]
+    assert all(len(i.annotations) == 1 for i in ds.images)
+    (note,) = (n for n in ds.info["notes"] if "label file(s)" in n)
+    assert note == (
+        "train: 1 label file(s) each serve images of one name with different extensions "
+        "(e.g. x.png and x.tif both read x.txt): each image got its boxes; check that they "
+        "show one picture"
+    )
