@@ -467,9 +467,16 @@ class SignatureCache:
     def _open_read_only(
         self, tag: str, path: Path, why: sqlite3.Error
     ) -> sqlite3.Connection | None:
-        self._note_read_only(why)
         if not path.is_file():
-            return None  # nothing stored for these parameters
+            # Nothing stored for these parameters (QA round 10: the note said the
+            # signatures stored there were used).
+            self._note(
+                "read-only",
+                f"signature cache at '{self.folder}' is read-only ({why}) and holds no "
+                "signatures for these settings: none are stored",
+            )
+            return None
+        self._note_read_only(why)
         modes = ["mode=ro"]
         if not path.with_name(f"{path.name}-wal").exists():  # no writer has it open
             modes.append("mode=ro&immutable=1")

@@ -86,6 +86,32 @@ def test_read_only_cache_is_read_not_ignored(tmp_path: Path, rng: np.random.Gene
     assert sorted(folder.iterdir()) == files
 
 
+def test_empty_read_only_cache_says_it_holds_nothing(
+    tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """QA round 10: an empty read-only folder was said to have its signatures used."""
+    prefix = _unprivileged()
+    paths = _images(tmp_path, rng, 3)
+    folder = tmp_path / "cache"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        proc = subprocess.run(
+            [*prefix, sys.executable, "-c", _CHILD, str(folder), *map(str, paths)],
+            capture_output=True,
+            text=True,
+            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
+        )
+    finally:
+        folder.chmod(0o755)
+    assert proc.returncode == 0, proc.stderr
+    out = json.loads(proc.stdout)
+    assert out["ok"] == 3 and out["hits"] == [0, 0]
+    assert "holds no signatures for these settings" in out["problem"]
+    assert "are used" not in out["problem"]
+    assert list(folder.iterdir()) == []
+
+
 def test_garbage_file_is_moved_aside_and_rebuilt(tmp_path: Path, rng: np.random.Generator) -> None:
     paths = _images(tmp_path, rng, 3)
     folder = tmp_path / "cache"
