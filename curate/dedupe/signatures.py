@@ -64,13 +64,18 @@ from curate.dedupe.index import FEATURE_SIDE, structure_feature
 from curate.dedupe.ssim import to_gray
 
 #: 5: thumbnails area-averaged from whole pixels (read_reduced); 6: PNGs whose chunk CRCs
-#: fail are unreadable (earlier versions cached signatures of damaged PNGs).
-SIGNATURE_VERSION = 6
+#: fail are unreadable (earlier versions cached signatures of damaged PNGs); 7: samples
+#: wider than 8 bits scaled by the bits the data uses, and EXIF-oriented images reduced on
+#: a grid from the displayed top-left (both changed thumbnails).
+SIGNATURE_VERSION = 7
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512
-#: Names the sharpness measure in its cache: change it when :func:`sharpness` changes.
-SHARPNESS_TAG = f"sharpness-v4-s{SHARPNESS_SIDE}"
+#: Names the sharpness measure in its cache: change it when :func:`sharpness` changes
+#: (v5: read_reduced's sample-depth and orientation changes of signature version 7).
+SHARPNESS_TAG = f"sharpness-v5-s{SHARPNESS_SIDE}"
+#: Names the pixel hashes' cache file (v2: samples wider than 8 bits decode differently).
+PIXELS_TAG = "pixels-v2"
 _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")
@@ -660,10 +665,10 @@ class SignatureCache:
                 self._give_up(f"signature cache write failed ({exc})")
 
     def get_pixel_hashes(self, hashes: Sequence[str]) -> dict[str, str]:
-        return {k: str(v) for k, v in self._select("pixels", "pix", "pixels", hashes).items()}
+        return {k: str(v) for k, v in self._select(PIXELS_TAG, "pix", "pixels", hashes).items()}
 
     def put_pixel_hashes(self, rows: Iterable[tuple[str, str]]) -> None:
-        self._insert("pixels", "pix", rows)
+        self._insert(PIXELS_TAG, "pix", rows)
 
     def get_sharpness(self, hashes: Sequence[str]) -> dict[str, float]:
         """:func:`sharpness` values by content hash (in their own file, :data:`SHARPNESS_TAG`)."""

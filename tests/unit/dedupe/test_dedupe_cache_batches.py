@@ -125,7 +125,7 @@ def test_interrupted_extraction_keeps_its_signatures(
 @pytest.mark.parametrize(
     ("compute", "tag", "table", "get"),
     [
-        (G.compute_pixel_hashes, "pixels", "pix", G.SignatureCache.get_pixel_hashes),
+        (G.compute_pixel_hashes, G.PIXELS_TAG, "pix", G.SignatureCache.get_pixel_hashes),
         (G.compute_sharpness, G.SHARPNESS_TAG, "sharp", G.SignatureCache.get_sharpness),
     ],
     ids=["pixel hashes", "sharpness"],
