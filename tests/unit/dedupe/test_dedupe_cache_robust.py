@@ -53,19 +53,9 @@ def _unprivileged() -> list[str]:
     return prefix
 
 
-def test_read_only_cache_is_read_not_ignored(tmp_path: Path, rng: np.random.Generator) -> None:
-    """A shared cache the user may read but not write: hits come from it, nothing is stored
-    (the QA saw it ignored, every signature recomputed)."""
+def _child_in_read_only(folder: Path, paths: list[Path]) -> dict:
+    """What :data:`_CHILD` found with ``folder`` read-only (as an unprivileged user)."""
     prefix = _unprivileged()
-    paths = _images(tmp_path, rng, 6)
-    folder = tmp_path / "cache"
-    cache = G.SignatureCache(folder)
-    G.extract_signatures(paths[:4], PARAMS, cache=cache)  # 4 of the 6 are cached
-    cache.close()
-    files = sorted(folder.iterdir())
-    assert [f.name for f in files] == [f"signatures-{PARAMS.tag}.sqlite"]  # no -wal, -shm
-    for f in files:
-        f.chmod(0o444)
     folder.chmod(0o555)
     try:
         proc = subprocess.run(
@@ -77,7 +67,23 @@ def test_read_only_cache_is_read_not_ignored(tmp_path: Path, rng: np.random.Gene
     finally:
         folder.chmod(0o755)
     assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    return json.loads(proc.stdout)
+
+
+def test_read_only_cache_is_read_not_ignored(tmp_path: Path, rng: np.random.Generator) -> None:
+    """A shared cache the user may read but not write: hits come from it, nothing is stored
+    (the QA saw it ignored, every signature recomputed)."""
+    _unprivileged()  # skips before any work where permissions cannot be dropped
+    paths = _images(tmp_path, rng, 6)
+    folder = tmp_path / "cache"
+    cache = G.SignatureCache(folder)
+    G.extract_signatures(paths[:4], PARAMS, cache=cache)  # 4 of the 6 are cached
+    cache.close()
+    files = sorted(folder.iterdir())
+    assert [f.name for f in files] == [f"signatures-{PARAMS.tag}.sqlite"]  # no -wal, -shm
+    for f in files:
+        f.chmod(0o444)
+    out = _child_in_read_only(folder, paths)
     assert out["ok"] == 6
     # Read by the pool workers; the 2 new ones were not stored, so the second pass misses too.
     assert out["hits"] == [4, 4]
@@ -90,22 +96,10 @@ def test_empty_read_only_cache_says_it_holds_nothing(
     tmp_path: Path, rng: np.random.Generator
 ) -> None:
     """QA round 10: an empty read-only folder was said to have its signatures used."""
-    prefix = _unprivileged()
     paths = _images(tmp_path, rng, 3)
     folder = tmp_path / "cache"
     folder.mkdir()
-    folder.chmod(0o555)
-    try:
-        proc = subprocess.run(
-            [*prefix, sys.executable, "-c", _CHILD, str(folder), *map(str, paths)],
-            capture_output=True,
-            text=True,
-            env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])},
-        )
-    finally:
-        folder.chmod(0o755)
-    assert proc.returncode == 0, proc.stderr
-    out = json.loads(proc.stdout)
+    out = _child_in_read_only(folder, paths)
     assert out["ok"] == 3 and out["hits"] == [0, 0]
     assert "holds no signatures for these settings" in out["problem"]
     assert "are used" not in out["problem"]
