@@ -6,10 +6,11 @@ read in that frame (as labelling tools show it).
 
 Decoding normalises every input to 8-bit RGB: grayscale is replicated, alpha is
 dropped, palettes are expanded, and integer samples wider than 8 bits (16-bit gray PNG
-and TIFF, 32-bit "I") keep the top 8 of the bits the data uses: they are shifted right by
-``bit_length(max) - 8``, so 16-bit data keeps its top byte while 12-bit data (0..4095, as
-thermal and scientific cameras write it into 16-bit files) is shifted by 4, not 8, and
-still spans 0..255 (see :func:`to_rgb8`).
+and TIFF, 32-bit "I") keep the top 8 of the bits the data uses: they are shifted right
+by ``bit_length(top) - 8``, ``top`` the 99.99th percentile (a hot pixel saturates), so
+16-bit data keeps its top byte while 12-bit data (0..4095, as thermal and scientific
+cameras write it into 16-bit files) is shifted by 4, not 8, and still spans 0..255 (see
+:func:`to_rgb8`).
 """
 
 from __future__ import annotations
@@ -407,8 +408,9 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
     """Convert any Pillow image (L, LA, P, RGBA, I;16, I, F, CMYK, ...) to ``(H, W, 3)`` uint8.
 
     Integer samples (I;16*, I) keep the top 8 of the bits the data uses: negatives clip to
-    0, then all are shifted right by ``max(0, bit_length(max) - 8)``, i.e. the smallest
-    power-of-two range holding the data maps to 0..255. 16-bit data (max >= 32768) is
+    0, then all are shifted right by ``max(0, bit_length(top) - 8)``, ``top`` being the
+    99.99th percentile (so a few hot pixels do not darken the rest: they saturate at 255),
+    i.e. the smallest power-of-two range holding the data maps to 0..255. 16-bit data (max >= 32768) is
     shifted by 8, 12-bit data (max 2048..4095) by 4, 8-bit data in a 16-bit file not at
     all; one picture stored at 12 bits and scaled to 16 decodes the same. F (float) is
     stretched from its minimum to its maximum.
@@ -424,9 +426,12 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
             # Not a fixed >> 8: cameras write 10-, 12- or 14-bit data into 16-bit files,
             # which would decode to 0..3, 0..15 or 0..63 and make all pictures alike (QA:
             # dedupe dropped 10 of 20 different 12-bit photos).
-            top = max(0, int(arr.max())) if arr.size else 0
+            # The range comes from all but the brightest 0.01 % (QA round 11: one hot pixel
+            # at 65535 in a 12-bit thermal frame left the rest of it nearly black); those
+            # few saturate at 255.
+            top = max(0, int(np.percentile(arr, 99.99, method="lower"))) if arr.size else 0
             shift = max(0, top.bit_length() - 8)
-            gray = (np.maximum(arr, 0) >> shift).astype(np.uint8)
+            gray = np.minimum(np.maximum(arr, 0) >> shift, 255).astype(np.uint8)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "RGB":
         return np.asarray(img, dtype=np.uint8)

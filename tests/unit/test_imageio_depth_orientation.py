@@ -96,6 +96,21 @@ def test_one_picture_decodes_alike_in_any_sample_depth(
     np.testing.assert_array_equal(read_image(narrow)[..., 1], picture)
 
 
+def test_a_hot_pixel_does_not_darken_the_picture(tmp_path: Path, rng: np.random.Generator) -> None:
+    """QA round 11: one pixel at 65535 in a 12-bit frame (a thermal camera's hot pixel)
+    set the range, and the rest decoded nearly black (mean 6.8 instead of 116)."""
+    picture = _picture(rng, 150, 200)
+    deep = _deep(picture, 12, rng)
+    clean = _save16(deep, tmp_path / "clean.png")
+    hot = deep.copy()
+    hot[10, 10] = 65535
+    spot = _save16(hot, tmp_path / "hot.png")
+    a, b = read_image(clean), read_image(spot)
+    assert b[10, 10].tolist() == [255, 255, 255]
+    b[10, 10] = a[10, 10]
+    np.testing.assert_array_equal(a, b)
+
+
 def test_int32_samples_clip_negatives_and_scale_by_the_depth_used() -> None:
     data = np.array([[-300, 0, 15, 16], [1000, 2048, 4000, 4095]], np.int32)
     out = to_rgb8(Image.fromarray(data))  # Pillow's mode I
