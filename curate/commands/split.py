@@ -242,16 +242,20 @@ def _report_folder(report: dict[str, Any]) -> str | None:
         return None
 
 
+def _rule(report: dict[str, Any]) -> dict[str, Any]:
+    """The rule a report was made with (empty when it says none)."""
+    rule = report.get("rule")
+    return rule if isinstance(rule, dict) else {}
+
+
 def _cluster_mode(report: dict[str, Any]) -> str | None:
     """The cluster mode a report was made with (``rule.cluster``), if it says."""
-    rule = report.get("rule")
-    return rule.get("cluster") if isinstance(rule, dict) else None
+    return _rule(report).get("cluster")
 
 
 def _exact_only(report: dict[str, Any]) -> bool:
     """Whether a report clusters exact copies only (``dedupe --exact``)."""
-    rule = report.get("rule")
-    return isinstance(rule, dict) and rule.get("exact_only") is True
+    return _rule(report).get("exact_only") is True
 
 
 # Columns of a summary row before the per-class counts; with many classes only these fit.

@@ -410,9 +410,9 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
     Integer samples (I;16*, I) keep the top 8 of the bits the data uses: negatives clip to
     0, then all are shifted right by ``max(0, bit_length(top) - 8)``, ``top`` being the
     99.99th percentile (so a few hot pixels do not darken the rest: they saturate at 255),
-    i.e. the smallest power-of-two range holding the data maps to 0..255. 16-bit data (max >= 32768) is
-    shifted by 8, 12-bit data (max 2048..4095) by 4, 8-bit data in a 16-bit file not at
-    all; one picture stored at 12 bits and scaled to 16 decodes the same. F (float) is
+    i.e. the smallest power-of-two range holding the data maps to 0..255. 16-bit data
+    (``top`` >= 32768) is shifted by 8, 12-bit data (``top`` 2048..4095) by 4, 8-bit data
+    in a 16-bit file not at all; one picture stored at 12 bits and scaled to 16 decodes the same. F (float) is
     stretched from its minimum to its maximum.
     """
     mode = img.mode

@@ -354,13 +354,6 @@ def _describe(ann: Annotation, name: str) -> dict[str, Any]:
     return {"category": name, "bbox": [round(v, 2) for v in ann.bbox]}
 
 
-def _in_kept(
-    box: Sequence[float], dropped: ImageItem, kept: ImageItem, placement: Placement
-) -> NDArray[np.float64]:
-    """A pixel XYXY box of ``dropped`` in ``kept``'s pixels (clipped to it)."""
-    return _placed(box, dropped, kept, placement)[1]
-
-
 def _placed(
     box: Sequence[float], dropped: ImageItem, kept: ImageItem, placement: Placement
 ) -> tuple[float, NDArray[np.float64]]:
@@ -424,7 +417,7 @@ def label_conflict(
     in_dropped = []
     for i in only_d:
         entry = _describe(dropped.annotations[i], names_dropped[i])
-        box = _in_kept(dropped.annotations[i].bbox, dropped, kept, placed)
+        _, box = _placed(dropped.annotations[i].bbox, dropped, kept, placed)
         entry["bbox_in_kept"] = [round(float(v), 2) for v in box]
         in_dropped.append(entry)
     return LabelConflict(

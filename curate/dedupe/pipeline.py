@@ -218,7 +218,6 @@ class _Prepared:
     listed: Candidates | None = None
     #: Each image's sort key of the keep policy (see :func:`_priority_keys`).
     keys: list[tuple[float, ...]] = field(default_factory=list)
-    _placements: dict[tuple[int, int], Placement] = field(default_factory=dict, repr=False)
     #: The feature spaces, built once (see :func:`_spaces`).
     spaces: list[Space] = field(default_factory=list)
     #: Thumbnails at CENTRAL_SIDE, by image, as :func:`_thumb_vectors` made them.

@@ -653,7 +653,6 @@ def exact_leaks(plan: DedupePlan) -> list[dict[str, Any]]:
     """
     out = []
     for members in _exact_groups(plan):
-        members.sort()
         splits = _splits_of(plan, members)
         if len(splits) < 2:
             continue
