@@ -535,7 +535,7 @@ class SignatureCache:
         if tag in self._read_only:
             self._note_damaged(path, exc, " and the cache is read-only")
             return
-        fresh = self._replace_damaged(path, exc, self._ids.get(tag))
+        fresh = self._replace_damaged(path, exc, self._ids.get(tag), in_use=True)
         self._conns[tag] = fresh
         if fresh is not None:
             self._ids[tag] = _file_id(path)
@@ -548,10 +548,16 @@ class SignatureCache:
         return tag in self._replaced
 
     def _replace_damaged(
-        self, path: Path, exc: sqlite3.Error, seen: tuple[int, int] | None
+        self,
+        path: Path,
+        exc: sqlite3.Error,
+        seen: tuple[int, int] | None,
+        *,
+        in_use: bool = False,
     ) -> sqlite3.Connection | None:
         """Move the damaged file aside and start a fresh one; ``seen``: the file's
-        :func:`_file_id` when it was opened (another run may have replaced it since)."""
+        :func:`_file_id` when it was opened (another run may have replaced it since);
+        ``in_use``: records were read from it before the damage showed."""
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
         try:
             if _file_id(path) != seen:
@@ -572,10 +578,19 @@ class SignatureCache:
                 except OSError as move_exc:
                     self._note_unmovable(side, exc, move_exc)
                     return None
+            # QA round 11: "was not a usable database" read oddly right after hundreds of
+            # signatures had been read from it.
+            what = (
+                "is damaged ({exc}): the signatures still readable from it were used and "
+                "are stored again in a fresh file"
+                if in_use
+                else "was not a usable database ({exc}): started afresh"
+            ).format(exc=exc)
             self._note(
                 f"damaged {path.name}",
-                f"signature cache file '{path}' was not a usable database ({exc}): moved "
-                f"to '{aside.name}' and started afresh",
+                f"signature cache file '{path}' {what}; the damaged file was moved to "
+                f"'{aside.name}' (with its -wal/-shm files if any): delete it when no "
+                "longer needed",
             )
         try:
             return self._open_writable(path)

@@ -181,6 +181,10 @@ def test_file_damaged_inside_is_moved_aside_once_a_write_fails(
     assert all(s is not None for s in ext.signatures)
     assert ext.cache_hits < 30  # some records were in the zeroed pages
     assert cache.problem is not None and "moved to" in cache.problem, cache.problem
+    # QA round 11: it said "was not a usable database" right after reading from it.
+    assert "is damaged" in cache.problem and "stored again in a fresh file" in cache.problem
+    assert "not a usable database" not in cache.problem
+    assert "delete it when no longer needed" in cache.problem
     assert "running without it" not in cache.problem
     (aside,) = (p for p in folder.iterdir() if p.name.startswith(f"{db.name}.corrupt-"))
     assert aside.stat().st_size > 0
