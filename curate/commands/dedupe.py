@@ -314,13 +314,16 @@ def dedupe_cmd(
             f"--against '{against}' is the dataset itself: every image would be dropped as a "
             "copy of itself; give the clean reference set"
         )
+    # What would stop the real run: said at once and again in a dry run's last line (QA
+    # round 11: the first note sat above a long table).
+    stops: list[str] = []
     if writes:
         check_output(out, overwrite=overwrite, inputs=inputs)  # type: ignore[arg-type]
     elif out is not None:
         try:
             check_output(out, overwrite=overwrite, inputs=inputs)
         except SodkitError as exc:
-            print_note(f"the run without --dry-run would stop here: {exc}")
+            stops.append(_would_stop(str(exc)))
     if report is not None:
         # The output folder gets its own report; one inside it would make it non-empty.
         _check_report_path(report, overwrite, inputs, out=out if writes else None)
@@ -342,7 +345,7 @@ def dedupe_cmd(
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
         if fmt is not None and not do_sweep:
-            _check_format(ds, fmt.value, writes)
+            stops += _check_format(ds, fmt.value, writes)
         if do_sweep:
             rows = sweep(ds, o, SWEEP_THRESHOLDS, reference=ref, runtime=runtime)
             _print_sweep(rows, o, len(ds))
@@ -378,6 +381,7 @@ def dedupe_cmd(
     if not writes:
         console.print(
             f"[yellow]dry run:[/] would keep {len(plan.kept_new())} and drop {len(plan.dropped())} images; nothing written"
+            + "".join(f"; [bold]{escape(why)}[/]" for why in stops)
         )
         return
     # A dataset is written back in its own form: COCO, YOLO (a Kaggle/Roboflow YOLO export
@@ -453,19 +457,27 @@ def _merge_line(m: dict[str, int], *, written: bool) -> str:
     return text + ("; see manifest.json" if written else "")
 
 
-def _check_format(ds: Dataset, out_fmt: str, writes: bool) -> None:
+def _would_stop(problem: str) -> str:
+    """Note now that the real run would stop on ``problem``; the dry run's last line repeats
+    the returned text."""
+    print_note(f"the run without --dry-run would stop here: {problem}")
+    return f"the run without --dry-run would stop: {problem}"
+
+
+def _check_format(ds: Dataset, out_fmt: str, writes: bool) -> list[str]:
     """Refuse, before any work, a ``--format`` that cannot hold the dataset (the writer
-    would say so only once everything is computed; QA round 10); a dry run notes it."""
+    would say so only once everything is computed; QA round 10); a dry run notes it and
+    gets the note back for its last line."""
     labelled = sum(1 for img in ds.images if img.annotations)
     if out_fmt != "images" or not labelled:
-        return
+        return []
     problem = UsageError(
         f"--format images holds no labels, and {labelled} image(s) have annotations; "
         "write --format coco or yolo instead"
     )
     if writes:
         raise problem
-    print_note(f"the run without --dry-run would stop here: {problem}")
+    return [_would_stop(str(problem))]
 
 
 def _print_written(counts: dict[str, Any], out: Path, out_fmt: str, info: dict[str, Any]) -> None:

@@ -200,6 +200,8 @@ def test_inert_and_refused_later_options_are_noted(run, data: Path, tmp_path: Pa
     (full / "x.txt").write_text("keep me")
     res = run("dedupe", data, "--dry-run", "--out", full, "-j", "1")
     assert "without --dry-run would stop here" in res.output and "--overwrite" in res.output
+    tail = " ".join(res.output.split()).rsplit("dry run: would keep", 1)[1]
+    assert "would stop: " in tail and "--overwrite" in tail
     res = run("dedupe", data, "--sweep", "--ssim", "0.85", "--hist", "0.9", "--combine", "any")
     assert "or histogram above 0.90, fixed" in " ".join(res.output.split())
 
@@ -537,3 +539,5 @@ def test_format_images_of_labelled_data_is_refused_before_the_work(
     text = " ".join(res.output.split())
     assert "without --dry-run would stop here: --format images holds no labels" in text
     assert "would keep 4 and drop 2" in text
+    # QA round 11: the last line says it again (the first note sits above the table).
+    assert "would stop: --format images" in text.rsplit("dry run: would keep", 1)[1]
