@@ -206,31 +206,49 @@ def safe_token(text: str) -> str:
 def make_unique_names(images: Iterable[ImageItem], prefix_of: dict[int, str] | None = None) -> int:
     """Rename images whose names (or label stems) collide, deterministically; return how many.
 
-    The first image keeps its name; later ones get a prefix (``prefix_of[id(img)]``, else
-    a counter). Stems are compared case-insensitively, because YOLO label files are named
-    by stem and some file systems ignore case.
+    The names come from :func:`unique_names`, with each image's prefix ``prefix_of[id(img)]``
+    (default ``dup``); a renamed image keeps its old name as the attribute ``renamed_from``.
     """
-    seen: set[str] = set()
+    items = list(images)
+    prefixes = [(prefix_of or {}).get(id(img), "dup") for img in items]
     renamed = 0
-    for img in images:
-        key = stem_key(img.file_name)
-        if key not in seen:
-            seen.add(key)
+    for img, name in zip(items, unique_names([i.file_name for i in items], prefixes), strict=True):
+        if name != img.file_name:
+            img.attributes.setdefault("renamed_from", img.file_name)
+            img.file_name = name
+            renamed += 1
+    return renamed
+
+
+def unique_names(names: Sequence[str], prefixes: Sequence[str]) -> list[str]:
+    """``names`` made distinct by :func:`stem_key` (YOLO label files are named by stem, and
+    some file systems ignore case), deterministically.
+
+    The first name of each stem is kept, wherever it comes in the list; a later one gets its
+    prefix (``prefixes[i]__name``, else ``prefix1__name``, ``prefix2__name`` ...), the first
+    that no name, given or made, holds. So a file that already has a name keeps it (QA round
+    12: ``val__a.jpg`` of an export became ``val__val__a.jpg`` because ``a.jpg`` had been
+    renamed to it first).
+    """
+    taken = {stem_key(n) for n in names}
+    kept: set[str] = set()
+    out: list[str] = []
+    for name, prefix in zip(names, prefixes, strict=True):
+        key = stem_key(name)
+        if key not in kept:
+            kept.add(key)
+            out.append(name)
             continue
-        p = PurePosixPath(img.file_name)
-        base = (prefix_of or {}).get(id(img), "dup")
+        p = PurePosixPath(name)
         n = 0
         while True:
-            tag = base if n == 0 else f"{base}{n}"
-            cand = str(p.with_name(f"{tag}__{p.name}"))
-            if stem_key(cand) not in seen:
+            cand = str(p.with_name(f"{prefix if n == 0 else f'{prefix}{n}'}__{p.name}"))
+            if stem_key(cand) not in taken:
                 break
             n += 1
-        img.attributes.setdefault("renamed_from", img.file_name)
-        img.file_name = cand
-        seen.add(stem_key(cand))
-        renamed += 1
-    return renamed
+        taken.add(stem_key(cand))
+        out.append(cand)
+    return out
 
 
 def stem_key(name: str) -> str:

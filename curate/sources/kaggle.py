@@ -12,7 +12,7 @@ such frames get the group ``kaggle/<clip>`` so one clip never lands in two split
 
 from __future__ import annotations
 
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from curate.core.dataset import Dataset, ImageItem
 from curate.core.errors import UsageError
@@ -98,8 +98,10 @@ class KaggleSource:
                 img.attributes["clip"], img.attributes["frame"] = clip
         # Split folders often reuse names (img_1.jpg in train/ and in valid/): flattened,
         # later ones get their split as a prefix (val__img_1.jpg; attribute renamed_from).
+        before = [img.file_name for img in ds.images]
         if make_unique_names(ds.images, prefix_of):
-            ds.info.setdefault("changed", []).extend(_rename_notes(ds.images))
+            notes = _rename_notes(ds.images, before, prefix_of, path)
+            ds.info.setdefault("changed", []).extend(notes)
         return ds
 
     def _read_voc(self, dirs: dict[Path, str], options: ReadOptions) -> Dataset:
@@ -117,29 +119,36 @@ class KaggleSource:
         return out
 
 
-def _rename_notes(images: list[ImageItem]) -> list[dict[str, str]]:
-    """A ``changed`` entry per renamed image, naming the image that kept the name and why
-    they collide: another split, another folder of the split, or only the stem (YOLO
-    labels are named by it; QA round 10: x.tif beside x.png read "another split")."""
+def _rename_notes(
+    images: list[ImageItem], before: list[str], prefix_of: dict[int, str], root: Path
+) -> list[dict[str, str]]:
+    """A ``changed`` entry per image renamed (``before``: the names before), naming the image
+    that kept the name and why they collide: another split, another folder of the split, or
+    only the stem (YOLO labels are named by it; QA round 10: x.tif beside x.png read "another
+    split"). When the first choice of name (``<split>__name``) was another image's, that image
+    is named too (``root``: the export's folder, for its path; QA round 12: "another image
+    has the same name")."""
     holder: dict[str, ImageItem] = {}
-    for img in images:
-        if "renamed_from" not in img.attributes:
-            holder.setdefault(stem_key(img.file_name), img)
+    for img, old in zip(images, before, strict=True):
+        if img.file_name == old:
+            holder.setdefault(stem_key(old), img)
+    by_key = {stem_key(img.file_name): img for img in images}
     out = []
-    for img in images:
-        old = img.attributes.get("renamed_from")
-        if old is None:
+    for img, old in zip(images, before, strict=True):
+        if img.file_name == old:
             continue
-        other = holder.get(stem_key(old))
+        other = holder[stem_key(old)]  # make_unique_names keeps the first of each name
         split = img.attributes.get("original_split")
-        if other is None:  # (make_unique_names renames only what collides)
-            why = "another image has the same name"
-        elif other.attributes.get("original_split") != split:
+        if other.attributes.get("original_split") != split:
             why = f"split {other.attributes.get('original_split')} holds {other.file_name} too"
         elif other.file_name == old:
             why = f"another folder of {f'split {split}' if split else 'the export'} holds {old} too"
         else:
             why = f"{other.file_name} has the same name but for the extension (labels are named by it)"
+        first = PurePosixPath(old).with_name(f"{prefix_of[id(img)]}__{PurePosixPath(old).name}")
+        if img.file_name != str(first):
+            taker = by_key[stem_key(str(first))]
+            why += f", and {first.name} is taken by {shown_path(taker.path, root)}"
         out.append(
             {
                 "item": img.attributes["original_path"],

@@ -120,3 +120,24 @@ def test_names_that_collide_within_one_split_say_why(tmp_path: Path) -> None:
         "(e.g. x.png and x.tif both read x.txt): each image got its boxes; check that they "
         "show one picture"
     )
+
+
+def test_a_file_that_has_a_rename_target_name_keeps_it(tmp_path: Path) -> None:
+    """QA round 12: valid/a.jpg was renamed to val__a.jpg, so the file really named val__a.jpg
+    became val__val__a.jpg, "another image has the same name"."""
+    root = tmp_path / "export"
+    _img(root / "train" / "images" / "a.jpg")
+    _img(root / "valid" / "images" / "a.jpg", 60, 80)
+    _img(root / "valid" / "images" / "val__a.jpg", 40, 30)
+    labels = {"train/labels/a.txt": "0", "valid/labels/a.txt": "1", "valid/labels/val__a.txt": "2"}
+    for lab, cls in labels.items():
+        (root / lab).parent.mkdir(parents=True, exist_ok=True)
+        (root / lab).write_text(f"{cls} 0.5 0.5 0.2 0.2\n")
+    (root / "data.yaml").write_text("names: [a, b, c]\ntrain: train/images\nval: valid/images\n")
+    ds = load_dataset(str(root))
+    got = {i.file_name: (i.width, i.annotations[0].category_id) for i in ds.images}
+    assert got == {"a.jpg": (80, 0), "val1__a.jpg": (60, 1), "val__a.jpg": (40, 2)}
+    assert [c["change"] for c in ds.info["changed"]] == [
+        "renamed to val1__a.jpg: split train holds a.jpg too, and val__a.jpg is taken by "
+        "valid/images/val__a.jpg"
+    ]
