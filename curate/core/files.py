@@ -151,7 +151,7 @@ def place_file(src: Path, dst: Path, mode: str) -> str:
     try:
         return _place(src, dst, mode)
     except FileExistsError:
-        raise OutputCollisionError(dst) from None
+        raise OutputCollisionError(dst, (src,)) from None
 
 
 def _place(src: Path, dst: Path, mode: str) -> str:
@@ -175,14 +175,33 @@ def _place(src: Path, dst: Path, mode: str) -> str:
 
 
 class OutputCollisionError(UsageError):
-    """Two items of a dataset would be written to one output file."""
+    """Two items of a dataset would be written to one output file, ``path``.
 
-    def __init__(self, dst: Path) -> None:
+    ``sources`` names the input files where known (the two images, or the one that came
+    second); ``what`` says what the two are (``images``, ``files``).
+    """
+
+    def __init__(self, path: Path, sources: Sequence[Path] = (), *, what: str = "images") -> None:
+        self.path = path
+        self.sources = tuple(sources)
+        self.what = what
+        named = " and ".join(f"'{s}'" for s in self.sources)
+        if len(self.sources) == 1:
+            named += " and one before it"
         super().__init__(
-            f"two images would be written to '{dst}' (same file name). "
+            f"two {what} would be written to '{path}' (same file name){f': {named}' if named else ''}. "
             "Rename one of them, or read the sources with `curate merge`, which makes names unique"
         )
-        self.path = dst
+
+    def in_output(self, tmp: Path, out: Path) -> OutputCollisionError:
+        """This error with its path moved from ``tmp`` to ``out``: an atomic output is
+        written into a temporary folder renamed to ``out`` at the end, whose name means
+        nothing to a user (QA round 12: errors named ``.out.tmp-733-59be64fc/...``)."""
+        try:
+            path = out / self.path.relative_to(tmp)
+        except ValueError:
+            path = self.path
+        return OutputCollisionError(path, self.sources, what=self.what)
 
 
 def write_new_text(path: Path, text: str) -> None:
@@ -192,7 +211,7 @@ def write_new_text(path: Path, text: str) -> None:
         with open(path, "x", encoding="utf-8") as fh:
             fh.write(text)
     except FileExistsError:
-        raise OutputCollisionError(path) from None
+        raise OutputCollisionError(path, what="files") from None
 
 
 _SAFE = re.compile(r"[^A-Za-z0-9._-]+")

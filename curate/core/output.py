@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from curate.core.errors import OutputExistsError, UsageError
+from curate.core.files import OutputCollisionError
 
 if TYPE_CHECKING:
     from curate.core.dataset import Annotation
@@ -288,6 +289,8 @@ def atomic_output(
         yield tmp
         _swap_into_place(tmp, target, notify)
         placed = True
+    except OutputCollisionError as err:  # name the file in the output, not in tmp
+        raise err.in_output(tmp, target) from err
     finally:
         if not placed:  # any failure, Ctrl+C included: leave nothing half-written behind
             shutil.rmtree(tmp, ignore_errors=True)

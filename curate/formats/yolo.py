@@ -40,10 +40,14 @@ from curate.core.errors import (
     UsageError,
 )
 from curate.core.files import (
+    OutputCollisionError,
     place_file,
     read_text_file,
+    safe_token,
     shown_path,
     split_dirs,
+    stem_key,
+    unique_names,
     unread_notes,
     walk_files,
     write_new_text,
@@ -471,28 +475,20 @@ class YoloFormat:
             img_dir = out / "images" if split == "all" else out / "images" / split
             lab_dir = out / "labels" if split == "all" else out / "labels" / split
             lab_dir.mkdir(parents=True, exist_ok=True)
-            for img in options.progress.track(
-                images, total=len(images), description=f"writing YOLO {split}"
+            written = []
+            for img in images:
+                drop = _left_out(img)
+                if drop is None:
+                    written.append(img)
+                else:
+                    result.dropped.append(drop)
+            file_names, renamed = _written_names(written, img_dir, lab_dir, out)
+            result.changed += renamed
+            for img, file_name in options.progress.track(
+                zip(written, file_names, strict=True),
+                total=len(written),
+                description=f"writing YOLO {split}",
             ):
-                if img.attributes.get("unlabeled"):
-                    result.dropped.append(
-                        image_drop(
-                            img.file_name, "unlabeled image: YOLO would read it as a negative"
-                        )
-                    )
-                    continue
-                if img.annotations and all(a.iscrowd for a in img.annotations):
-                    # Its objects are all in crowd regions, which YOLO cannot hold: an empty
-                    # label file would teach "nothing here" where there are objects.
-                    result.dropped.append(
-                        image_drop(
-                            img.file_name,
-                            "only crowd regions: YOLO has no ignore regions and would read "
-                            "the image as a negative",
-                            crowd_regions=len(img.annotations),
-                        )
-                    )
-                    continue
                 lines: list[str] = []
                 ann_meta: list[dict[str, Any]] = []
                 for k, ann in enumerate(img.annotations):
@@ -512,12 +508,12 @@ class YoloFormat:
                         k: v for k, v in (("attributes", ann.attributes), ("score", ann.score)) if v
                     }
                     ann_meta.append(extra)
-                rel = PurePosixPath(img.file_name)
+                rel = PurePosixPath(file_name)
                 write_new_text(
                     lab_dir / rel.with_suffix(".txt"), "\n".join(lines) + ("\n" if lines else "")
                 )
                 if options.copy_images:
-                    place_file(img.path, img_dir / img.file_name, options.link)
+                    place_file(img.path, img_dir / file_name, options.link)
                 m: dict[str, Any] = {}
                 if img.source:
                     m["source"] = img.source
@@ -528,7 +524,7 @@ class YoloFormat:
                 if any(ann_meta):
                     m["annotations"] = ann_meta
                 m["split"] = img.split
-                meta[str((img_dir / img.file_name).relative_to(out).as_posix())] = m
+                meta[str((img_dir / file_name).relative_to(out).as_posix())] = m
                 result.images += 1
                 result.annotations += len(lines)
         data: dict[str, Any] = {}
@@ -564,6 +560,73 @@ class YoloFormat:
             )
         result.files += ["data.yaml", SIDECAR]
         return result
+
+
+def _left_out(img: ImageItem) -> dict[str, Any] | None:
+    """The ``dropped`` entry of an image YOLO cannot hold (None: it is written)."""
+    if img.attributes.get("unlabeled"):
+        return image_drop(img.file_name, "unlabeled image: YOLO would read it as a negative")
+    if img.annotations and all(a.iscrowd for a in img.annotations):
+        # Its objects are all in crowd regions, which YOLO cannot hold: an empty
+        # label file would teach "nothing here" where there are objects.
+        return image_drop(
+            img.file_name,
+            "only crowd regions: YOLO has no ignore regions and would read the image as a negative",
+            crowd_regions=len(img.annotations),
+        )
+    return None
+
+
+def _written_names(
+    images: list[ImageItem], img_dir: Path, lab_dir: Path, out: Path
+) -> tuple[list[str], list[dict[str, str]]]:
+    """The names the images of one split are written under (into ``img_dir``, their labels
+    into ``lab_dir``, both in ``out``), and a ``changed`` entry for each that is not the
+    image's own.
+
+    YOLO names a label file by its image's name without the extension, so x.png and x.tif
+    (which the reader lets both read x.txt) cannot both keep theirs: the later one gets its
+    extension as a prefix (``tif__x.tif``, labels ``tif__x.txt``; see
+    :func:`~curate.core.files.unique_names`). QA round 12: writing stopped on
+    ``labels/train/x.txt``. Two images of one name are an :class:`OutputCollisionError`
+    naming both.
+    """
+    first: dict[str, ImageItem] = {}
+    for img in images:
+        other = first.setdefault(img.file_name, img)
+        if other is not img:
+            raise OutputCollisionError(img_dir / img.file_name, (other.path, img.path))
+    prefixes = [safe_token(PurePosixPath(i.file_name).suffix[1:].lower()) for i in images]
+    names = unique_names([i.file_name for i in images], prefixes)
+    kept = {
+        stem_key(n): (img_dir / n).relative_to(out).as_posix()
+        for i, n in zip(images, names, strict=True)
+        if n == i.file_name
+    }
+    changed = []
+    for img, name in zip(images, names, strict=True):
+        if name == img.file_name:
+            continue
+        holder = kept[stem_key(img.file_name)]
+        a, b = PurePosixPath(holder), PurePosixPath(img.file_name)
+        differ = " and ".join(
+            what
+            for what, same in (
+                ("letter case", a.stem == b.stem),
+                ("extension", a.suffix == b.suffix),
+            )
+            if not same
+        )
+        changed.append(
+            {
+                "item": img.file_name,
+                "change": f"written as {(img_dir / name).relative_to(out).as_posix()}, labels "
+                f"{(lab_dir / name).with_suffix('.txt').relative_to(out).as_posix()}: {holder} "
+                f"has the same name but for the {differ}, "
+                "and YOLO names label files by the name without the extension",
+            }
+        )
+    return names, changed
 
 
 def _label_line(ann: Annotation, cls: int, img: ImageItem, task: str, result: WriteResult) -> str:
