@@ -375,7 +375,7 @@ class YoloFormat:
                 if meta:
                     _apply_meta(item, meta.get(_meta_key(item.path, root_resolved)))
                 ds.images.append(item)
-            self._check_label_dir(files, split, options, ds)
+            self._check_label_dir(files, img_root, split, options, ds)
         if no_label:
             ds.info.setdefault("notes", []).append(
                 f"{no_label} image(s) have no label file: read as negatives (Ultralytics' rule)"
@@ -397,12 +397,8 @@ class YoloFormat:
         ds: Dataset,
     ) -> tuple[ImageItem, bool]:
         info = probe(img_path, check_tail=options.check_images, max_pixels=options.max_pixels)
-        try:
-            rel = img_path.relative_to(img_root).as_posix()
-        except ValueError:
-            rel = img_path.name
         item = ImageItem(
-            file_name=rel,
+            file_name=_file_name(img_path, img_root),
             path=img_path,
             width=info.width,
             height=info.height,
@@ -417,10 +413,17 @@ class YoloFormat:
         return item, True
 
     def _check_label_dir(
-        self, files: list[Path], split: str | None, options: ReadOptions, ds: Dataset
+        self,
+        files: list[Path],
+        img_root: Path,
+        split: str | None,
+        options: ReadOptions,
+        ds: Dataset,
     ) -> None:
-        """A split's label folder: when missing, a note (its images are read as negatives);
-        label files in it with no image are reported (their objects would be lost silently)."""
+        """A split's label folder (``files``: its images, under ``img_root``): when missing, a
+        note (its images are read as negatives); label files in it with no image are reported
+        (their objects would be lost silently); one label file that serves images of one name
+        with different extensions is noted, and each such image listed under ``changed``."""
         if not files:
             return
         label_dir = label_path_for(files[0]).parent
@@ -444,6 +447,17 @@ class YoloFormat:
                 f"of one name with different extensions (e.g. {' and '.join(i.name for i in imgs)} "
                 f"both read {lab.name}): each image got its boxes; check that they show one picture"
             )
+        for lab, imgs in shared.items():  # QA round 12: said on the terminal, not in the manifest
+            for img in imgs:
+                others = " and ".join(_file_name(i, img_root) for i in imgs if i != img)
+                ds.info["changed"].append(
+                    {
+                        "item": _file_name(img, img_root),
+                        "change": f"boxes read from {lab.name}, the label file of {others} too "
+                        "(YOLO names label files by the image's name without the extension): "
+                        "check that they show one picture",
+                    }
+                )
         stems = set(by_label)
         for lab in sorted(label_dir.rglob("*.txt")):
             if lab not in stems and lab.name != "classes.txt":
@@ -627,6 +641,15 @@ def _written_names(
             }
         )
     return names, changed
+
+
+def _file_name(img_path: Path, img_root: Path) -> str:
+    """An image's name in the dataset: its path under its split's folder (POSIX form), else
+    its file name."""
+    try:
+        return img_path.relative_to(img_root).as_posix()
+    except ValueError:
+        return img_path.name
 
 
 def _label_line(ann: Annotation, cls: int, img: ImageItem, task: str, result: WriteResult) -> str:

@@ -98,3 +98,20 @@ def test_an_output_collision_names_the_output_folder(tmp_path: Path, fmt: str) -
     else:
         assert f": '{second}' and one before it." in msg
     assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_a_label_file_serving_two_images_is_in_the_manifest(tmp_path: Path, run) -> None:
+    """QA round 12: "x.png and x.tif both read x.txt" was printed, and manifest.json had no
+    word of it."""
+    src, out = tmp_path / "set", tmp_path / "out"
+    _png_and_tif(src)
+    res = run("convert", f"yolo:{src}", "--to", "coco", "-o", out)
+    assert "x.png and x.tif both read x.txt" in " ".join(res.output.split())
+    why = (
+        "(YOLO names label files by the image's name without the extension): check that "
+        "they show one picture"
+    )
+    assert manifest(out)["changed"] == [
+        {"item": "x.png", "change": f"boxes read from x.txt, the label file of x.tif too {why}"},
+        {"item": "x.tif", "change": f"boxes read from x.txt, the label file of x.png too {why}"},
+    ]

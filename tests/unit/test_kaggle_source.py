@@ -107,13 +107,17 @@ def test_names_that_collide_within_one_split_say_why(tmp_path: Path) -> None:
         (labels / lab).write_text("0 0.5 0.5 0.2 0.2\n")
     (root / "data.yaml").write_text("names: [fire]\ntrain: train/images\n")
     ds = load_dataset(str(root))
-    changes = sorted(c["change"] for c in ds.info["changed"])
+    changes = sorted(c["change"] for c in ds.info["changed"] if c["change"].startswith("renamed"))
     assert changes == [
         "renamed to train__x.tif: x.png has the same name but for the extension "
         "(labels are named by it)",
         "renamed to train__y.jpg: another folder of split train holds y.jpg too",
     ]
     assert all(len(i.annotations) == 1 for i in ds.images)
+    assert sorted(c["item"] for c in ds.info["changed"] if "the label file of" in c["change"]) == [
+        "x.png",
+        "x.tif",
+    ]
     (note,) = (n for n in ds.info["notes"] if "label file(s)" in n)
     assert note == (
         "train: 1 label file(s) each serve images of one name with different extensions "
