@@ -2,7 +2,9 @@
 
 Read: the standard ``Annotations/`` + ``JPEGImages/`` (+ ``ImageSets/Main/<split>.txt``),
 ``annotations/`` + ``images/`` (Kaggle exports), or XML files beside their images.
-The image is found by ``<filename>``, else by the XML's stem with any image extension.
+The image is found by ``<filename>``, else by the XML's stem with any image extension; an
+image that several XMLs name is the one named like it, and another takes the image named
+like itself (without one, it is an error of that XML).
 VOC corners are 1-based inclusive pixels: ``xmin=1`` is the first pixel, so the
 XYXY pixel-edge box is ``(xmin - 1, ymin - 1, xmax, ymax)``; writing reverses this.
 ``pose``, ``truncated``, ``difficult`` and ``occluded`` are kept as attributes.
@@ -104,36 +106,49 @@ class VocFormat:
         splits = _splits_of(root)
         ds = Dataset(info={"changed": [], "dropped": []})
         xmls = sorted(ann_dir.glob("*.xml"))
-        for xml in options.progress.track(xmls, total=len(xmls), description="reading VOC"):
+        parsed: dict[Path, ET.Element] = {}
+        for xml in options.progress.track(xmls, total=len(xmls), description="reading VOC XML"):
             try:
-                ds.images.append(self._read_one(xml, img_dirs, splits, ds, options))
+                parsed[xml] = _parse(xml)
             except ItemError as err:
                 options.policy.handle(
                     err, left_out=xml.name, left_out_annotations=_object_count(xml)
+                )
+        found = {
+            xml: _find_image(xml, _text(node, "filename"), img_dirs) for xml, node in parsed.items()
+        }
+        gave_way, contested = _settle_claims(found, img_dirs)
+        for xml, node in options.progress.track(
+            parsed.items(), total=len(parsed), description="reading VOC"
+        ):
+            try:
+                if xml in contested:
+                    raise _contested(xml, node, contested[xml])
+                ds.images.append(
+                    self._read_one(
+                        xml, node, found[xml], gave_way.get(xml, []), img_dirs, splits, ds, options
+                    )
+                )
+            except ItemError as err:
+                options.policy.handle(
+                    err, left_out=xml.name, left_out_annotations=len(node.findall("object"))
                 )
         return ds
 
     def _read_one(
         self,
         xml: Path,
+        node: ET.Element,
+        img_path: Path | None,
+        rivals: list[Path],
         img_dirs: list[Path],
         splits: dict[str, str],
         ds: Dataset,
         options: ReadOptions,
     ) -> ImageItem:
-        try:
-            tree = ET.parse(xml)
-        except ET.ParseError as exc:
-            raise MalformedFileError(
-                xml, f"invalid XML: {exc}", line=exc.position[0], hint="fix or re-export the file"
-            ) from exc
-        except (OSError, LookupError) as exc:  # a folder named *.xml, an unknown encoding
-            raise MalformedFileError(xml, f"cannot read XML ({exc})") from exc
-        node = tree.getroot()
-        if node.tag != "annotation":
-            raise MalformedFileError(xml, f"root element is <{node.tag}>, expected <annotation>")
+        """The item of one parsed XML, whose image is ``img_path`` (None: not found; see
+        :func:`_settle_claims` for ``rivals``, the XMLs it gave its <filename> image up to)."""
         filename = _text(node, "filename")
-        img_path = _find_image(xml, filename, img_dirs)
         size = node.find("size")
         width = _int(_text(size, "width"))
         height = _int(_text(size, "height"))
@@ -146,7 +161,17 @@ class VocFormat:
                 )
             img_path = img_dirs[0] / (filename or f"{xml.stem}.jpg")
         else:
-            if filename and img_path.name != Path(filename).name:
+            if rivals:
+                # <filename> names the image of another XML, which keeps it (_settle_claims).
+                ds.info["changed"].append(
+                    {
+                        "item": img_path.name,
+                        "change": f"<filename> '{filename}' in {xml.name} names the image "
+                        f"of {' and '.join(x.name for x in rivals)} too: took "
+                        f"'{img_path.name}', named like the XML",
+                    }
+                )
+            elif filename and img_path.name != Path(filename).name:
                 # <filename> names no file here; the image was found by the XML's name.
                 ds.info["changed"].append(
                     {
@@ -267,6 +292,66 @@ class VocFormat:
             encoding="utf-8",
         )
         return result
+
+
+def _parse(xml: Path) -> ET.Element:
+    """The root ``<annotation>`` of a VOC file, or a :class:`MalformedFileError` naming it."""
+    try:
+        tree = ET.parse(xml)
+    except ET.ParseError as exc:
+        raise MalformedFileError(
+            xml, f"invalid XML: {exc}", line=exc.position[0], hint="fix or re-export the file"
+        ) from exc
+    except (OSError, LookupError) as exc:  # a folder named *.xml, an unknown encoding
+        raise MalformedFileError(xml, f"cannot read XML ({exc})") from exc
+    node = tree.getroot()
+    if node.tag != "annotation":
+        raise MalformedFileError(xml, f"root element is <{node.tag}>, expected <annotation>")
+    return node
+
+
+def _settle_claims(
+    found: dict[Path, Path | None], dirs: list[Path]
+) -> tuple[dict[Path, list[Path]], dict[Path, list[Path]]]:
+    """Settle images that several XMLs claim (``found``: each XML's image, updated here).
+
+    The XML named like the image keeps it; another takes the image named like itself, where
+    there is one (QA round 12: 2008_003182.xml named 2008_008526.jpg, the image of
+    2008_008526.xml, and both were read; writing then failed on the name). Returns, for
+    each XML that moved, the XMLs it gave the image up to; and for each XML that could not,
+    the other XMLs that claim its image (its error, :func:`_contested`).
+    """
+    gave_way: dict[Path, list[Path]] = {}
+    while True:  # a moved XML owns its new image, so each moves once at most
+        claims: dict[Path, list[Path]] = {}
+        for xml, img in found.items():
+            if img is not None:
+                claims.setdefault(img, []).append(xml)
+        contested = {
+            xml: [x for x in xmls if x != xml]
+            for img, xmls in claims.items()
+            if len(xmls) > 1
+            for xml in xmls
+            if xml.stem != img.stem
+        }
+        moves = {x: own for x in contested if (own := _find_image(x, None, dirs)) is not None}
+        if not moves:
+            return gave_way, contested
+        for xml, own in moves.items():
+            found[xml] = own
+            gave_way[xml] = contested[xml]
+
+
+def _contested(xml: Path, node: ET.Element, others: list[Path]) -> ItemError:
+    """The error of an XML whose <filename> names the image of ``others`` too, when no image
+    is named like the XML (:func:`_settle_claims`)."""
+    return MalformedFileError(
+        xml,
+        f"<filename> '{_text(node, 'filename')}' names the image of "
+        f"{' and '.join(x.name for x in others)} too, and no image is named like {xml.name}",
+        field="filename",
+        hint="fix <filename> in one of them",
+    )
 
 
 def _int(v: str | None) -> int | None:
