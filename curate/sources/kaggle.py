@@ -116,6 +116,9 @@ class KaggleSource:
                     ann.category_id = remap[ann.category_id]
                 out.images.append(img)
             out.info["changed"] += part.info.get("changed", [])
+            notes = [f"{d.name}: {n}" for n in part.info.get("notes", [])]
+            if notes:
+                out.info.setdefault("notes", []).extend(notes)
         return out
 
 

@@ -85,3 +85,35 @@ def test_xmls_that_swap_images_are_read_as_they_say(tmp_path: Path) -> None:
     ds, _ = _read(tmp_path)
     assert _images(ds) == {"b.jpg": "a", "a.jpg": "b"}
     assert ds.info["changed"] == []
+
+
+def test_an_empty_filename_is_noted(tmp_path: Path) -> None:
+    """QA round 12: an empty <filename> fell back to the XML's name without an entry."""
+    _voc(tmp_path, {"a": None, "b": "b.jpg"}, ["a.jpg", "b.jpg"])
+    ds, _ = _read(tmp_path)
+    assert _images(ds) == {"a.jpg": "a", "b.jpg": "b"}
+    assert ds.info["changed"] == [
+        {
+            "item": "a.jpg",
+            "change": "<filename> in a.xml is empty: took 'a.jpg', named like the XML",
+        }
+    ]
+
+
+def test_images_found_by_the_xml_name_are_one_note(tmp_path: Path) -> None:
+    """QA round 12: the console said nothing of the images taken by the XML's name (the CLI
+    prints a reader's notes); they were only in manifest.json. A Kaggle VOC export says so
+    for each split folder."""
+    root = tmp_path / "voc"
+    _voc(root, {"a": "IMG_1.jpg", "b": None, "c": "c.jpg"}, ["a.jpg", "b.jpg", "c.jpg"])
+    note = (
+        "2 image(s) found by the XML's name instead of <filename> (e.g. a.xml: "
+        "<filename> 'IMG_1.jpg'); manifest.json lists each under changed"
+    )
+    heard: list[str] = []
+    load_dataset(f"voc:{root}", ReadOptions(notify=heard.append))
+    assert heard == [note]
+    (root / "Annotations").rename(root / "train")
+    for img in (root / "JPEGImages").iterdir():
+        img.rename(root / "train" / img.name)
+    assert load_dataset(f"kaggle:{root}").info["notes"] == [f"train: {note}"]
