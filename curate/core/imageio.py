@@ -6,16 +6,19 @@ read in that frame (as labelling tools show it).
 
 Decoding normalises every input to 8-bit RGB: grayscale is replicated, alpha is
 dropped, palettes are expanded, and integer samples wider than 8 bits (16-bit gray PNG
-and TIFF, 32-bit "I") keep the top 8 of the bits the data uses: they are shifted right
-by ``bit_length(top) - 8``, ``top`` the 99.99th percentile (a hot pixel saturates), so
-16-bit data keeps its top byte while 12-bit data (0..4095, as thermal and scientific
-cameras write it into 16-bit files) is shifted by 4, not 8, and still spans 0..255 (see
-:func:`to_rgb8`).
+and TIFF, 32-bit "I", 16-bit-per-channel RGB and RGBA PNG and TIFF) keep the top 8 of
+the bits the data uses: they are shifted right by ``bit_length(top) - 8``, ``top`` the
+99.99th percentile (a hot pixel saturates), so 16-bit data keeps its top byte while
+12-bit data (0..4095, as thermal and scientific cameras write it into 16-bit files) is
+shifted by 4, not 8, and still spans 0..255 (see :func:`to_rgb8`). Pillow reads colour
+files of 16 bits per sample as 8-bit, keeping only each sample's top byte: those are
+decoded by OpenCV instead (:func:`_deep_colour`).
 """
 
 from __future__ import annotations
 
 import io
+import itertools
 import os
 import re
 import sys
@@ -30,7 +33,7 @@ from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import NDArray
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, TiffImagePlugin, UnidentifiedImageError
 
 from curate.core.errors import CorruptImageError, ImageTooLargeError, MissingFileError
 from curate.core.output import side_name
@@ -404,6 +407,20 @@ def _too_large(path: Path, info: ImageInfo, max_pixels: int) -> ImageTooLargeErr
     )
 
 
+def _top_bits(arr: NDArray[Any]) -> NDArray[np.uint8]:
+    """Integer samples (any shape; all channels share one range) as uint8: the top 8 of
+    the bits the data uses, as :func:`to_rgb8` describes."""
+    # Not a fixed >> 8: cameras write 10-, 12- or 14-bit data into 16-bit files, which
+    # would decode to 0..3, 0..15 or 0..63 and make all pictures alike (QA: dedupe dropped
+    # 10 of 20 different 12-bit photos).
+    # The range comes from all but the brightest 0.01 % (QA round 11: one hot pixel at
+    # 65535 in a 12-bit thermal frame left the rest of it nearly black); those few
+    # saturate at 255.
+    top = max(0, int(np.percentile(arr, 99.99, method="lower"))) if arr.size else 0
+    shift = max(0, top.bit_length() - 8)
+    return np.minimum(np.maximum(arr, 0) >> shift, 255).astype(np.uint8)
+
+
 def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
     """Convert any Pillow image (L, LA, P, RGBA, I;16, I, F, CMYK, ...) to ``(H, W, 3)`` uint8.
 
@@ -423,15 +440,7 @@ def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
             scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
             gray = np.clip(scaled, 0, 255).astype(np.uint8)
         else:
-            # Not a fixed >> 8: cameras write 10-, 12- or 14-bit data into 16-bit files,
-            # which would decode to 0..3, 0..15 or 0..63 and make all pictures alike (QA:
-            # dedupe dropped 10 of 20 different 12-bit photos).
-            # The range comes from all but the brightest 0.01 % (QA round 11: one hot pixel
-            # at 65535 in a 12-bit thermal frame left the rest of it nearly black); those
-            # few saturate at 255.
-            top = max(0, int(np.percentile(arr, 99.99, method="lower"))) if arr.size else 0
-            shift = max(0, top.bit_length() - 8)
-            gray = np.minimum(np.maximum(arr, 0) >> shift, 255).astype(np.uint8)
+            gray = _top_bits(arr)
         return np.repeat(gray[:, :, None], 3, axis=2)
     if mode == "RGB":
         return np.asarray(img, dtype=np.uint8)
@@ -455,19 +464,124 @@ def _decode_errors(path: Path, what: str = "cannot decode image") -> Iterator[No
         raise CorruptImageError(path, f"{what} ({exc})", hint="re-export or remove it") from exc
 
 
+#: Pillow's raw modes for samples of 16 bits in colour (or gray with alpha) PNGs and
+#: TIFFs, which it decodes to 8-bit RGB or RGBA keeping each sample's top byte.
+_DEEP_RAWMODES = frozenset(
+    f"{bands};16{order}" for bands in ("RGB", "RGBA", "RGBX", "LA") for order in "BLN"
+)
+#: PNG chunks that may carry an EXIF orientation: eXIf, and text (XMP or raw EXIF).
+_PNG_EXIF_CHUNKS = (b"eXIf", b"tEXt", b"zTXt", b"iTXt")
+#: What :func:`_read_deep` gives: RGB pixels and the EXIF orientation still to apply.
+_Deep = tuple[NDArray[np.uint8], int]
+
+
+def _deep_colour(img: Image.Image) -> bool:
+    """Whether ``img`` (opened, not decoded) is a PNG or TIFF with 16-bit colour samples
+    (48-bit RGB, 64-bit RGBA, gray and alpha of 16 bits each), which Pillow decodes to
+    their top bytes only: 12-bit data (0..4095) then spans 0..15. The raw mode Pillow
+    picked from the header tells. TIFFs that keep each channel in its own plane, or
+    store premultiplied alpha, stay with Pillow: OpenCV decodes the first wrongly and
+    does not undo the second."""
+    if img.format not in ("PNG", "TIFF") or not isinstance(img, ImageFile.ImageFile):
+        return False
+    if not img.tile:
+        return False
+    args = img.tile[0][3]  # a PNG's raw mode, or a TIFF's arguments starting with it
+    rawmode = args[0] if isinstance(args, tuple) and args else args
+    return rawmode in _DEEP_RAWMODES
+
+
+def _tiff_data_end(img: Image.Image) -> int:
+    """Offset just past the last strip or tile of the TIFF ``img`` (0 when not a TIFF)."""
+    if not isinstance(img, TiffImagePlugin.TiffImageFile):
+        return 0
+    tags = img.tag_v2
+    offsets = tags.get(273) or tags.get(324) or ()  # StripOffsets, TileOffsets
+    counts = tags.get(279) or tags.get(325) or ()  # their byte counts
+    if isinstance(offsets, int):
+        offsets, counts = (offsets,), (counts,)
+    return max((int(o) + int(c) for o, c in zip(offsets, counts, strict=False)), default=0)
+
+
+def _png_orientation(img: Image.Image, data: bytes) -> int:
+    """EXIF orientation (1 = none) of the PNG ``img`` opened from ``data``, as
+    ``img.getexif()`` gives it, without decoding its pixels when that can be avoided:
+    Pillow decodes them first only to read the chunks that follow them, so only when
+    one of those may hold an orientation is that done here."""
+    after = itertools.dropwhile(lambda chunk: chunk[1] != b"IDAT", _png_chunks(data))
+    if any(kind in _PNG_EXIF_CHUNKS for _, kind, _ in after):
+        exif = img.getexif()
+    else:  # the chunks Pillow read on opening are all there is
+        exif = Image.Image.getexif(img)  # PngImageFile.getexif without its decode
+    return int(exif.get(_EXIF_ORIENTATION, 1) or 1)
+
+
+def _read_deep(path: Path, img: Image.Image, source: Path | io.BytesIO) -> _Deep:
+    """Decode the 16-bit colour samples of ``img`` (see :func:`_deep_colour`) with
+    OpenCV, scaled to 8 bits as :func:`to_rgb8` scales 16-bit gray (one range for all
+    three channels; alpha dropped). Returns ``(H, W, 3)`` uint8 RGB the size of ``img``
+    and the EXIF orientation still to apply: a TIFF comes upright (OpenCV turns it, as
+    Pillow does when decoding one, so 1), a PNG as stored (:func:`_png_orientation`).
+    Call it inside :func:`_decode_errors`: a file OpenCV cannot decode is decoded by
+    Pillow for its error."""
+    import cv2  # here: most readers of this module never need OpenCV
+
+    if isinstance(source, io.BytesIO):  # a PNG, or the bytes the caller had read
+        data = source.getvalue()
+    else:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise CorruptImageError(
+                path, f"cannot read file ({exc.strerror})", hint="check permissions"
+            ) from exc
+    end = _tiff_data_end(img)
+    if end > len(data):  # said here, not in OpenCV's lines on stderr
+        raise CorruptImageError(
+            path,
+            f"TIFF is truncated (its image data ends at byte {end}, the file at {len(data)})",
+            hint="re-download or re-encode it",
+        )
+    # IMREAD_UNCHANGED: 16 bits and every channel kept, and a PNG's EXIF orientation
+    # left to the caller, as for any PNG, so it is applied once.
+    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if (
+        bgr is None
+        or bgr.dtype != np.uint16
+        or bgr.ndim != 3
+        or bgr.shape[2] not in (3, 4)
+        or bgr.shape[:2] != (img.height, img.width)
+    ):
+        img.load()  # a damaged file: Pillow says what is wrong
+        raise CorruptImageError(
+            path,
+            f"OpenCV cannot decode this {img.format} of 16-bit {img.mode} samples "
+            "(Pillow reads only their top bytes)",
+            hint="re-encode it, as a 16-bit PNG or as 8-bit",
+        )
+    orientation = _png_orientation(img, data) if img.format == "PNG" else 1
+    return _top_bits(bgr[:, :, 2::-1]), orientation
+
+
 @contextmanager
-def _decoded(path: Path, max_pixels: int | None, data: bytes | None = None) -> Any:
+def _decoded(
+    path: Path, max_pixels: int | None, data: bytes | None = None
+) -> Iterator[tuple[Image.Image, _Deep | None]]:
     """The image at ``path`` (or its bytes ``data``, read already) opened by Pillow and
-    decoded in full (``load``), for the block; what fails in it, the block included, is a
-    :class:`CorruptImageError` naming the file (:class:`ImageTooLargeError` above
-    ``max_pixels``, checked before decoding)."""
+    decoded in full, for the block: ``(img, None)`` with ``img`` loaded, or for 16-bit
+    colour samples ``(img, deep)``, ``deep`` from :func:`_read_deep` and ``img`` not
+    loaded. What fails in it, the block included, is a :class:`CorruptImageError` naming
+    the file (:class:`ImageTooLargeError` above ``max_pixels``, checked before
+    decoding)."""
     source = _decode_source(path, data, max_pixels)
     with _decode_errors(path), _pillow_limit_off(), Image.open(source) as img:
         info = ImageInfo(img.size[0], img.size[1], img.format or "", img.mode)
         if max_pixels is not None and info.pixels > max_pixels:
             raise _too_large(path, info, max_pixels)
-        img.load()
-        yield img
+        deep = _read_deep(path, img, source) if _deep_colour(img) else None
+        if deep is None:
+            img.load()
+        yield img, deep
 
 
 def read_image(
@@ -479,7 +593,10 @@ def read_image(
     unreadable files and :class:`ImageTooLargeError` above ``max_pixels`` (checked before
     decoding).
     """
-    with _decoded(Path(path), max_pixels) as img:
+    with _decoded(Path(path), max_pixels) as (img, deep):
+        if deep is not None:
+            pixels, orientation = deep
+            return _oriented(pixels, orientation if exif else 1)
         # exif_transpose copies even when there is nothing to do: only call it when needed.
         rotated = exif and int(img.getexif().get(_EXIF_ORIENTATION, 1) or 1) != 1
         out = ImageOps.exif_transpose(img) if rotated else img
@@ -598,7 +715,7 @@ def verify_image(path: str | Path, *, max_pixels: int | None = DEFAULT_MAX_PIXEL
         raise CorruptImageError(
             p, f"cannot read file ({exc.strerror})", hint="check permissions"
         ) from exc
-    with _decoded(p, max_pixels, data) as img:
+    with _decoded(p, max_pixels, data) as (img, _):
         fmt = img.format
     if fmt in ("JPEG", "MPO"):  # MPO: a JPEG with more pictures (phones' depth or gain maps)
         problem = _jpeg_damage(data)
@@ -665,8 +782,12 @@ def read_reduced(
             raise _too_large(p, ImageInfo(w, h, src.format or "", src.mode), max_pixels)
         draft = (max(1, w * max_side // max(w, h)), max(1, h * max_side // max(w, h)))
         reduce = max(w, h) > max_side
+        deep = _read_deep(p, src, source) if _deep_colour(src) else None
         # Read before decoding: where a JPEG's DCT grid must start depends on it.
-        orientation = int(src.getexif().get(_EXIF_ORIENTATION, 1) or 1)
+        if deep is not None:
+            orientation = deep[1]
+        else:
+            orientation = int(src.getexif().get(_EXIF_ORIENTATION, 1) or 1)
         f = draft_factor((w, h), draft) if reduce else 1
         box = _whole_box((w, h), f, orientation)
         g = 1  # the scale the decoder reduces by
@@ -679,8 +800,11 @@ def read_reduced(
                 g //= 2
             got = src.draft("L" if gray else "RGB", draft if g == f else (w // g, h // g))
             g = 1 if got is None else round(w / got[1][2])  # the scale the decoder took
-        src.load()
         img: Image.Image = src
+        if deep is None:
+            src.load()
+        else:
+            img = Image.fromarray(deep[0])
         size = None
         if reduce:
             # A side that is no multiple of f ends in a pixel made of fewer source

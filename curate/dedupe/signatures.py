@@ -66,16 +66,19 @@ from curate.dedupe.ssim import to_gray
 #: 5: thumbnails area-averaged from whole pixels (read_reduced); 6: PNGs whose chunk CRCs
 #: fail are unreadable (earlier versions cached signatures of damaged PNGs); 7: samples
 #: wider than 8 bits scaled by the bits the data uses, and EXIF-oriented images reduced on
-#: a grid from the displayed top-left (both changed thumbnails).
-SIGNATURE_VERSION = 7
+#: a grid from the displayed top-left (both changed thumbnails); 8: colour PNGs and TIFFs
+#: of 16 bits per sample decoded in full, not as their top bytes.
+SIGNATURE_VERSION = 8
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.
 SHARPNESS_SIDE = 512
 #: Names the sharpness measure in its cache: change it when :func:`sharpness` changes
-#: (v5: read_reduced's sample-depth and orientation changes of signature version 7).
-SHARPNESS_TAG = f"sharpness-v5-s{SHARPNESS_SIDE}"
-#: Names the pixel hashes' cache file (v2: samples wider than 8 bits decode differently).
-PIXELS_TAG = "pixels-v2"
+#: (v5: read_reduced's sample-depth and orientation changes of signature version 7; v6:
+#: 16-bit colour decoded in full, signature version 8).
+SHARPNESS_TAG = f"sharpness-v6-s{SHARPNESS_SIDE}"
+#: Names the pixel hashes' cache file (v2: samples wider than 8 bits decode differently;
+#: v3: so does 16-bit colour).
+PIXELS_TAG = "pixels-v3"
 _HEADER = struct.Struct("<4sHIIHHIB")
 _MAGIC = b"SDKS"
 _V = TypeVar("_V")
