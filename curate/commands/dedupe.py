@@ -792,13 +792,12 @@ def leaks_cmd(
             table.add_column(col)
         leaking = [c for c in rep["clusters"] if c["leak"]]
         for cl in leaking[:20]:
-            ex = next((m for m in cl["members"] if m.get("reason")), cl["members"][0])
             reasons = sorted({m["reason"] for m in cl["members"] if m.get("reason")})
             table.add_row(
                 cl["id"],
                 ", ".join(str(x or "-") for x in cl["splits"]),
                 str(cl["size"]),
-                f"{ex['file_name']} ~ {ex.get('linked_to', '')}",
+                _leak_example(cl["members"]),
                 ", ".join(reasons),
             )
         console.print(table)
@@ -825,6 +824,19 @@ def leaks_cmd(
         )
     if n and fail_on_leak:
         raise typer.Exit(1)
+
+
+def _leak_example(members: list[dict[str, Any]]) -> str:
+    """One linked pair of a leaking cluster, each image with its split (``test: a.jpg ~
+    train: b.jpg``): a pair across two splits where the cluster's links give one."""
+    split_of = {m["file_name"]: m.get("split") or "-" for m in members}
+    linked = [m for m in members if m.get("linked_to") in split_of]
+    across = [m for m in linked if split_of[m["linked_to"]] != split_of[m["file_name"]]]
+    if not (across or linked):
+        return str(members[0]["file_name"])
+    ex = (across or linked)[0]
+    other = ex["linked_to"]
+    return f"{split_of[ex['file_name']]}: {ex['file_name']} ~ {split_of[other]}: {other}"
 
 
 def _split(plan: DedupePlan, i: int) -> str | None:

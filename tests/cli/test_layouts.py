@@ -183,7 +183,13 @@ def test_leaks_and_dedupe_on_an_image_tree(tmp_path: Path, run) -> None:
     _tree(root)
     before = _digest(root)
     report = tmp_path / "leaks.json"
-    run("leaks", str(root), "--json", str(report))
+    r = run("leaks", str(root), "--json", str(report))
+    # The table's example pair says which split holds each image.
+    rows = [line for line in r.output.splitlines() if "leak_a.jpg" in line]
+    assert rows and any(
+        "test: Test/Fire/leak_a.jpg ~ train:" in line or "~ test: Test/Fire/leak_a.jpg" in line
+        for line in rows
+    ), r.output
     rep = json.loads(report.read_text())
     groups = {g["kind"]: sorted(m["file_name"] for m in g["images"]) for g in rep["exact_leaks"]}
     assert groups == {
