@@ -18,6 +18,7 @@ import pytest
 import tifffile
 from numpy.typing import NDArray
 from PIL import Image
+from test_imageio_depth_orientation import STORED  # what each orientation does
 
 from curate.core.dataset import Category, Dataset, ImageItem
 from curate.core.errors import CorruptImageError, ImageTooLargeError
@@ -31,18 +32,6 @@ READERS: dict[str, Reader] = {
     "read_reduced": lambda p: read_reduced(p, 32),
     "read_reduced(gray)": lambda p: read_reduced(p, 32, gray=True),
     "read_reduced(data)": lambda p: read_reduced(p, 32, data=p.read_bytes()),
-}
-
-#: What each EXIF orientation does to the upright picture to give the stored one.
-STORED = {
-    1: None,
-    2: Image.Transpose.FLIP_LEFT_RIGHT,
-    3: Image.Transpose.ROTATE_180,
-    4: Image.Transpose.FLIP_TOP_BOTTOM,
-    5: Image.Transpose.TRANSPOSE,
-    6: Image.Transpose.ROTATE_90,
-    7: Image.Transpose.TRANSVERSE,
-    8: Image.Transpose.ROTATE_270,
 }
 
 
