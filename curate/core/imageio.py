@@ -544,7 +544,15 @@ def _read_deep(path: Path, img: Image.Image, source: Path | io.BytesIO) -> _Deep
         )
     # IMREAD_UNCHANGED: 16 bits and every channel kept, and a PNG's EXIF orientation
     # left to the caller, as for any PNG, so it is applied once.
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    # libtiff's warnings (GeoTIFF tags it does not know, on every aerial image) would
+    # reach the terminal once per file: errors still do, and a failure is said below.
+    logging = cv2.utils.logging
+    level = logging.getLogLevel()
+    logging.setLogLevel(min(level, logging.LOG_LEVEL_ERROR))
+    try:
+        bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    finally:
+        logging.setLogLevel(level)
     if (
         bgr is None
         or bgr.dtype != np.uint16

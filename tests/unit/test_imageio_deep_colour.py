@@ -249,3 +249,23 @@ def test_dedupe_keeps_different_twelve_bit_colour_photos(
     names = [im.path.name for im in plan.images]
     dropped = {names[i]: names[int(plan.resolution.dup_of[i])] for i in plan.dropped()}
     assert dropped in ({"p3_16bit.tif": "p3.png"}, {"p3.png": "p3_16bit.tif"})
+
+
+def test_a_geotiff_decodes_without_libtiff_warnings(
+    tmp_path: Path, rng: np.random.Generator, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """An aerial 16-bit GeoTIFF: libtiff does not know its tags and would warn on stderr
+    for every file read (three lines per file, through OpenCV's log)."""
+    photo = _photo(rng, 60, 80)
+    geo = [
+        (33550, "d", 3, (1.0, 1.0, 0.0), False),  # ModelPixelScale
+        (33922, "d", 6, (0, 0, 0, 100.0, 200.0, 0), False),  # ModelTiepoint
+        (34735, "H", 4, (1, 1, 0, 0), False),  # GeoKeyDirectory
+    ]
+    path = tmp_path / "tile.tif"
+    tifffile.imwrite(path, _deep(photo, 12, rng), photometric="rgb", extratags=geo)
+    level = cv2.utils.logging.getLogLevel()
+    np.testing.assert_array_equal(read_image(path), photo)
+    assert read_reduced(path, 32).shape == (24, 32, 3)
+    assert capfd.readouterr().err == ""
+    assert cv2.utils.logging.getLogLevel() == level  # OpenCV's own setting is left as it was
