@@ -416,6 +416,11 @@ def _top_bits(arr: NDArray[Any]) -> NDArray[np.uint8]:
     # The range comes from all but the brightest 0.01 % (QA round 11: one hot pixel at
     # 65535 in a 12-bit thermal frame left the rest of it nearly black); those few
     # saturate at 255.
+    if arr.dtype.kind == "i" and arr.size and arr.min() < 0:
+        # Signed data (a DEM, a thermal frame in degrees) starts at its coldest 0.01 %,
+        # not at 0: its negatives decoded black (half of a -1000..1000 ramp).
+        lo = min(0, int(np.percentile(arr, 0.01, method="higher")))
+        arr = arr.astype(np.int64) - lo
     top = max(0, int(np.percentile(arr, 99.99, method="lower"))) if arr.size else 0
     shift = max(0, top.bit_length() - 8)
     return np.minimum(np.maximum(arr, 0) >> shift, 255).astype(np.uint8)
@@ -424,8 +429,9 @@ def _top_bits(arr: NDArray[Any]) -> NDArray[np.uint8]:
 def to_rgb8(img: Image.Image) -> NDArray[np.uint8]:
     """Convert any Pillow image (L, LA, P, RGBA, I;16, I, F, CMYK, ...) to ``(H, W, 3)`` uint8.
 
-    Integer samples (I;16*, I) keep the top 8 of the bits the data uses: negatives clip to
-    0, then all are shifted right by ``max(0, bit_length(top) - 8)``, ``top`` being the
+    Integer samples (I;16*, I) keep the top 8 of the bits the data uses: signed data with
+    negatives is first offset by its 0.01th percentile (colder pixels clip to 0), then all
+    are shifted right by ``max(0, bit_length(top) - 8)``, ``top`` being the
     99.99th percentile (so a few hot pixels do not darken the rest: they saturate at 255),
     i.e. the smallest power-of-two range holding the data maps to 0..255. 16-bit data
     (``top`` >= 32768) is shifted by 8, 12-bit data (``top`` 2048..4095) by 4, 8-bit data

@@ -67,7 +67,8 @@ from curate.dedupe.ssim import to_gray
 #: fail are unreadable (earlier versions cached signatures of damaged PNGs); 7: samples
 #: wider than 8 bits scaled by the bits the data uses, and EXIF-oriented images reduced on
 #: a grid from the displayed top-left (both changed thumbnails); 8: colour PNGs and TIFFs
-#: of 16 bits per sample decoded in full, not as their top bytes.
+#: of 16 bits per sample decoded in full, not as their top bytes, and signed samples
+#: offset by their coldest, not clipped at 0.
 SIGNATURE_VERSION = 8
 CACHE_ENV = "SODKIT_CACHE_DIR"
 #: Longer side (px) at which :func:`sharpness` compares images.

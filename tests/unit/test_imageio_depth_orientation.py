@@ -13,6 +13,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import tifffile
 from numpy.typing import NDArray
 from PIL import Image
 
@@ -111,11 +112,35 @@ def test_a_hot_pixel_does_not_darken_the_picture(tmp_path: Path, rng: np.random.
     np.testing.assert_array_equal(a, b)
 
 
-def test_int32_samples_clip_negatives_and_scale_by_the_depth_used() -> None:
-    data = np.array([[-300, 0, 15, 16], [1000, 2048, 4000, 4095]], np.int32)
+def test_int32_samples_scale_by_the_depth_used() -> None:
+    data = np.array([[0, 0, 15, 16], [1000, 2048, 4000, 4095]], np.int32)
     out = to_rgb8(Image.fromarray(data))  # Pillow's mode I
     assert out.shape == (2, 4, 3)
     np.testing.assert_array_equal(out[..., 2], [[0, 0, 0, 1], [62, 128, 250, 255]])
+
+
+@pytest.mark.parametrize("dtype", [np.int16, np.int32])
+def test_signed_samples_start_at_their_coldest(
+    tmp_path: Path, rng: np.random.Generator, dtype: type
+) -> None:
+    """A signed TIFF (a DEM, a thermal frame in degrees) of -1000..1000 decoded its
+    negatives black, half the picture; it now spans the 8-bit range, and one stray cold
+    pixel clips to 0 instead of shifting the rest."""
+    picture = _picture(rng, 150, 200)
+    picture[:, 0] = 0  # more than the coldest 0.01 % at the minimum
+    signed = (picture.astype(np.int32) * 8 - 1024).astype(dtype)  # -1024..1016
+    path = tmp_path / "signed.tif"
+    tifffile.imwrite(path, signed)
+    got = read_image(path)[..., 0]
+    assert got.min() == 0 and got.max() >= 250
+    np.testing.assert_array_equal(got, picture)  # 0..2040 keeps its top 8 bits
+    cold = signed.copy()
+    cold[5, 5] = np.iinfo(dtype).min
+    tifffile.imwrite(path, cold)
+    out = read_image(path)[..., 0]
+    assert out[5, 5] == 0
+    out[5, 5] = picture[5, 5]
+    np.testing.assert_array_equal(out, picture)
 
 
 def test_dedupe_keeps_different_twelve_bit_pictures(
