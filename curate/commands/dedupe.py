@@ -791,13 +791,14 @@ def leaks_cmd(
         for col in ("cluster", "splits", "images", "example", "reasons"):
             table.add_column(col)
         leaking = [c for c in rep["clusters"] if c["leak"]]
+        root = parse_spec(data)[1]
         for cl in leaking[:20]:
             reasons = sorted({m["reason"] for m in cl["members"] if m.get("reason")})
             table.add_row(
                 cl["id"],
                 ", ".join(str(x or "-") for x in cl["splits"]),
                 str(cl["size"]),
-                _leak_example(cl["members"]),
+                _leak_example(cl["members"], root),
                 ", ".join(reasons),
             )
         console.print(table)
@@ -826,17 +827,28 @@ def leaks_cmd(
         raise typer.Exit(1)
 
 
-def _leak_example(members: list[dict[str, Any]]) -> str:
-    """One linked pair of a leaking cluster, each image with its split (``test: a.jpg ~
-    train: b.jpg``): a pair across two splits where the cluster's links give one."""
-    split_of = {m["file_name"]: m.get("split") or "-" for m in members}
-    linked = [m for m in members if m.get("linked_to") in split_of]
-    across = [m for m in linked if split_of[m["linked_to"]] != split_of[m["file_name"]]]
+def _leak_example(members: list[dict[str, Any]], root: Path) -> str:
+    """One linked pair of a leaking cluster, each image with its split and its file as
+    found under ``root`` (``test: test/images/a.jpg ~ train: train/images/a.jpg``; leaks
+    writes nothing, so the names an output would give, ``train__a.jpg``, would name no
+    file): a pair across two splits where the cluster's links give one."""
+    by_name = {m["file_name"]: m for m in members}
+
+    def shown(m: dict[str, Any]) -> str:
+        where = m["file_name"]
+        path = Path(m.get("path") or "")
+        for top in (root.absolute(), root.resolve()):
+            if path.is_relative_to(top):
+                where = path.relative_to(top).as_posix()
+                break
+        return f"{m.get('split') or '-'}: {where}"
+
+    linked = [m for m in members if m.get("linked_to") in by_name]
+    across = [m for m in linked if by_name[m["linked_to"]].get("split") != m.get("split")]
     if not (across or linked):
-        return str(members[0]["file_name"])
+        return shown(members[0])
     ex = (across or linked)[0]
-    other = ex["linked_to"]
-    return f"{split_of[ex['file_name']]}: {ex['file_name']} ~ {split_of[other]}: {other}"
+    return f"{shown(ex)} ~ {shown(by_name[ex['linked_to']])}"
 
 
 def _split(plan: DedupePlan, i: int) -> str | None:

@@ -1289,7 +1289,20 @@ def write_deduped(
                     **({"exact_copy_of": m["exact_copy_of"]} if "exact_copy_of" in m else {}),
                 )
     manifest.skipped.extend(plan.skipped)
-    manifest.record_read(plan.dataset.info)  # what the reader changed or dropped (renames...)
+    # What the reader changed or dropped (renames...), less the changes to images dropped
+    # here: they are not written, and their drop entries name the files they came from
+    # (QA: 20 'renamed to train__x.jpg' entries, every one an image dropped as a copy).
+    gone = {
+        str(m[key])
+        for c in report["clusters"]
+        for m in c["members"]
+        if m["role"] == "dropped"
+        for key in ("path", "file_name")
+    }
+    read = plan.dataset.info
+    manifest.record_read(
+        {**read, "changed": [c for c in read.get("changed", []) if str(c.get("item")) not in gone]}
+    )
     manifest.changed.extend(changes)
     with atomic_output(out, overwrite=overwrite, inputs=inputs, notify=notify) as tmp:
         result = write_dataset(

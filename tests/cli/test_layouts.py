@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 from pathlib import Path
 
 import cv2
@@ -321,3 +322,28 @@ def test_a_split_without_its_labels_folder_is_noted(tmp_path: Path, run) -> None
     r = run("leaks", str(root))
     text = " ".join(r.output.split())
     assert "note: test: no labels folder" in text and "5 image(s) are read as negatives" in text
+
+
+def test_a_copy_of_one_name_in_two_splits_is_named_as_on_disk(tmp_path: Path, run) -> None:
+    """QA round 13: train/images/img3.jpg copied to test/images/img3.jpg. The reader names
+    one of them test__img3.jpg (the name an output would give it); leaks, which writes
+    nothing, named no file so, and dedupe's manifest listed that rename although the image
+    was dropped and nothing was renamed."""
+    root = tmp_path / "D-Fire"
+    _dfire(root)
+    for sub, ext in (("images", ".jpg"), ("labels", ".txt")):
+        shutil.copyfile(root / "train" / sub / f"img3{ext}", root / "test" / sub / f"img3{ext}")
+    r = run("leaks", str(root), "--exact")
+    example = [line for line in r.output.splitlines() if "img3.jpg" in line]
+    text = " ".join(example)
+    assert "train/images/img3.jpg" in text and "test/images/img3.jpg" in text, r.output
+    assert "__img3.jpg" not in r.output
+    out = tmp_path / "clean"
+    run("dedupe", str(root), "--exact", "--out", str(out))
+    man = json.loads((out / "manifest.json").read_text())
+    dropped = {d["path"] for d in man["dropped"]} | {d["item"] for d in man["dropped"]}
+    assert len(man["dropped"]) == 3  # img3's copy, copy1, copy2
+    assert not [c for c in man["changed"] if c["item"] in dropped], man["changed"]
+    written = {p.name for p in (out / "images").rglob("*.jpg")}
+    renames = [c for c in man["changed"] if "renamed to" in c["change"]]
+    assert len(renames) == sum("__" in name for name in written)
