@@ -171,7 +171,7 @@ def test_inproc_address_and_client_both_work() -> None:
     distributed = pytest.importorskip("distributed")
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster, set_as_default=False) as client,
     ):

@@ -34,7 +34,7 @@ def cluster() -> Iterator[Any]:
         threads_per_worker=2,
         protocol="tcp://",
         host="127.0.0.1",
-        dashboard_address=None,
+        dashboard_address=":0",
     )
     try:
         yield cluster

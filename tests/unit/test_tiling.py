@@ -482,7 +482,7 @@ def test_dask_scheduler_gives_the_same_output_as_serial(tmp_path: Path) -> None:
     tile_dataset(ds, serial, "coco", TileConfig(keep_empty=0.5, seed=1))
     with (
         distributed.LocalCluster(
-            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None
+            processes=False, n_workers=1, threads_per_worker=2, dashboard_address=":0"
         ) as cluster,
         distributed.Client(cluster) as client,
     ):

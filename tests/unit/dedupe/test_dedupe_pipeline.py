@@ -240,7 +240,7 @@ def test_same_results_on_every_executor(known: dict[str, Path], options: DedupeO
         local = find_duplicates(ds, options, runtime=Runtime(executor=pool))
     with (
         LocalCluster(
-            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None
+            n_workers=1, threads_per_worker=1, processes=False, dashboard_address=":0"
         ) as cluster,
         Client(cluster) as client,
         make_executor(scheduler=client) as dask,
