@@ -441,7 +441,7 @@ def _few_survive_by_similarity(rep: dict[str, Any]) -> bool:
 
 def _merge_line(m: dict[str, int], *, written: bool) -> str:
     """What ``--merge-labels`` did (or would do) with the boxes of dropped duplicates."""
-    if not m["carried"] and not m["left"] and not m.get("left_outside"):
+    if not m["carried"] and not m["left"] and not m.get("left_outside") and not m.get("left_class"):
         return (
             "--merge-labels: no box to carry (every box of a dropped duplicate is on its survivor)"
         )
@@ -452,6 +452,8 @@ def _merge_line(m: dict[str, int], *, written: bool) -> str:
         left.append(f"{m['left']} that overlap a box of their class there")
     if m.get("left_outside"):
         left.append(f"{m['left_outside']} outside the survivor's view")
+    if m.get("left_class"):
+        left.append(f"{m['left_class']} the survivor labels with another class (resolve them)")
     if left:
         text += f", {'leaving' if written else 'and would leave'} " + " and ".join(left)
     return text + ("; see manifest.json" if written else "")

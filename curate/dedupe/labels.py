@@ -19,7 +19,12 @@ then says how the images were aligned.
 A box that overlaps a survivor box of its class (IoU >= :data:`OVERLAP_IOU`, or
 :data:`OVERLAP_IOS` of the smaller box inside the other) is most likely the same object
 drawn another way: it is not added (stacked boxes on one object teach a detector
-duplicates), and the change says so; the report's label conflict still lists it.
+duplicates), and the change says so; the report's label conflict still lists it. A box
+nearly the same as a survivor box of another class (IoU >= :data:`CLASS_CONFLICT_IOU`)
+is one object the two images label differently: it is not added either (two boxes of two
+classes on one object would teach a detector both; QA round 14: a copy relabelled from
+Fire to smoke gave its survivor the same box twice, once per class), and the note names
+both classes for the user to decide.
 """
 
 from __future__ import annotations
@@ -45,6 +50,10 @@ OVERLAP_IOS = 0.6
 #: or because it falls outside the survivor's picture (a crop's survivor).
 LEFT_OVERLAP = "not carried: it overlaps"
 LEFT_OUTSIDE = "not carried: it lies outside the survivor's view"
+LEFT_CLASS = "not carried: the survivor labels the same box"
+#: A carried box this close to a survivor box of another class is that box with another
+#: label: fire and smoke boxes of one scene overlap, but rarely this much.
+CLASS_CONFLICT_IOU = 0.8
 #: A box placed in the survivor is carried only when this much of it lies inside, as
 #: ``curate tile`` keeps a cut box by default (``--min-visibility``): a sliver of an object
 #: at a crop's edge is no label of it (QA round 9: boxes 14-44 % inside were carried).
@@ -460,6 +469,17 @@ def merge_into(
                 f"({visible:.0%} of it inside)"
             )
             continue
+        other = [(a.bbox, n) for a, n in before if key(n) != key(names_dropped[i])]
+        if other:
+            ious = B.iou([box], [b for b, _ in other])[0]
+            j = int(np.argmax(ious))
+            if ious[j] >= CLASS_CONFLICT_IOU:
+                notes.append(
+                    f"'{names_dropped[i]}' box from '{dropped.file_name}' {LEFT_CLASS} as "
+                    f"'{other[j][1]}' (IoU {float(ious[j]):.2f}): a class disagreement, left "
+                    "for you to resolve"
+                )
+                continue
         same = [a.bbox for a, n in before if key(n) == key(names_dropped[i])]
         if same:
             iou, ios = float(B.iou([box], same).max()), float(B.ios([box], same).max())

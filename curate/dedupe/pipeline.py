@@ -878,7 +878,7 @@ class DedupePlan:
 
     def output_dataset(self) -> tuple[Dataset, list[dict[str, Any]]]:
         """The kept images of the dataset (labels merged in with ``merge_labels``) and changes."""
-        from curate.dedupe.labels import LEFT_OUTSIDE, LEFT_OVERLAP, merge_into
+        from curate.dedupe.labels import LEFT_CLASS, LEFT_OUTSIDE, LEFT_OVERLAP, merge_into
 
         kept = self.kept_new()
         changes: list[dict[str, Any]] = []
@@ -910,6 +910,7 @@ class DedupePlan:
                         "added_annotations": added,
                         "left_annotations": sum(LEFT_OVERLAP in n for n in notes),
                         "left_outside": sum(LEFT_OUTSIDE in n for n in notes),
+                        "left_class": sum(LEFT_CLASS in n for n in notes),
                         **({"notes": notes} if notes else {}),
                     }
                 )
@@ -971,7 +972,8 @@ def against_counts(plan: DedupePlan) -> dict[str, int]:
 def merge_counts(changes: Sequence[dict[str, Any]]) -> dict[str, int]:
     """Boxes ``--merge-labels`` carries to survivors, the survivors that get some, and the
     boxes it leaves (``left``: each overlaps a box of its class on the survivor;
-    ``left_outside``: outside the survivor's view), from the changes of
+    ``left_outside``: outside the survivor's view; ``left_class``: the survivor labels
+    the same box with another class), from the changes of
     :meth:`DedupePlan.output_dataset`."""
     merged = [c for c in changes if c.get("change") == "merged labels"]
     return {
@@ -979,6 +981,7 @@ def merge_counts(changes: Sequence[dict[str, Any]]) -> dict[str, int]:
         "survivors": len({c["item"] for c in merged if c.get("added_annotations")}),
         "left": sum(int(c.get("left_annotations", 0)) for c in merged),
         "left_outside": sum(int(c.get("left_outside", 0)) for c in merged),
+        "left_class": sum(int(c.get("left_class", 0)) for c in merged),
     }
 
 

@@ -246,6 +246,7 @@ def test_merge_labels_preview_matches_the_run_and_conflicts_state_frames(
         "survivors": 1,
         "left": 0,
         "left_outside": 0,
+        "left_class": 0,
     }
     (conflict,) = json.loads((out / "dedupe_report.json").read_text())["clusters"][0][
         "label_conflicts"

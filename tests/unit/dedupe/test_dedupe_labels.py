@@ -62,6 +62,25 @@ def test_boxes_of_an_object_already_labelled_are_not_stacked() -> None:
     assert len(kept.annotations) == 4
 
 
+def test_a_box_the_survivor_labels_with_another_class_is_not_carried() -> None:
+    """QA round 14: a copy relabelled Fire -> smoke gave its survivor the same box twice,
+    once per class. Nearly the same box (IoU >= 0.8) with another class is a class
+    disagreement, left for the user; smoke over a flame (IoU 0.47 above) is still carried."""
+    kept = _item("kept.jpg", [(10, 10, 110, 110, 0)])
+    dropped = _item("dup.jpg", [(12, 11, 110, 112, 1), (40, 40, 120, 120, 1)])
+    notes = merge_into(kept, _names(kept), dropped, _names(dropped))
+    assert [(a.bbox, a.category_id) for a in kept.annotations] == [
+        ((10, 10, 110, 110), 0),
+        ((40.0, 40.0, 120.0, 120.0), 1),  # IoU 0.49 with the fire box: carried
+    ]
+    assert len(notes) == 1
+    assert (
+        "'smoke' box from 'dup.jpg' not carried: the survivor labels the same box as 'fire'"
+        in notes[0]
+    )
+    assert "class disagreement" in notes[0]
+
+
 def test_boxes_are_scaled_to_the_survivor() -> None:
     kept = _item("kept.jpg", [], w=400)
     dropped = _item("half.jpg", [(10, 20, 30, 40, 1)], w=200)
