@@ -344,6 +344,8 @@ def dedupe_cmd(
         ref_not_read = images_left_out(opts.policy.skipped[read_before:])
         if ref is not None:
             _check_against(ds, ref, against, o)  # type: ignore[arg-type]
+        if o.roi == "objects":
+            _check_roi(ds, ref)
         if fmt is not None and not do_sweep:
             stops += _check_format(ds, fmt.value, writes)
         if do_sweep:
@@ -437,6 +439,26 @@ def _few_survive_by_similarity(rep: dict[str, Any]) -> bool:
     )
     images = c["images"] - copies
     return images >= _FEW_SURVIVE_MIN and c["kept"] <= images // 20 and c["dropped"] > copies
+
+
+def _check_roi(ds: Dataset, ref: Dataset | None) -> None:
+    """``--roi objects`` compares labelled boxes: refuse it where no image has any (QA
+    round 14: a clip without annotations kept 1 of 899 frames, each drop reasoned
+    'ssim+roi', and the warning advised --roi objects), and note how many have none."""
+    images = [*ds.images, *(ref.images if ref is not None else [])]
+    bare = sum(1 for img in images if not img.annotations)
+    if images and bare == len(images):
+        raise UsageError(
+            f"--roi objects compares labelled boxes, and none of the {len(images)} images has "
+            "any: it would decide by whole-image similarity alone. Read the labels with the "
+            "images (e.g. a FURG-style XML beside a clip), or leave --roi out and choose a "
+            "threshold with --sweep"
+        )
+    if bare:
+        print_note(
+            f"{bare} of {len(images)} images have no boxes: two of them are compared as "
+            "whole images only (--roi objects needs boxes to tell them apart)"
+        )
 
 
 def _merge_line(m: dict[str, int], *, written: bool) -> str:
@@ -665,10 +687,15 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
                 "duplicates the reference or another new image; nothing new to add"
             )
     elif _few_survive_by_similarity(rep):
+        advice = (
+            "Try --sweep or a higher --ssim (--roi objects is on already)."
+            if plan.options.roi == "objects"
+            else "Try --sweep, a higher --ssim, or --roi objects (the labelled regions must "
+            "match too)."
+        )
         err_console.print(
             f"[yellow]warning:[/] only {c['kept']} of {c['images']} images survive: on a static "
-            "camera every frame can pass the threshold. Try --sweep, a higher --ssim, or "
-            "--roi objects (the labelled regions must match too)."
+            f"camera every frame can pass the threshold. {advice}"
         )
     if stats.get("cache_problem"):
         err_console.print(f"[yellow]warning:[/] {stats['cache_problem']}")

@@ -347,3 +347,19 @@ def test_a_copy_of_one_name_in_two_splits_is_named_as_on_disk(tmp_path: Path, ru
     written = {p.name for p in (out / "images").rglob("*.jpg")}
     renames = [c for c in man["changed"] if "renamed to" in c["change"]]
     assert len(renames) == sum("__" in name for name in written)
+
+
+def test_roi_objects_on_images_without_labels_is_refused(tmp_path: Path, run) -> None:
+    """QA round 14: on a clip without annotations --roi objects kept 1 of 899 frames, each
+    drop reasoned 'ssim+roi', and the warning advised --roi objects."""
+    root = tmp_path / "fire-set"
+    _tree(root)
+    r = run("dedupe", str(root), "--roi", "objects", "--dry-run", code=1)
+    text = " ".join(r.output.split())
+    assert "--roi objects compares labelled boxes, and none of the 15 images has any" in text
+    assert "Traceback" not in r.output
+    # Labelled data with background images: said how many are compared as whole images.
+    data = tmp_path / "D-Fire"
+    _dfire(data)
+    r = run("dedupe", str(data), "--roi", "objects", "--dry-run")
+    assert "1 of 11 images have no boxes" in " ".join(r.output.split())
