@@ -649,8 +649,16 @@ def _print_plan(plan: DedupePlan, rep: dict[str, Any], scheduler: str | None = N
     if o.ssim is None:
         scale = ""
     elif o.refines:
+        changed = ""
+        if stats.get("pairs_refined"):
+            # What refinement changed, or a user must compare reports (QA round 14).
+            changed = (
+                f" ({stats.get('refined_passed', 0)} now above the threshold, "
+                f"{stats.get('refined_failed', 0)} now below)"
+            )
         scale = (
-            f"SSIM at {o.size} px, {stats['pairs_refined']} pairs re-scored at full resolution; "
+            f"SSIM at {o.size} px, {stats['pairs_refined']} pairs re-scored at full "
+            f"resolution{changed}; "
         )
     else:
         scale = f"SSIM at {o.size} px (add --refine auto to decide near the threshold at full resolution); "

@@ -1042,7 +1042,18 @@ def find_duplicates(
     prep.stats["candidates"] = found
     prep.stats["cluster_s"] = time.perf_counter() - t1
     prep.stats["pairs_scored"] = len(prep.scorer)
-    prep.stats["pairs_refined"] = sum(v.full_ssim is not None for v in prep.scorer.memo.values())
+    refined = [v for v in prep.scorer.memo.values() if v.full_ssim is not None]
+    prep.stats["pairs_refined"] = len(refined)
+    if o.ssim is not None:  # what full resolution changed: pairs now above or below T
+        t = o.ssim
+        prep.stats["refined_passed"] = sum(
+            v.ssim is not None and v.ssim <= t < v.full_ssim  # type: ignore[operator]
+            for v in refined
+        )
+        prep.stats["refined_failed"] = sum(
+            v.ssim is not None and v.full_ssim <= t < v.ssim  # type: ignore[operator]
+            for v in refined
+        )
     prep.stats["total_s"] = time.perf_counter() - t0
     if rt.cache is not None and rt.cache.problem:  # the sharpness and crop steps use it too
         prep.stats["cache_problem"] = rt.cache.problem

@@ -354,6 +354,11 @@ def test_refining_only_what_decisions_wait_for_changes_no_decision(
         return sum(s.full_ssim is not None for s in plan.scorer.memo.values())
 
     assert 0 < refined(lazy) < refined(every)
+    # What full resolution changed, as the summary line says it (QA round 14).
+    done = [s for s in lazy.scorer.memo.values() if s.full_ssim is not None and s.ssim]
+    t = lazy.options.ssim
+    assert lazy.stats["refined_passed"] == sum(s.ssim <= t < s.full_ssim for s in done)
+    assert lazy.stats["refined_failed"] == sum(s.full_ssim <= t < s.ssim for s in done)
     assert any(s.unsettled for s in lazy.scorer.memo.values())
     for field in ("status", "dup_of", "cluster"):
         assert np.array_equal(getattr(lazy.resolution, field), getattr(every.resolution, field))
