@@ -463,7 +463,7 @@ def _check_roi(ds: Dataset, ref: Dataset | None) -> None:
 
 def _merge_line(m: dict[str, int], *, written: bool) -> str:
     """What ``--merge-labels`` did (or would do) with the boxes of dropped duplicates."""
-    if not m["carried"] and not m["left"] and not m.get("left_outside") and not m.get("left_class"):
+    if not any(m.get(k) for k in ("carried", "left", "left_outside", "left_class")):
         return (
             "--merge-labels: no box to carry (every box of a dropped duplicate is on its survivor)"
         )
@@ -870,14 +870,12 @@ def _leak_example(members: list[dict[str, Any]], root: Path) -> str:
     writes nothing, so the names an output would give, ``train__a.jpg``, would name no
     file): a pair across two splits where the cluster's links give one."""
     by_name = {m["file_name"]: m for m in members}
+    tops = (root.absolute(), root.resolve())
 
     def shown(m: dict[str, Any]) -> str:
-        where = m["file_name"]
         path = Path(m.get("path") or "")
-        for top in (root.absolute(), root.resolve()):
-            if path.is_relative_to(top):
-                where = path.relative_to(top).as_posix()
-                break
+        top = next((t for t in tops if path.is_relative_to(t)), None)
+        where = path.relative_to(top).as_posix() if top is not None else m["file_name"]
         return f"{m.get('split') or '-'}: {where}"
 
     linked = [m for m in members if m.get("linked_to") in by_name]

@@ -1045,15 +1045,9 @@ def find_duplicates(
     refined = [v for v in prep.scorer.memo.values() if v.full_ssim is not None]
     prep.stats["pairs_refined"] = len(refined)
     if o.ssim is not None:  # what full resolution changed: pairs now above or below T
-        t = o.ssim
-        prep.stats["refined_passed"] = sum(
-            v.ssim is not None and v.ssim <= t < v.full_ssim  # type: ignore[operator]
-            for v in refined
-        )
-        prep.stats["refined_failed"] = sum(
-            v.ssim is not None and v.full_ssim <= t < v.ssim  # type: ignore[operator]
-            for v in refined
-        )
+        above = [(v.ssim > o.ssim, v.full_ssim > o.ssim) for v in refined if v.ssim is not None]
+        prep.stats["refined_passed"] = sum(after and not was for was, after in above)
+        prep.stats["refined_failed"] = sum(was and not after for was, after in above)
     prep.stats["total_s"] = time.perf_counter() - t0
     if rt.cache is not None and rt.cache.problem:  # the sharpness and crop steps use it too
         prep.stats["cache_problem"] = rt.cache.problem
@@ -1306,13 +1300,7 @@ def write_deduped(
     # What the reader changed or dropped (renames...), less the changes to images dropped
     # here: they are not written, and their drop entries name the files they came from
     # (QA: 20 'renamed to train__x.jpg' entries, every one an image dropped as a copy).
-    gone = {
-        str(m[key])
-        for c in report["clusters"]
-        for m in c["members"]
-        if m["role"] == "dropped"
-        for key in ("path", "file_name")
-    }
+    gone = {str(x) for i in plan.dropped() for x in (plan.images[i].path, plan.images[i].file_name)}
     read = plan.dataset.info
     manifest.record_read(
         {**read, "changed": [c for c in read.get("changed", []) if str(c.get("item")) not in gone]}
