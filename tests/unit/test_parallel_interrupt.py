@@ -192,3 +192,36 @@ def test_a_consumer_that_stops_early_leaves_the_pool_usable() -> None:
         next(results)
         results.close()  # its queued chunks are cancelled
         assert list(ex.map(abs, [-7])) == [7]
+
+
+def test_ctrl_c_while_a_result_wait_takes_its_lock_back_is_a_ctrl_c(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A KeyboardInterrupt inside ``Condition.wait`` as it re-takes its lock leaves the lock
+    free, and the ``with`` around the wait raises ``RuntimeError: cannot release
+    un-acquired lock`` in its place (a CI run printed that traceback after Ctrl+C). The
+    pool stops and the caller gets the KeyboardInterrupt."""
+    from concurrent.futures import Future
+
+    def cut_wait(self: Future, timeout: float | None = None) -> object:  # type: ignore[type-arg]
+        try:
+            raise KeyboardInterrupt
+        finally:
+            raise RuntimeError("cannot release un-acquired lock")
+
+    before = set(mp.active_children())
+    with ProcessExecutor(2) as ex:
+        results = ex.map(time.sleep, [0, 600, 600], chunksize=1)
+        next(results)
+        workers = set(mp.active_children()) - before
+        monkeypatch.setattr(Future, "result", cut_wait)
+        with pytest.raises(KeyboardInterrupt):
+            next(results)
+        monkeypatch.undo()
+    assert workers and not any(p.is_alive() for p in workers)
+    # Any other RuntimeError stays what it is.
+    with ProcessExecutor(1) as ex:
+        monkeypatch.setattr(Future, "result", lambda self, timeout=None: 1 / 0)
+        with pytest.raises(ZeroDivisionError):
+            next(ex.map(abs, [-1]))
+        monkeypatch.undo()
